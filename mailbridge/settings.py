@@ -1,0 +1,187 @@
+"""The configuration as frozen values (SPEC §5).
+
+``mailbridge.config`` reads TOML into these; everything else only reads them.
+Defaults here are the embedded defaults: a gateway started on an empty
+``[smtp]`` listens on loopback, stores in SQLite and delivers to the ``file``
+provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
+
+from mailbridge.models import Format
+
+__all__ = [
+    "Account",
+    "DeliverySettings",
+    "ForwardAlias",
+    "LimitsSettings",
+    "LoggingSettings",
+    "NumberAddressSettings",
+    "ProviderSettings",
+    "ReplySettings",
+    "RouteRule",
+    "RoutingSettings",
+    "Settings",
+    "SmtpSettings",
+    "StorageSettings",
+]
+
+Network = IPv4Network | IPv6Network
+
+
+def _loopback() -> tuple[Network, ...]:
+    return (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmtpSettings:
+    listen: tuple[str, ...] = ("127.0.0.1:2525",)
+    hostname: str = "localhost"
+    ident: str = "mailbridge ESMTP"
+    domains: tuple[str, ...] = ("localhost",)
+    command_address: str = "send"
+    max_message_size: int = 102400
+    trusted_networks: tuple[Network, ...] = field(default_factory=_loopback)
+    default_charset: str = "koi8-r"
+    default_region: str = "RU"
+    on_error: str = "reply"  # "reply" | "reject"
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    require_starttls: bool = False
+    timeout_s: float = 300.0
+    command_call_limit: int = 100
+    max_connections: int = 200
+    max_connections_per_ip: int = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorageSettings:
+    url: str = "sqlite:///mailbridge.db"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliverySettings:
+    validity_s: float = 86400.0
+    retry_first_s: float = 2.0
+    retry_max_s: float = 600.0
+    batch_size: int = 200
+    lease_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplySettings:
+    smarthost: str | None = None  # "host:port"; None: replies are stored but not sent
+    from_address: str = "mailbridge@localhost"  # TOML key: `from`
+    reply_rate_per_hour: int = 30
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsSettings:
+    duplicate_window_s: float = 60.0
+    duplicate_max: int = 2
+    flood_max: int = 50
+    flood_gap_s: float = 120.0
+    error_block_after: int = 10
+    error_block_window_s: float = 600.0
+    error_block_for_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    login: str
+    password_hash: str | None = None  # from `mailbridge hash-password`, or "plain:<password>"
+    apikey_hash: str | None = None
+    senders: tuple[str, ...] = ()
+    default_sender: str = ""
+    allowed_ips: tuple[Network, ...] = ()  # empty: any client allowed to submit
+    tz: int = 0  # hours relative to Moscow
+    balance: int | None = None  # SMS parts; None: unlimited
+    groups: dict[int, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    deny_text: tuple[str, ...] = ()  # regular expressions
+    blacklist: tuple[str, ...] = ()  # E.164 numbers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardAlias:
+    address: str  # full address, lower case
+    account: str
+    to: tuple[str, ...]
+    allowed_senders: tuple[str, ...] = ()
+    template: str = "{subject}: {body}"
+    max_parts: int = 2
+    sender: str | None = None  # None: the account's default_sender
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NumberAddressSettings:
+    enabled: bool = False
+    account: str = ""
+    allowed_senders: tuple[str, ...] = ()
+    template: str = "{subject}: {body}"
+    max_parts: int = 2
+    sender: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderSettings:
+    name: str
+    type: str  # miatel | jsonapi | smsc | file
+    url: str = ""
+    username: str = ""
+    password: str = ""
+    path: str = ""  # `file` provider: where JSON lines go
+    formats: frozenset[Format] | None = None  # None: all the type carries
+    rate_per_s: float = 0.0  # 0: unlimited
+    concurrency: int = 8
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    max_recipients: int = 1  # recipients per request where the wire format allows several
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteRule:
+    prefix: str
+    providers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutingSettings:
+    default: tuple[str, ...] = ()
+    rules: tuple[RouteRule, ...] = ()
+    breaker_failures: int = 5
+    breaker_reset_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingSettings:
+    level: str = "info"
+    format: str = "auto"  # auto | json | console
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    reply: ReplySettings = field(default_factory=ReplySettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    accounts: tuple[Account, ...] = ()
+    forward: tuple[ForwardAlias, ...] = ()
+    number_addresses: NumberAddressSettings = field(default_factory=NumberAddressSettings)
+    providers: tuple[ProviderSettings, ...] = ()
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    source: str = ""  # the config file this came from ("" when built in code)
+
+    def account(self, login: str) -> Account | None:
+        for acc in self.accounts:
+            if acc.login == login:
+                return acc
+        return None

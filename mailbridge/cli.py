@@ -1,0 +1,173 @@
+"""The ``mailbridge`` command line (SPEC §6)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from mailbridge import __version__
+
+__all__ = ["main"]
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $MAILBRIDGE_CONFIG, else /etc/mailbridge/config.toml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailbridge", description="E-mail-to-SMS gateway speaking the SMSC e-mail grammar."
+    )
+    parser.add_argument("--version", action="version", version=f"mailbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gateway (SIGTERM drains, SIGHUP reloads)")
+    _add_config(p)
+
+    p = sub.add_parser("check-config", help="check the config file and exit")
+    _add_config(p)
+
+    p = sub.add_parser("hash-password", help="read a password, print a hash for the config")
+    p.add_argument(
+        "--stdin", action="store_true", help="read the password from standard input (no prompt)"
+    )
+
+    p = sub.add_parser("parse", help="dry run: what a mail would send and answer")
+    p.add_argument("file", metavar="FILE.eml", help="the mail, as bytes ('-' for stdin)")
+    _add_config(p)
+    p.add_argument("--client-ip", default="127.0.0.1", help="client IP for allowed_ips checks")
+
+    p = sub.add_parser("queue", help="inspect and act on the delivery queue")
+    _add_config(p)
+    qsub = p.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
+    q = qsub.add_parser("list", help="list requests")
+    q.add_argument("--state", help="only requests with SMS in this state")
+    q.add_argument("--account", help="only this account's requests")
+    q.add_argument("--limit", type=int, default=100)
+    for name, text in (
+        ("show", "a request, each SMS and every attempt"),
+        ("retry", "send the failed, expired or cancelled SMS of a request again"),
+        ("cancel", "cancel the scheduled SMS of a request"),
+    ):
+        q = qsub.add_parser(name, help=text)
+        q.add_argument("id", metavar="ID")
+    return parser
+
+
+def _config_path(arg: str | None) -> Path:
+    from mailbridge.config import resolve_config_path
+
+    return resolve_config_path(arg, os.environ)
+
+
+def _check_config(arg: str | None, out: TextIO, err: TextIO) -> int:
+    from mailbridge.config import config_warnings, load_config
+    from mailbridge.errors import ConfigError
+
+    path = _config_path(arg)
+    try:
+        settings = load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=err)
+        return 1
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}", file=err)
+    print(f"OK: {path}", file=out)
+    return 0
+
+
+def _hash_password(from_stdin: bool, out: TextIO, err: TextIO) -> int:
+    from mailbridge.passwords import hash_password
+
+    if from_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("the two passwords differ", file=err)
+            return 1
+    if not password:
+        print("empty password", file=err)
+        return 1
+    print(hash_password(password), file=out)
+    return 0
+
+
+def _serve(arg: str | None, err: TextIO) -> int:
+    from mailbridge.app import run
+    from mailbridge.config import load_config
+    from mailbridge.errors import ConfigError
+
+    path = _config_path(arg)
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=err)
+        return 1
+    return run(path)
+
+
+def _parse(file: str, arg: str | None, client_ip: str, out: TextIO, err: TextIO) -> int:
+    from mailbridge.config import load_config
+    from mailbridge.dryrun import dry_run
+    from mailbridge.errors import ConfigError
+    from mailbridge.settings import Settings
+
+    raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    settings: Settings | None
+    path = _config_path(arg)
+    if arg is None and not path.exists():
+        settings = None
+    else:
+        try:
+            settings = load_config(path)
+        except ConfigError as exc:
+            print(str(exc), file=err)
+            return 1
+    report = dry_run(raw, settings=settings, client_ip=client_ip, now=datetime.now(UTC))
+    out.write(report.text)
+    return 0 if report.ok else 2
+
+
+def _queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from mailbridge.config import load_config
+    from mailbridge.errors import ConfigError
+    from mailbridge.queue_cli import run_queue_command
+
+    path = _config_path(args.config)
+    try:
+        settings = load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=err)
+        return 1
+    return run_queue_command(settings, args, out=out, err=err)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    if args.command == "serve":
+        return _serve(args.config, err)
+    if args.command == "check-config":
+        return _check_config(args.config, out, err)
+    if args.command == "hash-password":
+        return _hash_password(args.stdin, out, err)
+    if args.command == "parse":
+        return _parse(args.file, args.config, args.client_ip, out, err)
+    if args.command == "queue":
+        return _queue(args, out, err)
+    raise AssertionError(args.command)  # argparse refuses other commands
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

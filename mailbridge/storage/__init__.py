@@ -1,0 +1,27 @@
+"""Durable state: the ``Storage`` protocol and its implementations."""
+
+from mailbridge.storage.base import (
+    AcceptResult,
+    Attempt,
+    Intake,
+    ReplyDraft,
+    ReplyJob,
+    RequestDetail,
+    RequestSummary,
+    SmsJob,
+    SmsView,
+    Storage,
+)
+
+__all__ = [
+    "AcceptResult",
+    "Attempt",
+    "Intake",
+    "ReplyDraft",
+    "ReplyJob",
+    "RequestDetail",
+    "RequestSummary",
+    "SmsJob",
+    "SmsView",
+    "Storage",
+]

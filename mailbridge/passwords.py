@@ -93,7 +93,7 @@ def _parse_scrypt(stored: str) -> _Scrypt | None:
     if m is None:
         return None
     ln, r, p = int(m["ln"]), int(m["r"]), int(m["p"])
-    if not (1 <= ln <= 30 and 1 <= r and 1 <= p <= _MAX_P):
+    if not (1 <= ln <= 30 and r >= 1 and 1 <= p <= _MAX_P):
         return None
     if 128 * r * (1 << ln) > _MAX_MEMORY:
         return None

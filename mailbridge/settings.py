@@ -78,7 +78,7 @@ class ReplySettings:
     reply_rate_per_hour: int = 30
     starttls: bool = False
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     timeout_s: float = 30.0
 
 
@@ -96,8 +96,8 @@ class LimitsSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Account:
     login: str
-    password_hash: str | None = None  # from `mailbridge hash-password`, or "plain:<password>"
-    apikey_hash: str | None = None
+    password_hash: str | None = field(default=None, repr=False)  # hash, or "plain:<password>"
+    apikey_hash: str | None = field(default=None, repr=False)
     senders: tuple[str, ...] = ()
     default_sender: str = ""
     allowed_ips: tuple[Network, ...] = ()  # empty: any client allowed to submit
@@ -135,7 +135,7 @@ class ProviderSettings:
     type: str  # miatel | jsonapi | smsc | file
     url: str = ""
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     path: str = ""  # `file` provider: where JSON lines go
     formats: frozenset[Format] | None = None  # None: all the type carries
     rate_per_s: float = 0.0  # 0: unlimited

@@ -258,7 +258,10 @@ class Storage(Protocol):
     async def show_request(self, request_id: str) -> RequestDetail | None: ...
 
     async def retry_request(self, request_id: str, now: datetime) -> int:
-        """Put failed/expired/cancelled SMS of a request back to ``scheduled`` now; returns how many."""
+        """Put failed/expired/cancelled SMS of a request back to ``scheduled`` now.
+
+        Returns how many rows it rescheduled.
+        """
         ...
 
     async def cancel_request(self, request_id: str, now: datetime) -> int:

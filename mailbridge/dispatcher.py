@@ -1,0 +1,573 @@
+"""Due SMS rows → providers (SPEC §4).
+
+One :class:`Dispatcher` per process. Its loop claims due rows from storage in
+batches under a lease (``claim_due``), never more than it can have in flight,
+so 100 000 rows scheduled for tomorrow cost nothing until they are due. When
+nothing is due it sleeps until the earliest due time (``next_due``), or until
+:meth:`Dispatcher.wake` says a new row was committed; the sleep is capped so
+that rows left ``sending`` by a crashed peer (their lease ran out), and rows put
+back by ``mailbridge queue retry`` from another process, are picked up.
+
+For each claimed row: expired rows (``now > first_due + validity_s``) are
+marked ``expired``; the rest go to the first provider of their route
+(:func:`mailbridge.routing.route`) whose circuit breaker lets traffic through,
+in batches of rows with identical text, sender and format (up to the
+provider's ``max_batch``), each provider capped by its ``concurrency``
+(a semaphore) and ``rate_per_s`` (a token bucket). Each outcome is committed:
+``mark_sent``; a temporary failure with another healthy provider left on the
+route → ``mark_retry`` due now (failover, the attempt is recorded); otherwise
+:func:`mailbridge.retry.decide` → ``mark_retry`` at the backoff time or
+``mark_failed`` (``failed``/``expired``). Every attempt logs one ``delivery``
+line.
+
+A row handed out again while this process still holds it (its lease ran out
+while it waited for a rate-limited provider) is not sent twice: the fresh
+claim only renews the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
+from mailbridge.log import get_logger
+from mailbridge.models import Format, SmsState
+from mailbridge.providers.base import Outbound, Provider, SendResult, Sent
+from mailbridge.ratelimit import TokenBucket
+from mailbridge.retry import RetryAction, decide, expires_at
+from mailbridge.routing import BreakerState, CircuitBreaker, route
+from mailbridge.settings import ProviderSettings, Settings
+from mailbridge.storage.base import SmsJob, Storage
+
+__all__ = ["MAX_IDLE_S", "Dispatcher"]
+
+#: Longest sleep with nothing due: rows put back by another process are seen this late at most.
+MAX_IDLE_S = 30.0
+
+#: Extra seconds after a provider's own timeouts before a send is abandoned as stuck.
+_STUCK_MARGIN_S = 5.0
+
+#: How many rows at most wait for the failover memory (providers tried in this round).
+_TRIED_LIMIT = 10_000
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True, kw_only=True)
+class _Lane:
+    """One provider with its limits and health."""
+
+    name: str
+    provider: Provider
+    formats: frozenset[Format]
+    semaphore: asyncio.Semaphore
+    bucket: TokenBucket
+    breaker: CircuitBreaker
+    max_batch: int
+    deadline_s: float
+    active: int = 0
+    retired: bool = False
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+_BatchKey = tuple[str, str, str, int, str | None, str | None, str | None]
+
+
+class Dispatcher:
+    """Sends due SMS rows through the providers; see the module docstring."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        providers: Mapping[str, Provider],
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        owner: str,
+        rng: Callable[[], float] | None = None,
+    ) -> None:
+        self._storage = storage
+        self._settings = settings
+        self._clock = clock or _utcnow
+        self._owner = owner
+        self._rng = rng or random.random
+        self._log = get_logger("mailbridge.dispatcher")
+        self._lanes: dict[str, _Lane] = {}
+        self._lanes = self._build_lanes(providers, settings)
+        self._formats: dict[str, frozenset[Format]] = {}
+        self._refresh_formats()
+        self._wake = asyncio.Event()
+        self._inflight: dict[int, SmsJob] = {}
+        self._tried: dict[int, set[str]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # --- public ---------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Rows claimed by this dispatcher and not yet settled."""
+        return len(self._inflight)
+
+    async def start(self) -> None:
+        """Start the claim loop (returns at once)."""
+        if self._loop_task is None:
+            self._stopping = False
+            self._loop_task = asyncio.create_task(self._run(), name="mailbridge-dispatcher")
+
+    async def stop(self, timeout_s: float) -> None:
+        """Claim no more; let sends under way finish within ``timeout_s``, then close providers.
+
+        Rows claimed but not yet handed to a provider, and sends cut off by the
+        timeout, stay ``sending``: their lease runs out and they are sent again
+        (at-least-once).
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        await self._finish_tasks(self._tasks, timeout_s)
+        for lane in self._lanes.values():
+            await self._close(lane)
+
+    def wake(self) -> None:
+        """A row became due (a commit of the SMTP side, a retry): look again now."""
+        self._wake.set()
+
+    def reload(self, settings: Settings, providers: Mapping[str, Provider]) -> None:
+        """Use new settings and providers from now on.
+
+        Breaker state carries over by provider name. Providers no longer in use
+        are closed once their sends under way have finished.
+        """
+        old = self._lanes
+        self._settings = settings
+        self._lanes = self._build_lanes(providers, settings, previous=old)
+        self._refresh_formats()
+        current = {id(lane.provider) for lane in self._lanes.values()}
+        for lane in old.values():
+            if id(lane.provider) in current:
+                continue
+            lane.retired = True
+            if lane.active == 0:
+                self._spawn(self._close(lane))
+        self.wake()
+
+    async def run_once(self) -> int:
+        """Claim what is due now and settle it completely; returns how many rows were claimed.
+
+        For tests and tools driving a fake clock; the daemon uses :meth:`start`.
+        """
+        total = 0
+        while True:
+            before = set(self._tasks)
+            claimed = await self._claim()
+            total += claimed
+            await asyncio.gather(*(self._tasks - before))
+            if claimed == 0:
+                return total
+
+    async def idle_timeout(self) -> float:
+        """Seconds until the loop would look again with nothing woken (capped)."""
+        cap = min(self._settings.delivery.lease_s, MAX_IDLE_S)
+        if len(self._inflight) >= self._max_inflight():
+            return cap
+        due = await self._storage.next_due()
+        if due is None:
+            return cap
+        wait = (due - self._clock()).total_seconds()
+        return min(cap, max(wait, 0.0))
+
+    # --- the loop -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        errors = 0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                claimed = await self._claim()
+                if claimed and len(self._inflight) < self._max_inflight():
+                    errors = 0
+                    continue  # there may be more due at once
+                timeout = await self.idle_timeout()
+                errors = 0
+            except Exception:
+                errors += 1
+                timeout = min(MAX_IDLE_S, 0.5 * 2 ** min(errors, 6))
+                self._log.exception("dispatcher storage error", retry_in_s=timeout)
+            if timeout <= 0:
+                timeout = 0.05  # due but not claimable yet (a clock edge): do not spin
+            else:
+                timeout += 0.001  # land just after the due instant, not just before
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    def _max_inflight(self) -> int:
+        """Rows held at most: a claim batch, or enough to keep every provider busy."""
+        slots = sum(
+            max(1, self._provider_settings(lane.name).concurrency) * lane.max_batch
+            for lane in self._lanes.values()
+        )
+        return max(self._settings.delivery.batch_size, slots)
+
+    async def _claim(self) -> int:
+        free = self._max_inflight() - len(self._inflight)
+        if free <= 0 or self._stopping:
+            return 0
+        delivery = self._settings.delivery
+        now = self._clock()
+        jobs = await self._storage.claim_due(
+            now, limit=min(free, delivery.batch_size), lease_s=delivery.lease_s, owner=self._owner
+        )
+        fresh = [job for job in jobs if job.sms_id not in self._inflight]
+        for job in fresh:
+            self._inflight[job.sms_id] = job
+        if fresh:
+            self._dispatch(fresh, now)
+        return len(fresh)
+
+    def _dispatch(self, jobs: Sequence[SmsJob], now: datetime) -> None:
+        groups: dict[_BatchKey, list[SmsJob]] = {}
+        for job in jobs:
+            if now > expires_at(job.first_due, self._settings.delivery):
+                self._spawn(self._give_up(job, None, SmsState.EXPIRED, "validity ended", now))
+                continue
+            order = self._route(job)
+            if not order:
+                answer = f"no provider carries format {int(job.format)} for this number"
+                self._spawn(self._give_up(job, None, SmsState.FAILED, answer, now))
+                continue
+            lane = self._pick(job, order, now)
+            if lane is None:
+                self._spawn(self._all_open(job, order, now))
+                continue
+            key: _BatchKey = (
+                lane.name,
+                job.text,
+                job.sender,
+                int(job.format),
+                job.subject,
+                job.voice,
+                job.param,
+            )
+            group = groups.setdefault(key, [])
+            group.append(job)
+            if len(group) >= lane.max_batch:
+                self._spawn_send(lane, group)
+                del groups[key]
+        for key, group in groups.items():
+            self._spawn_send(self._lanes[key[0]], group)
+
+    def _route(self, job: SmsJob) -> tuple[str, ...]:
+        return route(job.recipient, job.format, self._settings.routing, self._formats)
+
+    def _pick(self, job: SmsJob, order: Sequence[str], now: datetime) -> _Lane | None:
+        tried = self._tried.get(job.sms_id, ())
+        for name in order:
+            if name in tried:
+                continue
+            lane = self._lanes[name]
+            if lane.breaker.allow(now):
+                return lane
+        return None
+
+    # --- sending --------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _spawn_send(self, lane: _Lane, jobs: list[SmsJob]) -> None:
+        lane.active += 1
+        task: asyncio.Task[None] = asyncio.create_task(self._send(lane, jobs))
+        self._tasks.add(task)
+        lane.tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lane.tasks.discard)
+
+    async def _send(self, lane: _Lane, jobs: list[SmsJob]) -> None:
+        try:
+            async with lane.semaphore:
+                await self._take_tokens(lane, len(jobs))
+                if self._stopping:
+                    self._release(jobs)  # left for the lease
+                    return
+                results, whole, duration_ms = await self._call(lane, jobs)
+                now = self._clock()
+                if isinstance(whole, TemporaryProviderError):
+                    lane.breaker.record_failure(now)
+                else:
+                    lane.breaker.record_success(now)
+                if isinstance(whole, PermanentProviderError):
+                    self._log.error(
+                        "provider refused the request",
+                        provider=lane.name,
+                        error=str(whole),
+                        answer=whole.provider_answer,
+                        hint="check the provider's credentials and URL",
+                    )
+            for job, result in zip(jobs, results, strict=True):
+                await self._settle(lane, job, result, now, duration_ms)
+        finally:
+            lane.active -= 1
+            if lane.retired and lane.active == 0:
+                self._spawn(self._close(lane))
+
+    async def _take_tokens(self, lane: _Lane, n: int) -> None:
+        while True:
+            wait = lane.bucket.take(n, time.monotonic())
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
+    async def _call(
+        self, lane: _Lane, jobs: Sequence[SmsJob]
+    ) -> tuple[list[SendResult], ProviderError | None, float]:
+        batch = [
+            Outbound(
+                sms_id=job.sms_id,
+                request_id=job.request_id,
+                recipient=job.recipient,
+                text=job.text,
+                sender=job.sender,
+                format=job.format,
+                subject=job.subject,
+                voice=job.voice,
+                param=job.param,
+            )
+            for job in jobs
+        ]
+        whole: ProviderError | None = None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(lane.deadline_s):
+                results = list(await lane.provider.send(batch))
+            if len(results) != len(batch):
+                raise TemporaryProviderError(
+                    f"{lane.name}: {len(results)} results for {len(batch)} SMS"
+                )
+        except ProviderError as exc:
+            whole = exc
+        except TimeoutError:
+            whole = TemporaryProviderError(f"{lane.name}: send stuck past {lane.deadline_s:g} s")
+        except Exception as exc:
+            self._log.exception("provider adapter failed", provider=lane.name)
+            whole = TemporaryProviderError(f"{lane.name}: adapter error ({type(exc).__name__})")
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        if whole is not None:
+            results = [whole] * len(batch)
+        return results, whole, duration_ms
+
+    async def _settle(
+        self, lane: _Lane, job: SmsJob, result: SendResult, now: datetime, duration_ms: float
+    ) -> None:
+        try:
+            if isinstance(result, Sent):
+                await self._storage.mark_sent(
+                    job.sms_id,
+                    provider=lane.name,
+                    provider_id=result.provider_id,
+                    answer=result.answer,
+                    now=now,
+                )
+                self._attempt_log(
+                    job, lane.name, "sent", duration_ms, provider_id=result.provider_id
+                )
+                self._tried.pop(job.sms_id, None)
+            elif isinstance(result, PermanentProviderError):
+                self._attempt_log(job, lane.name, "permanent", duration_ms, error=str(result))
+                await self._final(job, lane.name, SmsState.FAILED, _answer(result), now)
+            else:
+                self._attempt_log(job, lane.name, "temporary", duration_ms, error=str(result))
+                await self._temporary(job, lane.name, result, now)
+        except Exception:
+            self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
+        finally:
+            self._inflight.pop(job.sms_id, None)
+
+    async def _temporary(
+        self, job: SmsJob, provider: str, error: ProviderError, now: datetime
+    ) -> None:
+        tried = self._tried.setdefault(job.sms_id, set())
+        tried.add(provider)
+        if len(self._tried) > _TRIED_LIMIT:
+            self._tried = {job.sms_id: tried}
+        healthy = [
+            name
+            for name in self._route(job)
+            if name not in tried and self._lanes[name].breaker.state(now) is not BreakerState.OPEN
+        ]
+        if healthy and now <= expires_at(job.first_due, self._settings.delivery):
+            await self._storage.mark_retry(
+                job.sms_id, provider=provider, due=now, answer=_answer(error), now=now
+            )
+            self.wake()
+            return
+        self._tried.pop(job.sms_id, None)
+        decision = decide(
+            error,
+            attempt=job.attempts + 1,
+            now=now,
+            first_due=job.first_due,
+            settings=self._settings.delivery,
+            rng=self._rng,
+        )
+        if decision.action is RetryAction.RETRY and decision.at is not None:
+            await self._storage.mark_retry(
+                job.sms_id, provider=provider, due=decision.at, answer=_answer(error), now=now
+            )
+            self.wake()
+            return
+        state = decision.state or SmsState.FAILED
+        await self._final(job, provider, state, _answer(error) or decision.reason, now)
+
+    async def _final(
+        self, job: SmsJob, provider: str | None, state: SmsState, answer: str, now: datetime
+    ) -> None:
+        self._tried.pop(job.sms_id, None)
+        await self._storage.mark_failed(
+            job.sms_id,
+            provider=provider,
+            state=state,
+            answer=answer,
+            now=now,
+            reply_rate_per_hour=self._settings.reply.reply_rate_per_hour,
+        )
+
+    async def _give_up(
+        self, job: SmsJob, provider: str | None, state: SmsState, answer: str, now: datetime
+    ) -> None:
+        """Final state without an attempt (expired before sending, or no route)."""
+        try:
+            self._attempt_log(job, provider, str(state), 0.0, error=answer)
+            await self._final(job, provider, state, answer, now)
+        except Exception:
+            self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
+        finally:
+            self._inflight.pop(job.sms_id, None)
+
+    async def _all_open(self, job: SmsJob, order: Sequence[str], now: datetime) -> None:
+        """Every provider on the route is open (or was tried): retry when one may be probed."""
+        try:
+            reopen = [
+                at for name in order if (at := self._lanes[name].breaker.reopens_at()) is not None
+            ]
+            error = TemporaryProviderError("no provider available (circuits open)")
+            if reopen and not self._tried.get(job.sms_id):
+                due = max(min(reopen), now)
+                if due <= expires_at(job.first_due, self._settings.delivery):
+                    self._attempt_log(job, None, "deferred", 0.0, error=str(error))
+                    await self._storage.mark_retry(
+                        job.sms_id, provider=order[0], due=due, answer=str(error), now=now
+                    )
+                    self.wake()
+                    return
+            self._attempt_log(job, None, "deferred", 0.0, error=str(error))
+            await self._temporary(job, order[0], error, now)
+        except Exception:
+            self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
+        finally:
+            self._inflight.pop(job.sms_id, None)
+
+    def _release(self, jobs: Iterable[SmsJob]) -> None:
+        for job in jobs:
+            self._inflight.pop(job.sms_id, None)
+
+    def _attempt_log(
+        self,
+        job: SmsJob,
+        provider: str | None,
+        outcome: str,
+        duration_ms: float,
+        **extra: Any,
+    ) -> None:
+        self._log.info(
+            "delivery",
+            sms_id=job.sms_id,
+            request_id=job.request_id,
+            provider=provider,
+            outcome=outcome,
+            duration_ms=round(duration_ms, 1),
+            attempt=job.attempts + 1,
+            **extra,
+        )
+
+    # --- lanes ----------------------------------------------------------------
+
+    def _provider_settings(self, name: str) -> ProviderSettings:
+        for conf in self._settings.providers:
+            if conf.name == name:
+                return conf
+        return ProviderSettings(name=name, type="")
+
+    def _build_lanes(
+        self,
+        providers: Mapping[str, Provider],
+        settings: Settings,
+        previous: Mapping[str, _Lane] | None = None,
+    ) -> dict[str, _Lane]:
+        confs = {conf.name: conf for conf in settings.providers}
+        routing = settings.routing
+        lanes: dict[str, _Lane] = {}
+        for name, provider in providers.items():
+            conf = confs.get(name) or ProviderSettings(name=name, type="")
+            old = previous.get(name) if previous else None
+            breaker = CircuitBreaker(
+                failures=routing.breaker_failures, reset_s=routing.breaker_reset_s
+            )
+            if old is not None:
+                breaker = old.breaker
+                breaker.failures = max(1, routing.breaker_failures)
+                breaker.reset_s = routing.breaker_reset_s
+            lanes[name] = _Lane(
+                name=name,
+                provider=provider,
+                formats=frozenset(provider.formats),
+                semaphore=asyncio.Semaphore(max(1, conf.concurrency)),
+                bucket=TokenBucket(conf.rate_per_s, now=time.monotonic()),
+                breaker=breaker,
+                max_batch=max(1, provider.max_batch),
+                deadline_s=conf.timeout_s + conf.connect_timeout_s + _STUCK_MARGIN_S,
+            )
+        return lanes
+
+    def _refresh_formats(self) -> None:
+        self._formats = {name: lane.formats for name, lane in self._lanes.items()}
+
+    async def _close(self, lane: _Lane) -> None:
+        try:
+            await lane.provider.aclose()
+        except Exception:
+            self._log.exception("could not close provider", provider=lane.name)
+
+    async def _finish_tasks(self, tasks: set[asyncio.Task[None]], timeout_s: float | None) -> None:
+        """Wait for ``tasks`` (and those they spawn); cancel what is left at the timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while tasks:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                still = set(tasks)
+                for task in still:
+                    task.cancel()
+                await asyncio.gather(*still, return_exceptions=True)
+                return
+            await asyncio.wait(set(tasks), timeout=left)
+
+
+def _answer(error: ProviderError) -> str:
+    return error.provider_answer or str(error)

@@ -1,0 +1,440 @@
+"""What one mail means, before storage: mailboxes, templates, reply drafts (SPEC §2–3).
+
+Pure functions over values: the SMTP handler calls them with the envelope,
+the parsed mail and the settings, and hands the resulting
+:class:`~mailbridge.storage.base.Intake` to ``Storage.accept``. No I/O, no
+clock (``received_at`` is passed in), no password checks (the handler runs
+those in a worker thread and passes the account it verified).
+
+Decisions where the SPEC is silent:
+
+* One mode per SMTP transaction: the first accepted recipient fixes it. A
+  second recipient of another kind, or a second forward alias, gets ``452
+  4.5.3`` (the client sends it again in a new transaction, RFC 5321
+  §4.5.3.1.10); several number addresses may share one mail.
+* Templates fill ``{subject}``, ``{body}`` and ``{from}`` in one pass; other
+  braces are kept as written, and a value that itself holds ``{body}`` is not
+  expanded again. ``{from}`` is the address of the ``From:`` header, else the
+  envelope sender.
+* A reply draft is also withheld for senders whose local part is
+  ``mailer-daemon`` (RFC 3834 §2).
+* ``on_error = "reject"``: the SMTP reply is the only answer; no reply mail
+  at all, not even the OK line of ``test=1`` (it is in the 250 reply).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from ipaddress import ip_address
+
+from mailbridge.encoding import truncate_to_parts
+from mailbridge.errors import ERRORS_WITH_ID, RequestError
+from mailbridge.limits import request_fingerprint
+from mailbridge.models import Command, CommandEntry, MailContent, SmsRequest
+from mailbridge.settings import Account, ForwardAlias, Network, Settings
+from mailbridge.storage.base import Intake, ReplyDraft
+
+__all__ = [
+    "MailEnvelope",
+    "NumberNormalizer",
+    "RequestBuilder",
+    "Route",
+    "RouteKind",
+    "classify_recipient",
+    "clean_header",
+    "client_id_of",
+    "command_intake",
+    "error_intake",
+    "fallback_content",
+    "fill_template",
+    "forward_command",
+    "ip_in",
+    "normalize_ip",
+    "reply_draft",
+    "request_intake",
+    "sender_allowed",
+    "template_text",
+    "test_flag",
+]
+
+
+class RouteKind:
+    """The three kinds of mailbox (SPEC §1, §3)."""
+
+    COMMAND = "command"
+    FORWARD = "forward"
+    NUMBER = "number"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """What a recipient address is: the command mailbox, a forward alias or a number."""
+
+    kind: str
+    address: str  # lower case
+    alias: ForwardAlias | None = None
+    number: str | None = None  # E.164, number addresses only
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailEnvelope:
+    """The SMTP transaction of one mail, as the handler saw it."""
+
+    received_at: datetime
+    client_ip: str
+    mail_from: str  # "" for the null sender <>
+    rcpt_to: tuple[str, ...]
+    raw: bytes
+
+
+#: Local part of a number address -> E.164 (``phones.normalize_number`` bound to a region).
+NumberNormalizer = Callable[[str], str]
+#: ``request.build_request`` bound to now, region and formats.
+RequestBuilder = Callable[[Command, Account], SmsRequest]
+
+_NUMBER_LOCAL_RE = re.compile(r"\+?[0-9][0-9().\-]{5,20}")
+
+
+def classify_recipient(
+    address: str, settings: Settings, *, normalize: NumberNormalizer | None = None
+) -> Route | None:
+    """The mailbox ``address`` names, or None when it is none of the gateway's.
+
+    ``normalize`` turns the local part of a number address into E.164 (it
+    raises ``RequestError`` for an invalid number); number addresses are
+    recognised only when ``[number_addresses] enabled`` and it is given.
+    """
+    addr = address.strip().lower()
+    local, at, domain = addr.rpartition("@")
+    if not at or not local:
+        return None
+    for alias in settings.forward:
+        if alias.address.lower() == addr:
+            return Route(kind=RouteKind.FORWARD, address=addr, alias=alias)
+    domains = {d.lower().rstrip(".") for d in settings.smtp.domains}
+    if domain.rstrip(".") not in domains:
+        return None
+    if local == settings.smtp.command_address.lower():
+        return Route(kind=RouteKind.COMMAND, address=addr)
+    if settings.number_addresses.enabled and normalize is not None:
+        if not _NUMBER_LOCAL_RE.fullmatch(local):
+            return None
+        try:
+            number = normalize(local)
+        except RequestError:
+            return None
+        return Route(kind=RouteKind.NUMBER, address=addr, number=number)
+    return None
+
+
+def sender_allowed(mail_from: str, patterns: Iterable[str]) -> bool:
+    """Whether the envelope sender matches one of ``patterns`` (exact or ``*`` wildcards).
+
+    Case-insensitive. The null sender never matches.
+    """
+    sender = mail_from.strip().lower()
+    if not sender:
+        return False
+    for pattern in patterns:
+        pat = pattern.strip().lower()
+        if not pat:
+            continue
+        if "*" not in pat:
+            if pat == sender:
+                return True
+            continue
+        regex = ".*".join(re.escape(piece) for piece in pat.split("*"))
+        if re.fullmatch(regex, sender, re.DOTALL):
+            return True
+    return False
+
+
+_PLACEHOLDER_RE = re.compile(r"\{(subject|body|from)\}")
+
+
+def fill_template(template: str, *, subject: str, body: str, sender: str) -> str:
+    """``template`` with ``{subject}``, ``{body}`` (trailing whitespace stripped), ``{from}``."""
+    values = {"subject": subject.strip(), "body": body.rstrip(), "from": sender.strip()}
+    return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], template)
+
+
+def template_text(template: str, max_parts: int, *, content: MailContent, mail_from: str) -> str:
+    """The SMS text of a forward or number-address mail, cut to ``max_parts`` parts with ``...``."""
+    text = fill_template(
+        template,
+        subject=content.subject,
+        body=content.text,
+        sender=content.from_address or mail_from,
+    ).strip()
+    if not text:
+        return text
+    return truncate_to_parts(text, max_parts)
+
+
+def forward_command(*, account: Account, phones: Sequence[str], text: str, sender: str) -> Command:
+    """A command equivalent to a forward or number-address mail, for ``build_request``.
+
+    Going through the same builder applies the account's sender, phone,
+    ``deny_text`` and blacklist rules exactly as in command mode. The text is
+    entered as list mode is not: one entry, all recipients.
+    """
+    return Command(
+        login=account.login,
+        psw="",
+        id="",
+        time="",
+        tz="",
+        translit="",
+        format="0",
+        sender=sender,
+        test="",
+        entries=(CommandEntry(phones=",".join(phones), text=text),),
+    )
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+_SPACES_RE = re.compile(r"\s+")
+_MSGID_RE = re.compile(r"<[!-;=?-~]{1,900}>")
+
+
+def clean_header(value: str, *, limit: int = 200) -> str:
+    """``value`` made safe for one header line: no control characters, no CR/LF, cut."""
+    text = _SPACES_RE.sub(" ", _CONTROL_RE.sub(" ", value)).strip()
+    return text[:limit].rstrip()
+
+
+def _clean_msgid(value: str) -> str:
+    m = _MSGID_RE.search(value)
+    return m.group(0) if m else ""
+
+
+def reply_draft(mail_from: str, content: MailContent) -> ReplyDraft | None:
+    """Where the reply to this mail goes, or None when none may go (SPEC §2)."""
+    sender = clean_header(mail_from, limit=320)
+    if not sender or "@" not in sender or " " in sender:
+        return None
+    if sender.rpartition("@")[0].lower() == "mailer-daemon":
+        return None
+    auto = content.auto_submitted.split(";", 1)[0].strip().lower()
+    if auto and auto != "no":
+        return None
+    if content.precedence.strip().lower() in {"bulk", "junk", "list"}:
+        return None
+    if content.list_id.strip():
+        return None
+    subject = clean_header(content.subject)
+    if not re.match(r"re\s*:", subject, re.IGNORECASE):
+        subject = f"Re: {subject}".rstrip()
+    msgid = _clean_msgid(content.message_id)
+    return ReplyDraft(to=sender, subject=subject, in_reply_to=msgid, references=msgid)
+
+
+def _header_text(value: object) -> str:
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (ValueError, LookupError, UnicodeError):
+        return str(value)
+
+
+def fallback_content(raw: bytes) -> MailContent:
+    """The headers of a mail the core could not read, for the reply draft only."""
+    try:
+        msg = BytesHeaderParser(policy=compat32).parsebytes(raw[:65536])
+    except Exception:  # the stdlib parser is lenient; anything it raises means "no headers"
+        return MailContent(subject="", text="", command="", charset="")
+    return MailContent(
+        subject=_header_text(msg.get("Subject")),
+        text="",
+        command="",
+        charset="",
+        message_id=_header_text(msg.get("Message-ID")),
+        auto_submitted=_header_text(msg.get("Auto-Submitted")),
+        precedence=_header_text(msg.get("Precedence")),
+        list_id=_header_text(msg.get("List-Id")),
+    )
+
+
+_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9._\-]{1,40}")
+
+
+def client_id_of(raw_id: str) -> str | None:
+    """The request id a command gave, when valid (SPEC §1: 1..2147483647 or ≤40 safe chars)."""
+    value = raw_id.strip()
+    if not value or not _CLIENT_ID_RE.fullmatch(value):
+        return None
+    if value.isdigit() and not 1 <= int(value) <= 2147483647:
+        return None
+    return value
+
+
+def test_flag(raw_test: str) -> int:
+    """The ``test`` field as a number (0 when empty or unreadable)."""
+    value = raw_test.strip()
+    return int(value) if value in {"0", "1", "2"} else 0
+
+
+def normalize_ip(peer: object) -> str:
+    """The client IP of an asyncio peer name; IPv4-mapped IPv6 written as IPv4."""
+    host = peer[0] if isinstance(peer, tuple) and peer else peer
+    text = str(host or "")
+    try:
+        ip = ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return text
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip)
+
+
+def ip_in(ip: str, networks: Iterable[Network]) -> bool:
+    """Whether ``ip`` lies in one of ``networks``."""
+    try:
+        addr = ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr.version == net.version and addr in net for net in networks)
+
+
+def _draft(env: MailEnvelope, content: MailContent | None, settings: Settings) -> ReplyDraft | None:
+    if settings.smtp.on_error == "reject" or content is None:
+        return None
+    return reply_draft(env.mail_from, content)
+
+
+def error_intake(
+    env: MailEnvelope,
+    *,
+    mode: str,
+    code: int,
+    detail: str,
+    settings: Settings,
+    content: MailContent | None = None,
+    account: str | None = None,
+    client_id: str | None = None,
+    test: int = 0,
+    balance: int | None = None,
+) -> Intake:
+    """An intake refused before storage with SMSC error ``code``."""
+    reply = _draft(env, content, settings) if mode == RouteKind.COMMAND else None
+    return Intake(
+        received_at=env.received_at,
+        client_ip=env.client_ip,
+        mail_from=env.mail_from,
+        rcpt_to=env.rcpt_to,
+        raw=env.raw,
+        mode=mode,
+        account=account,
+        client_id=client_id if code in ERRORS_WITH_ID else None,
+        request=None,
+        error=code,
+        test=test,
+        balance=balance,
+        reply=reply,
+        error_detail=detail,
+    )
+
+
+def request_intake(
+    env: MailEnvelope,
+    *,
+    mode: str,
+    request: SmsRequest,
+    account: Account,
+    settings: Settings,
+    fingerprint: str | None = None,
+    content: MailContent | None = None,
+) -> Intake:
+    """An intake carrying a built request; storage still checks 9, 8 and 3.
+
+    ``fingerprint`` defaults to the duplicate key of an immediate request.
+    """
+    if fingerprint is None:
+        fingerprint = request_fingerprint(request, time_spec="")
+    reply = _draft(env, content, settings) if mode == RouteKind.COMMAND else None
+    return Intake(
+        received_at=env.received_at,
+        client_ip=env.client_ip,
+        mail_from=env.mail_from,
+        rcpt_to=env.rcpt_to,
+        raw=env.raw,
+        mode=mode,
+        account=account.login,
+        client_id=request.client_id,
+        request=request if request.mode == mode else replace(request, mode=mode),
+        error=None,
+        test=request.test,
+        balance=account.balance,
+        fingerprint=fingerprint,
+        reply=reply,
+    )
+
+
+def command_intake(
+    env: MailEnvelope,
+    *,
+    settings: Settings,
+    content: MailContent,
+    command: Command,
+    account: Account | None,
+    login_known: bool,
+    build: RequestBuilder,
+) -> Intake:
+    """The intake of a command mail whose credentials were checked (``account`` None: refused).
+
+    ``build`` is ``request.build_request`` bound to ``now``, region and formats.
+    """
+    client_id = client_id_of(command.id)
+    test = test_flag(command.test)
+    if account is None:
+        return error_intake(
+            env,
+            mode=RouteKind.COMMAND,
+            code=2,
+            detail="login, password or client IP refused",
+            settings=settings,
+            content=content,
+            account=command.login.strip() if login_known else None,
+            test=test,
+        )
+    if account.allowed_ips and not ip_in(env.client_ip, account.allowed_ips):
+        return error_intake(
+            env,
+            mode=RouteKind.COMMAND,
+            code=2,
+            detail="client IP not allowed for the account",
+            settings=settings,
+            content=content,
+            account=account.login,
+            test=test,
+        )
+    try:
+        request = build(command, account)
+    except RequestError as exc:
+        return error_intake(
+            env,
+            mode=RouteKind.COMMAND,
+            code=exc.code,
+            detail=exc.detail,
+            settings=settings,
+            content=content,
+            account=account.login,
+            client_id=client_id,
+            test=test,
+            balance=account.balance,
+        )
+    return request_intake(
+        env,
+        mode=RouteKind.COMMAND,
+        request=request,
+        account=account,
+        settings=settings,
+        fingerprint=request_fingerprint(request, time_spec=f"{command.time},{command.tz}"),
+        content=content,
+    )

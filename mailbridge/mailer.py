@@ -1,0 +1,263 @@
+"""Reply mail out: queued replies → ``[reply] smarthost`` (SPEC §2).
+
+A background task claims due replies from storage under a lease
+(``claim_replies``), sends each through the smarthost with aiosmtplib and the
+null envelope sender (``MAIL FROM:<>``), and marks it sent right after its
+SMTP transaction. When the smarthost is down the reply goes back to the
+queue with exponential backoff (``[delivery] retry_first_s`` doubling up to
+``retry_max_s``): a reply is never dropped. A crash between the smarthost's
+250 and ``mark_reply_sent`` sends that one reply again once its lease runs
+out; that window is one SQLite commit wide, and the copy carries the same
+``Message-ID`` (made from the reply's row), so the receiving side can drop it.
+
+The mail is built with :class:`email.message.EmailMessage` and
+``email.policy.SMTP``, which refuses CR/LF inside a header value; every value
+taken from the incoming mail is also cleaned (:func:`~mailbridge.intake.clean_header`)
+first, so nothing from it can add a header.
+
+Without a smarthost replies stay queued; that is logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime
+
+import aiosmtplib
+
+from mailbridge.intake import clean_header
+from mailbridge.log import get_logger
+from mailbridge.settings import Settings
+from mailbridge.storage.base import ReplyJob, Storage
+
+__all__ = [
+    "MAX_IDLE_S",
+    "Mailer",
+    "build_reply",
+    "reply_backoff_s",
+    "reply_message_id",
+    "split_hostport",
+]
+
+#: Longest sleep with nothing due (replies queued by another process are seen this late).
+MAX_IDLE_S = 30.0
+_BATCH = 50
+
+log = get_logger("mailbridge.mailer")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def split_hostport(value: str, default_port: int = 25) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``host`` → (host, port)."""
+    text = value.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    return host, int(port) if port else default_port
+
+
+def reply_backoff_s(attempts: int, *, first_s: float, max_s: float) -> float:
+    """Gap before the next try of a reply that failed ``attempts`` times (≥1)."""
+    exponent = max(attempts - 1, 0)
+    return float(min(max_s, first_s * float(1 << min(exponent, 30))))
+
+
+def reply_message_id(job: ReplyJob, hostname: str) -> str:
+    """A Message-ID fixed per reply row: a copy sent again after a crash carries the same one."""
+    domain = re.sub(r"[^A-Za-z0-9.\-]", "", hostname) or "localhost"
+    request = re.sub(r"[^A-Za-z0-9.\-_]", "", job.request_id)
+    return f"<reply.{request}.{job.reply_id}@{domain}>"
+
+
+def build_reply(job: ReplyJob, *, from_address: str, hostname: str, now: datetime) -> EmailMessage:
+    """The reply mail of ``job``: plain text, the result line(s) as body."""
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg["From"] = clean_header(from_address, limit=320)
+    msg["To"] = clean_header(job.to, limit=320)
+    msg["Subject"] = clean_header(job.subject) or "Re:"
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = reply_message_id(job, hostname)
+    in_reply_to = clean_header(job.in_reply_to, limit=998)
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    references = clean_header(job.references, limit=998)
+    if references:
+        msg["References"] = references
+    msg["Auto-Submitted"] = "auto-replied"
+    msg.set_content(job.body.rstrip("\n") + "\n", charset="utf-8")
+    return msg
+
+
+class Mailer:
+    """Sends queued reply mails; see the module docstring."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        lease_s: float = 120.0,
+    ) -> None:
+        self._storage = storage
+        self._settings = settings
+        self._clock = clock
+        self._lease_s = lease_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._warned_no_smarthost = False
+        self.sent = 0
+
+    async def start(self) -> None:
+        """Start the send loop (returns at once)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="mailbridge-mailer")
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the reply being sent (within ``timeout_s``), then stop."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def wake(self) -> None:
+        """A reply was queued: look now."""
+        self._wake.set()
+
+    def reload(self, settings: Settings) -> None:
+        self._settings = settings
+        self._warned_no_smarthost = False
+        self.wake()
+
+    _stopping = False
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                worked = await self.run_once()
+            except Exception:
+                log.exception("mailer_failed")
+                worked = 0
+            if self._stopping:
+                return
+            if worked:
+                continue
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        # Clear before looking at the queue: a wake() from now on is never lost.
+        self._wake.clear()
+        timeout = MAX_IDLE_S
+        if self._settings.reply.smarthost:
+            with contextlib.suppress(Exception):
+                due = await self._storage.next_reply_due()
+                if due is not None:
+                    timeout = min(timeout, max((due - self._clock()).total_seconds(), 0.0))
+        if timeout <= 0 or self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def run_once(self) -> int:
+        """Claim due replies and try each once; returns how many were claimed."""
+        settings = self._settings
+        reply = settings.reply
+        if not reply.smarthost:
+            if not self._warned_no_smarthost:
+                self._warned_no_smarthost = True
+                log.warning("reply_not_sent", reason="no [reply] smarthost; replies stay queued")
+            return 0
+        jobs = await self._storage.claim_replies(self._clock(), limit=_BATCH, lease_s=self._lease_s)
+        if not jobs:
+            return 0
+        host, port = split_hostport(reply.smarthost)
+        client = aiosmtplib.SMTP(
+            hostname=host,
+            port=port,
+            timeout=reply.timeout_s,
+            start_tls=bool(reply.starttls),
+            username=reply.username,
+            password=reply.password,
+            local_hostname=settings.smtp.hostname,
+        )
+        try:
+            await client.connect()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            for job in jobs:
+                await self._retry(job, exc)
+            return len(jobs)
+        try:
+            for i, job in enumerate(jobs):
+                if self._stopping and i:
+                    # claimed but not tried: back to the queue at once
+                    await self._storage.mark_reply_retry(
+                        job.reply_id, due=self._clock(), error="shutdown", now=self._clock()
+                    )
+                    continue
+                await self._send_one(client, job)
+        finally:
+            with contextlib.suppress(Exception):
+                await client.quit()
+        return len(jobs)
+
+    async def _send_one(self, client: aiosmtplib.SMTP, job: ReplyJob) -> None:
+        settings = self._settings
+        now = self._clock()
+        msg = build_reply(
+            job,
+            from_address=settings.reply.from_address,
+            hostname=settings.smtp.hostname,
+            now=now,
+        )
+        try:
+            if not client.is_connected:
+                await client.connect()
+            await client.send_message(msg, sender="", recipients=[job.to])
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            # the smarthost refused the address for good: keep retrying would loop forever
+            await self._retry(job, exc, permanent=True)
+            return
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await self._retry(job, exc)
+            with contextlib.suppress(Exception):
+                client.close()
+            return
+        await self._storage.mark_reply_sent(job.reply_id, self._clock())
+        self.sent += 1
+        log.info("reply_sent", id=job.request_id, attempts=job.attempts + 1)
+
+    async def _retry(self, job: ReplyJob, exc: BaseException, *, permanent: bool = False) -> None:
+        delivery = self._settings.delivery
+        delay = reply_backoff_s(
+            job.attempts + 1, first_s=delivery.retry_first_s, max_s=delivery.retry_max_s
+        )
+        if permanent:
+            delay = delivery.retry_max_s
+        now = self._clock()
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        await self._storage.mark_reply_retry(
+            job.reply_id, due=now + timedelta(seconds=delay), error=error, now=now
+        )
+        log.warning(
+            "reply_retry", id=job.request_id, attempts=job.attempts + 1, error=type(exc).__name__
+        )

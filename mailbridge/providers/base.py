@@ -1,0 +1,241 @@
+"""The provider protocol, the values that cross it, and what every HTTP adapter shares.
+
+A provider takes a batch of :class:`Outbound` SMS (at most ``max_batch``) and
+answers with one result per item, in the same order: :class:`Sent`, or a
+:class:`~mailbridge.errors.ProviderError` that concerns only that item (the
+provider rejected this number or this text). A failure of the whole request
+(credentials refused, timeout, connection error, HTTP 5xx or 429, a body that
+cannot be read) is *raised* as :class:`~mailbridge.errors.TemporaryProviderError`
+or :class:`~mailbridge.errors.PermanentProviderError` instead: it says something
+about the provider, not about the SMS, so the dispatcher may fail over.
+
+Adapters translate library exceptions at this boundary (``raise … from exc``) so
+callers see only mailbridge errors. The provider password never appears in an
+error message, an answer string or a log line: every text taken from a response
+goes through :func:`redact` and is shortened by :func:`shorten`.
+
+A 2xx answer whose body cannot be read is ambiguous (the provider may have
+taken the SMS): it is a temporary error, and the duplicate that a retry may
+cause is left to providers that drop repeats of the same client id
+(:attr:`Outbound.client_ref`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+from urllib.parse import quote, quote_plus, urlencode
+
+import httpx
+
+from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
+from mailbridge.models import Format
+
+__all__ = [
+    "ALL_FORMATS",
+    "ANSWER_LIMIT",
+    "Outbound",
+    "Provider",
+    "SendResult",
+    "Sent",
+    "check_batch",
+    "http_request",
+    "parse_retry_after",
+    "redact",
+    "shorten",
+    "transient_status",
+    "with_query",
+]
+
+#: How much of a provider's answer is kept (in answers and error texts).
+ANSWER_LIMIT = 200
+
+#: Every format of the SMSC grammar.
+ALL_FORMATS: frozenset[Format] = frozenset(Format)
+
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outbound:
+    """One SMS to one recipient, as the dispatcher hands it to a provider.
+
+    ``recipient`` is E.164 (``+79991234567``), an e-mail address (format 8) or
+    a ``#id`` Telegram recipient; ``text`` is already transliterated.
+    """
+
+    sms_id: int
+    request_id: str
+    recipient: str
+    text: str
+    sender: str
+    format: Format
+    subject: str | None = None
+    voice: str | None = None
+    param: str | None = None
+
+    @property
+    def client_ref(self) -> str:
+        """A stable id unique per SMS row, passed upstream so a provider can drop repeats."""
+        return f"mb-{self.sms_id}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sent:
+    """A provider took the SMS: its id for it, its answer (shortened), and parts if told."""
+
+    provider_id: str
+    answer: str
+    parts: int | None = None
+
+
+SendResult = Sent | ProviderError
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """An upstream SMS provider.
+
+    ``send`` returns one result per item of ``batch``, in order; it raises
+    :class:`TemporaryProviderError` or :class:`PermanentProviderError` when the
+    whole request failed. ``len(batch)`` must not exceed ``max_batch``.
+    """
+
+    name: str
+    formats: frozenset[Format]
+    max_batch: int
+
+    async def send(self, batch: Sequence[Outbound]) -> list[SendResult]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def redact(text: str, secret: str) -> str:
+    """``text`` with ``secret`` (raw or URL-encoded) replaced by ``***``."""
+    if not secret:
+        return text
+    for form in {secret, quote(secret, safe=""), quote_plus(secret), quote(secret)}:
+        if form:
+            text = text.replace(form, "***")
+    return text
+
+
+def shorten(text: str, limit: int = ANSWER_LIMIT) -> str:
+    """Whitespace collapsed, cut to ``limit`` characters (``…`` marks a cut)."""
+    text = _SPACES.sub(" ", text).strip()
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP-date.
+
+    ``None`` when absent or unreadable; a date in the past gives ``0.0``.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now if now is not None else datetime.now(UTC)
+    return max(0.0, (when - current).total_seconds())
+
+
+def check_batch(name: str, batch: Sequence[Outbound], max_batch: int) -> None:
+    """Refuse a batch larger than the provider carries (a caller's bug)."""
+    if len(batch) > max_batch:
+        raise ValueError(f"{name}: batch of {len(batch)} exceeds max_batch {max_batch}")
+
+
+def transient_status(
+    name: str, response: httpx.Response, secret: str, *, now: datetime | None = None
+) -> TemporaryProviderError | None:
+    """The temporary error an HTTP status means on its own (408, 425, 429, 5xx), else ``None``."""
+    status = response.status_code
+    if status not in (408, 425, 429) and status < 500:
+        return None
+    answer = shorten(redact(response.text, secret))
+    retry_after = parse_retry_after(response.headers.get("retry-after"), now=now)
+    hint = f", retry after {retry_after:g} s" if retry_after is not None else ""
+    return TemporaryProviderError(
+        f"{name}: HTTP {status}{hint}", provider_answer=answer, retry_after_s=retry_after
+    )
+
+
+def with_query(url: str, params: Sequence[tuple[str, str]] | None) -> str:
+    """``url`` with ``params`` appended to its query string, in order."""
+    if not params:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode(params)
+
+
+async def http_request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    name: str,
+    deadline_s: float,
+    params: Sequence[tuple[str, str]] | None = None,
+    data: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """Send one request under an overall deadline; library errors become provider errors.
+
+    ``params`` go into the query string in the order given, repeated keys
+    included (httpx's own ``params`` would group repeated keys). The returned
+    response has its body read. No part of the request (its URL carries the
+    password for some providers) goes into the error text.
+    """
+    try:
+        async with asyncio.timeout(deadline_s):
+            return await client.request(method, with_query(url, params), data=data)
+    except TimeoutError as exc:
+        raise TemporaryProviderError(f"{name}: no answer within {deadline_s:g} s") from exc
+    except httpx.HTTPError as exc:
+        raise TemporaryProviderError(f"{name}: {_describe(exc)}") from exc
+    except httpx.InvalidURL as exc:
+        raise PermanentProviderError(f"{name}: invalid provider URL") from exc
+
+
+_DESCRIPTIONS: tuple[tuple[type[Exception], str], ...] = (
+    (httpx.ConnectTimeout, "connect timed out"),
+    (httpx.ReadTimeout, "read timed out"),
+    (httpx.WriteTimeout, "write timed out"),
+    (httpx.PoolTimeout, "no free connection in the pool"),
+    (httpx.TimeoutException, "timed out"),
+    (httpx.ConnectError, "connection failed"),
+    (httpx.ReadError, "connection broken while reading"),
+    (httpx.WriteError, "connection broken while writing"),
+    (httpx.RemoteProtocolError, "connection closed or bad HTTP from the provider"),
+    (httpx.UnsupportedProtocol, "unsupported URL scheme"),
+    (httpx.TransportError, "transport error"),
+)
+
+
+def _describe(exc: Exception) -> str:
+    """A fixed description of an httpx error: its text may quote the URL, which is not shown."""
+    for kind, text in _DESCRIPTIONS:
+        if isinstance(exc, kind):
+            return f"{text} ({type(exc).__name__})"
+    return f"HTTP error ({type(exc).__name__})"

@@ -1,0 +1,84 @@
+"""Builds the configured providers, each HTTP one with its own connection pool.
+
+Each HTTP provider gets one ``httpx.AsyncClient`` for its whole life: keep-alive
+connections, at most ``concurrency`` of them, ``timeout_s`` per network
+operation and ``connect_timeout_s`` to connect (the adapter also bounds each
+whole request by ``timeout_s``). The provider owns the client and closes it in
+``aclose``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import httpx
+
+from mailbridge import __version__
+from mailbridge.errors import ConfigError
+from mailbridge.models import Format
+from mailbridge.providers.base import Provider
+from mailbridge.providers.file import FILE_FORMATS, FileProvider
+from mailbridge.providers.jsonapi import JSONAPI_FORMATS, JsonApiProvider
+from mailbridge.providers.miatel import MIATEL_FORMATS, MiatelProvider
+from mailbridge.providers.smsc import SMSC_FORMATS, SmscProvider
+from mailbridge.settings import ProviderSettings
+
+__all__ = ["PROVIDER_TYPES", "build_client", "build_provider", "build_providers"]
+
+#: The formats each provider type can carry (SPEC §4).
+PROVIDER_TYPES: dict[str, frozenset[Format]] = {
+    "miatel": MIATEL_FORMATS,
+    "jsonapi": JSONAPI_FORMATS,
+    "smsc": SMSC_FORMATS,
+    "file": FILE_FORMATS,
+}
+
+_HTTP: dict[str, Callable[[ProviderSettings, httpx.AsyncClient], Provider]] = {
+    "miatel": MiatelProvider,
+    "jsonapi": JsonApiProvider,
+    "smsc": SmscProvider,
+}
+
+
+def build_client(settings: ProviderSettings) -> httpx.AsyncClient:
+    """The pooled keep-alive client one HTTP provider uses."""
+    size = max(1, settings.concurrency)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        headers={"User-Agent": f"mailbridge/{__version__}"},
+        follow_redirects=False,
+    )
+
+
+def build_provider(settings: ProviderSettings) -> Provider:
+    """One provider from its settings (raises :class:`ConfigError` naming the key)."""
+    key = f"providers.{settings.name}"
+    carried = PROVIDER_TYPES.get(settings.type)
+    if carried is None:
+        kinds = ", ".join(PROVIDER_TYPES)
+        raise ConfigError(f"{key}.type", f"unknown provider type {settings.type!r} ({kinds})")
+    if settings.formats is not None:
+        extra = settings.formats - carried
+        if extra:
+            shown = ", ".join(str(int(f)) for f in sorted(extra))
+            raise ConfigError(f"{key}.formats", f"type {settings.type} cannot carry {shown}")
+        if not settings.formats:
+            raise ConfigError(f"{key}.formats", "must name at least one format")
+    if settings.type == "file":
+        return FileProvider(settings)
+    if not settings.url:
+        raise ConfigError(f"{key}.url", f"required for type {settings.type}")
+    if settings.timeout_s <= 0 or settings.connect_timeout_s <= 0:
+        raise ConfigError(f"{key}.timeout_s", "must be positive")
+    return _HTTP[settings.type](settings, build_client(settings))
+
+
+def build_providers(settings: Sequence[ProviderSettings]) -> dict[str, Provider]:
+    """Every configured provider by name, in configuration order."""
+    providers: dict[str, Provider] = {}
+    for item in settings:
+        if item.name in providers:
+            raise ConfigError(f"providers.{item.name}.name", "duplicate provider name")
+        providers[item.name] = build_provider(item)
+    return providers

@@ -1,0 +1,191 @@
+"""The Miatel SMS hub (``seeds/miatel-send-sms.txt``): one GET per SMS.
+
+Request: ``GET <url>?username=&password=&from=&to=&text=&comment=``; ``to`` is
+the number's digits without ``+`` (as the seed's example), ``comment`` the
+request ID, ``from`` left out when the sender is empty.
+
+Answers (the body may be wrapped in ``<html><body>…</body></html>``):
+
+* HTTP 202 ``0: Accepted for delivery. id:<uuid>. count:<n>. code:0`` →
+  :class:`Sent` (``provider_id`` the uuid, ``parts`` = n);
+* HTTP 404 ``4: Failed to send sms. status:<s>. code:-<c>`` → by the code
+  (Miatel's table of response codes):
+
+  ============================================  ==========================
+  code                                          outcome
+  ============================================  ==========================
+  5003, 5048 (account disabled); HTTP 401/403   raised permanent (credentials)
+  10 (wrong source number), 5010 (direction     this SMS fails: permanent
+  blocked), 5011/5060/5061/5063 (country
+  blocked), 5036 (text blocked), 5037
+  (destination blocked), 5038 (source blocked)
+  88, 1009 (per-second limit)                   raised temporary, retry after 1 s
+  1019 (per-day limit), 5050 (balance too low)  raised temporary
+  any other code                                raised temporary
+  ============================================  ==========================
+
+A 2xx body that is neither form is ambiguous (the SMS may have been taken):
+raised temporary. Miatel takes no client id, so a retry after such an answer
+may send a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.models import Format
+from mailbridge.providers.base import (
+    Outbound,
+    SendResult,
+    Sent,
+    check_batch,
+    http_request,
+    redact,
+    shorten,
+    transient_status,
+)
+from mailbridge.settings import ProviderSettings
+
+__all__ = [
+    "MIATEL_FORMATS",
+    "MiatelAnswer",
+    "MiatelProvider",
+    "classify_miatel_code",
+    "parse_miatel_answer",
+]
+
+MIATEL_FORMATS: frozenset[Format] = frozenset({Format.SMS})
+
+_TAGS = re.compile(r"<[^>]*>")
+_ACCEPTED = re.compile(
+    r"^\s*0\s*:[^\n]*?\bid\s*:\s*(?P<id>[^\s.]+)\s*\.\s*count\s*:\s*(?P<count>\d+)", re.I
+)
+_FAILED = re.compile(
+    r"^\s*(?P<rc>\d+)\s*:[^\n]*?\bstatus\s*:\s*(?P<status>\d+)\s*\.\s*code\s*:\s*(?P<code>-?\d+)",
+    re.I,
+)
+
+_ACCOUNT_CODES = frozenset({5003, 5048})
+_ITEM_CODES = frozenset({10, 5010, 5011, 5036, 5037, 5038, 5060, 5061, 5063})
+_RATE_CODES = frozenset({88, 1009})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MiatelAnswer:
+    """A readable Miatel answer: accepted with ``id``/``count``, or failed with ``code``."""
+
+    accepted: bool
+    id: str = ""
+    count: int = 0
+    code: int = 0
+
+
+def parse_miatel_answer(body: str) -> MiatelAnswer | None:
+    """The answer in ``body`` (HTML wrapper allowed), ``None`` when it is neither form.
+
+    ``code`` is the absolute value of a failure's ``code:-<c>``.
+    """
+    text = _TAGS.sub(" ", body).strip()
+    accepted = _ACCEPTED.match(text)
+    if accepted:
+        return MiatelAnswer(accepted=True, id=accepted["id"], count=int(accepted["count"]))
+    failed = _FAILED.match(text)
+    if failed and failed["rc"] != "0":
+        return MiatelAnswer(accepted=False, code=abs(int(failed["code"])))
+    return None
+
+
+def classify_miatel_code(code: int) -> str:
+    """``"account"``, ``"item"``, ``"rate"`` or ``"temporary"`` for a Miatel error code."""
+    if code in _ACCOUNT_CODES:
+        return "account"
+    if code in _ITEM_CODES:
+        return "item"
+    if code in _RATE_CODES:
+        return "rate"
+    return "temporary"
+
+
+class MiatelProvider:
+    """Miatel's ``sendsms`` over HTTP GET, one recipient per request."""
+
+    max_batch = 1
+
+    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
+        self.name = settings.name
+        self.formats = MIATEL_FORMATS & (settings.formats or MIATEL_FORMATS)
+        self._url = settings.url
+        self._username = settings.username
+        self._password = settings.password
+        self._deadline = settings.timeout_s
+        self._client = client
+        self._gate = asyncio.Semaphore(max(1, settings.concurrency))
+
+    async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
+        check_batch(self.name, batch, self.max_batch)
+        return [await self._send_one(item) for item in batch]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _send_one(self, item: Outbound) -> SendResult:
+        if item.format not in self.formats:
+            return PermanentProviderError(f"{self.name}: format {int(item.format)} not carried")
+        params = [
+            ("username", self._username),
+            ("password", self._password),
+            ("to", item.recipient.removeprefix("+")),
+            ("text", item.text),
+            ("comment", item.request_id),
+        ]
+        if item.sender:
+            params.insert(2, ("from", item.sender))
+        async with self._gate:  # queue here, not in the connection pool (cheaper)
+            response = await http_request(
+                self._client,
+                "GET",
+                self._url,
+                name=self.name,
+                deadline_s=self._deadline,
+                params=params,
+            )
+        transient = transient_status(self.name, response, self._password)
+        if transient is not None:
+            raise transient
+        answer = shorten(redact(response.text, self._password))
+        status = response.status_code
+        if status in (401, 403):
+            raise PermanentProviderError(
+                f"{self.name}: credentials refused (HTTP {status})", provider_answer=answer
+            )
+        parsed = parse_miatel_answer(response.text)
+        if parsed is not None and parsed.accepted and 200 <= status < 300:
+            return Sent(provider_id=parsed.id, answer=answer, parts=parsed.count)
+        if parsed is not None and not parsed.accepted:
+            return self._failure(parsed.code, answer)
+        raise TemporaryProviderError(
+            f"{self.name}: unreadable answer (HTTP {status})", provider_answer=answer
+        )
+
+    def _failure(self, code: int, answer: str) -> SendResult:
+        kind = classify_miatel_code(code)
+        if kind == "item":
+            return PermanentProviderError(
+                f"{self.name}: rejected (code {code})", provider_answer=answer
+            )
+        if kind == "account":
+            raise PermanentProviderError(
+                f"{self.name}: account refused (code {code}): check username/password",
+                provider_answer=answer,
+            )
+        raise TemporaryProviderError(
+            f"{self.name}: failed (code {code})",
+            provider_answer=answer,
+            retry_after_s=1.0 if kind == "rate" else None,
+        )

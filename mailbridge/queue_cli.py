@@ -1,0 +1,238 @@
+"""``mailbridge queue list|show|retry|cancel`` (SPEC §6).
+
+Each command is a coroutine taking a :class:`~mailbridge.storage.base.Storage`
+and a text stream, returning the exit status: 0 done, 1 no such request,
+2 bad arguments, 3 storage failed. They work on the live database while the
+daemon runs: SQLite in WAL mode lets this process read and write beside it,
+and every action is one transaction. A running daemon notices rows put back
+by ``retry`` within :data:`mailbridge.dispatcher.MAX_IDLE_S` seconds.
+
+Output is plain text for people; times are UTC, ISO 8601 to the second.
+Provider answers are shown as stored (already shortened and free of
+credentials); the mail's body and passwords are never shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TextIO
+
+from mailbridge.errors import MailbridgeError
+from mailbridge.models import SmsState
+from mailbridge.settings import Settings
+from mailbridge.storage.base import RequestSummary, Storage
+
+__all__ = [
+    "EXIT_BAD_ARGS",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_STORAGE",
+    "parse_state",
+    "queue_cancel",
+    "queue_list",
+    "queue_retry",
+    "queue_show",
+    "run_queue_command",
+]
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_BAD_ARGS = 2
+EXIT_STORAGE = 3
+
+_STATE_ORDER = [s.value for s in SmsState]
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _states(states: dict[str, int]) -> str:
+    def rank(item: tuple[str, int]) -> int:
+        return _STATE_ORDER.index(item[0]) if item[0] in _STATE_ORDER else len(_STATE_ORDER)
+
+    ordered = sorted(states.items(), key=rank)
+    return " ".join(f"{name}={count}" for name, count in ordered if count) or "-"
+
+
+def _row(summary: RequestSummary) -> list[str]:
+    return [
+        summary.request_id,
+        summary.account or "-",
+        _when(summary.received_at),
+        summary.mode,
+        str(summary.sms_total),
+        _states(summary.states),
+        summary.result,
+    ]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths[:-1], strict=True)]
+        print("  ".join([*cells, row[-1]]).rstrip(), file=out)
+
+
+def parse_state(value: str | None) -> SmsState | None:
+    """``--state`` as an :class:`SmsState` (raises ``ValueError`` naming the choices)."""
+    if value is None or value == "":
+        return None
+    try:
+        return SmsState(value.strip().lower())
+    except ValueError:
+        choices = ", ".join(_STATE_ORDER)
+        raise ValueError(f"unknown state {value!r} (one of: {choices})") from None
+
+
+async def queue_list(
+    storage: Storage,
+    *,
+    out: TextIO,
+    state: SmsState | None = None,
+    account: str | None = None,
+    limit: int = 100,
+) -> int:
+    """Requests, newest first, with their SMS counted by state."""
+    summaries = await storage.list_requests(state=state, account=account, limit=max(1, limit))
+    if not summaries:
+        print("no requests", file=out)
+        return EXIT_OK
+    header = ["ID", "ACCOUNT", "RECEIVED", "MODE", "SMS", "STATES", "RESULT"]
+    _table(header, [_row(s) for s in summaries], out)
+    return EXIT_OK
+
+
+async def queue_show(storage: Storage, request_id: str, *, out: TextIO) -> int:
+    """One request: its summary, each SMS, and every attempt with the provider's answer."""
+    detail = await storage.show_request(request_id)
+    if detail is None:
+        print(f"no request {request_id}", file=out)
+        return EXIT_NOT_FOUND
+    s = detail.summary
+    fields = [
+        ("request", s.request_id),
+        ("account", s.account or "-"),
+        ("received", _when(s.received_at)),
+        ("client", f"{detail.client_ip} <{detail.mail_from}>"),
+        ("mode", s.mode),
+        ("result", s.result),
+        ("sender", detail.sender if detail.sender is not None else "-"),
+        ("format", str(detail.format) if detail.format is not None else "-"),
+        ("due", _when(detail.due)),
+        ("sms", f"{s.sms_total} ({_states(s.states)})"),
+    ]
+    for name, value in fields:
+        print(f"{name + ':':<10}{value}", file=out)
+    for sms in detail.sms:
+        provider = sms.provider or "-"
+        pid = f" id {sms.provider_id}" if sms.provider_id else ""
+        print(
+            f"\n  sms {sms.sms_id}  {sms.recipient}  {sms.state.value}  parts {sms.parts}"
+            f"  due {_when(sms.due)}  provider {provider}{pid}",
+            file=out,
+        )
+        if sms.error:
+            print(f"    error: {sms.error}", file=out)
+        for attempt in sms.attempts:
+            print(
+                f"    {_when(attempt.at)}  {attempt.provider or '-'}  {attempt.outcome}"
+                f"  {attempt.answer}".rstrip(),
+                file=out,
+            )
+    return EXIT_OK
+
+
+async def queue_retry(
+    storage: Storage, request_id: str, *, out: TextIO, now: datetime | None = None
+) -> int:
+    """Put the failed, expired and cancelled SMS of a request back in the queue, due now."""
+    when = now or datetime.now(UTC)
+    if await storage.show_request(request_id) is None:
+        print(f"no request {request_id}", file=out)
+        return EXIT_NOT_FOUND
+    count = await storage.retry_request(request_id, when)
+    print(f"request {request_id}: {count} SMS scheduled again", file=out)
+    return EXIT_OK
+
+
+async def queue_cancel(
+    storage: Storage, request_id: str, *, out: TextIO, now: datetime | None = None
+) -> int:
+    """Cancel the SMS of a request still waiting in the queue (their parts are refunded)."""
+    when = now or datetime.now(UTC)
+    if await storage.show_request(request_id) is None:
+        print(f"no request {request_id}", file=out)
+        return EXIT_NOT_FOUND
+    count = await storage.cancel_request(request_id, when)
+    print(f"request {request_id}: {count} SMS cancelled", file=out)
+    return EXIT_OK
+
+
+async def _dispatch(storage: Storage, args: argparse.Namespace, out: TextIO) -> int:
+    command = args.queue_command
+    if command == "list":
+        return await queue_list(
+            storage,
+            out=out,
+            state=parse_state(getattr(args, "state", None)),
+            account=getattr(args, "account", None),
+            limit=getattr(args, "limit", 100),
+        )
+    if command == "show":
+        return await queue_show(storage, args.id, out=out)
+    if command == "retry":
+        return await queue_retry(storage, args.id, out=out)
+    if command == "cancel":
+        return await queue_cancel(storage, args.id, out=out)
+    raise ValueError(f"unknown queue command {command!r}")
+
+
+async def _run(
+    settings: Settings,
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    open_storage: Callable[[str], Storage],
+) -> int:
+    try:
+        parse_state(getattr(args, "state", None))
+    except ValueError as exc:
+        print(str(exc), file=err)
+        return EXIT_BAD_ARGS
+    try:
+        storage = open_storage(settings.storage.url)
+        await storage.open()
+    except MailbridgeError as exc:
+        print(f"cannot open storage: {exc}", file=err)
+        return EXIT_STORAGE
+    try:
+        return await _dispatch(storage, args, out)
+    except MailbridgeError as exc:
+        print(f"storage error: {exc}", file=err)
+        return EXIT_STORAGE
+    finally:
+        await storage.close()
+
+
+def run_queue_command(
+    settings: Settings,
+    args: argparse.Namespace,
+    *,
+    out: TextIO,
+    err: TextIO,
+    open_storage: Callable[[str], Storage] | None = None,
+) -> int:
+    """Run ``mailbridge queue …`` as parsed by the CLI; returns the exit status."""
+    if open_storage is None:
+        from mailbridge.storage.factory import open_storage as factory
+
+        open_storage = factory
+    return asyncio.run(_run(settings, args, out, err, open_storage))

@@ -1,0 +1,221 @@
+"""A parsed :class:`~mailbridge.models.Command` and its account → a validated request.
+
+Checks run in the order of ``docs/architecture.md`` and the first failure
+raises its ``RequestError``: id (1), time/tz (5), translit/format/test (1),
+sender syntax (1) and sender allowed (6), phones (7), text (1), ``deny_text``
+(6), blacklist (8). The id goes first so that a 6/7/8 answer can always
+quote the command's id.
+
+Decisions where the SPEC is silent:
+
+* An id of digits only must be 1..2147483647 (``0``, ``2147483648`` are
+  errors); other ids are ≤40 of ``A-Za-z0-9.-_``.
+* Prefixes (``__CALL__:`` …) are matched case-insensitively, with optional
+  blanks before the colon, and override the format field (which must still be
+  valid). In list mode every message may carry a prefix; different prefixes in
+  one list are an error (1); one prefix on some lines applies to the whole list.
+  ``__BOT__:`` keeps the format field's format and sets ``bot``.
+* An account without ``senders`` accepts any syntactically valid sender. Its
+  ``default_sender`` is always allowed. Senders match case-insensitively and
+  take the configured spelling. In format 8 the sender may be an e-mail address.
+* Format 8 needs a ``subj:`` line (the seed calls it mandatory).
+* Formats 3 (HLR) and 6 (ping) carry no text: what stands in ``<mes>`` is
+  dropped. Binary formats 4/5 are not transliterated.
+* ``deny_text`` patterns are searched in the text as written, the text after
+  transliteration and the subject.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from datetime import datetime
+
+from mailbridge.encoding import split_text
+from mailbridge.errors import ConfigError, RequestError
+from mailbridge.models import Command, Format, Message, SmsRequest
+from mailbridge.phones import expand_recipients, is_email, normalize_number
+from mailbridge.settings import Account
+from mailbridge.timespec import resolve_due
+from mailbridge.translit import transliterate
+
+__all__ = ["MAX_ID", "MAX_TEXT_LENGTH", "build_request"]
+
+#: Longest ``<mes>`` after prefix removal, in characters.
+MAX_TEXT_LENGTH = 1000
+#: Largest numeric client id.
+MAX_ID = 2_147_483_647
+
+_NUMERIC_ID_RE = re.compile(r"\d+", re.ASCII)
+_STRING_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,40}", re.ASCII)
+_SMALL_INT_RE = re.compile(r"\d{1,2}", re.ASCII)
+_SENDER_NAME_RE = re.compile(r"[A-Za-z0-9 \-._&!?'+]{1,11}", re.ASCII)
+_SENDER_DIGITS_RE = re.compile(r"\+?\d{1,15}", re.ASCII)
+# seed: "__CALL__: message", "__VIBER__: message", "__SOC__: message", "__MAIL__: message",
+#       "__BOT__: message", "__PING__", "__HLR__"
+_PREFIX_RE = re.compile(
+    r"__(?:(?P<name>CALL|VIBER|SOC|MAIL|BOT)__[ \t]*:|(?P<bare>PING|HLR)__(?:[ \t]*:)?)",
+    re.IGNORECASE,
+)
+_PREFIX_FORMATS: dict[str, Format | None] = {
+    "CALL": Format.VOICE,
+    "VIBER": Format.VIBER,
+    "SOC": Format.SOCIAL,
+    "MAIL": Format.EMAIL,
+    "BOT": None,
+    "PING": Format.PING,
+    "HLR": Format.HLR,
+}
+_TEXTLESS = frozenset({Format.HLR, Format.PING})
+_BINARY = frozenset({Format.BINARY, Format.BINARY_HEX})
+
+
+def build_request(
+    command: Command,
+    *,
+    account: Account,
+    now: datetime,
+    region: str,
+    formats: frozenset[Format],
+) -> SmsRequest:
+    """Validate ``command`` for ``account`` and build the request to store.
+
+    ``formats`` are the formats the configured providers can carry. Raises
+    ``RequestError`` 1, 5, 6, 7 or 8 (SPEC §1/§2).
+    """
+    client_id = _client_id(command.id)
+    due = resolve_due(command.time, command.tz, account_tz=account.tz, now=now)
+    translit = _small_int(command.translit, "translit", 2)
+    test = _small_int(command.test, "test", 2)
+    prefix, texts = _strip_prefixes(command)
+    fmt = Format(_small_int(command.format, "format", max(Format)))
+    bot = prefix == "BOT"
+    if prefix is not None and (prefixed := _PREFIX_FORMATS[prefix]) is not None:
+        fmt = prefixed
+    if fmt not in formats:
+        raise RequestError(1, f"format {int(fmt)} is not carried by any provider")
+    sender = _sender(command.sender, account, fmt)
+
+    recipients = [
+        expand_recipients(entry.phones, region=region, groups=account.groups, fmt=fmt, bot=bot)
+        for entry in command.entries
+    ]
+    if not recipients:
+        raise RequestError(7, "no recipients")
+
+    subject = command.subject if fmt is Format.EMAIL else None
+    if fmt is Format.EMAIL and not subject:
+        raise RequestError(1, "an e-mail needs a subj: line")
+    if fmt in _TEXTLESS:
+        texts = ["" for _ in texts]
+    for text in texts:
+        if len(text) > MAX_TEXT_LENGTH:
+            raise RequestError(1, "text longer than 1000 characters")
+        if not text and fmt not in _TEXTLESS:
+            raise RequestError(1, "empty text")
+    sent = [text if fmt in _BINARY else transliterate(text, translit) for text in texts]
+    splits = [split_text(text, fmt) for text in sent]
+
+    deny = _deny_patterns(account.deny_text)
+    if deny:
+        written = [*texts, *sent, subject or ""]
+        if any(p.search(t) for p in deny for t in written):
+            raise RequestError(6, "text matches deny_text")
+
+    blacklist = _blacklist(account.blacklist, region)
+    if any(r in blacklist for rs in recipients for r in rs):
+        raise RequestError(8, "recipient is blacklisted")
+
+    return SmsRequest(
+        account=account.login,
+        client_id=client_id,
+        due=due,
+        translit=translit,
+        format=fmt,
+        sender=sender,
+        test=test,
+        messages=tuple(
+            Message(text=text, recipients=rs, split=split)
+            for text, rs, split in zip(sent, recipients, splits, strict=True)
+        ),
+        subject=subject,
+        voice=command.voice if fmt is Format.VOICE else None,
+        param=command.param if fmt is Format.VOICE else None,
+        bot=bot,
+    )
+
+
+def _client_id(raw: str) -> str | None:
+    if not raw:
+        return None
+    if _NUMERIC_ID_RE.fullmatch(raw):
+        if not 1 <= int(raw) <= MAX_ID:
+            raise RequestError(1, "numeric id out of range")
+        return raw
+    if _STRING_ID_RE.fullmatch(raw) is None:
+        raise RequestError(1, "invalid id")
+    return raw
+
+
+def _small_int(raw: str, name: str, maximum: int) -> int:
+    if not raw:
+        return 0
+    if _SMALL_INT_RE.fullmatch(raw) is None or int(raw) > maximum:
+        raise RequestError(1, f"invalid {name}")
+    return int(raw)
+
+
+def _strip_prefixes(command: Command) -> tuple[str | None, list[str]]:
+    """The prefix of the request (upper case, or None) and the texts without it."""
+    names: set[str] = set()
+    texts: list[str] = []
+    for entry in command.entries:
+        m = _PREFIX_RE.match(entry.text)
+        if m is None:
+            texts.append(entry.text)
+            continue
+        names.add((m["name"] or m["bare"]).upper())
+        texts.append(entry.text[m.end() :].strip())
+    if len(names) > 1:
+        raise RequestError(1, "different prefixes in one request")
+    return (names.pop() if names else None), texts
+
+
+def _sender(raw: str, account: Account, fmt: Format) -> str:
+    if not raw:
+        return account.default_sender
+    syntax_ok = (
+        _SENDER_NAME_RE.fullmatch(raw) is not None
+        or _SENDER_DIGITS_RE.fullmatch(raw) is not None
+        or (fmt is Format.EMAIL and is_email(raw))
+    )
+    if not syntax_ok:
+        raise RequestError(1, "invalid sender")
+    if not account.senders:
+        return raw
+    for allowed in (*account.senders, account.default_sender):
+        if allowed and allowed.casefold() == raw.casefold():
+            return allowed
+    raise RequestError(6, "sender not allowed for the account")
+
+
+@functools.lru_cache(maxsize=256)
+def _deny_patterns(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    compiled: list[re.Pattern[str]] = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            raise ConfigError("accounts.deny_text", f"invalid regular expression: {exc}") from exc
+    return tuple(compiled)
+
+
+@functools.lru_cache(maxsize=256)
+def _blacklist(numbers: tuple[str, ...], region: str) -> frozenset[str]:
+    result: set[str] = set()
+    for number in numbers:
+        try:
+            result.add(normalize_number(number, region=region))
+        except RequestError:
+            result.add(number.strip())
+    return frozenset(result)

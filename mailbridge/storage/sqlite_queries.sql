@@ -1,0 +1,258 @@
+-- The queries of mailbridge.storage.sqlite.
+--
+-- File format:
+--     -- query_name --
+--     -- description
+--     QUERY with :named parameters
+-- State literals are written in the text (not bound) so that SQLite uses the
+-- partial indexes of sqlite_schema.sql.
+
+-- count_duplicates --
+-- Identical requests accepted within the duplicate window
+SELECT count(*) FROM duplicates WHERE fingerprint = :fingerprint AND at > :since AND at <= :now;
+
+-- flood_state --
+-- One number's flood streak
+SELECT last_at, streak FROM flood WHERE number = :number;
+
+-- charged --
+-- Parts charged to an account so far
+SELECT charged FROM balances WHERE account = :account;
+
+-- count_replies --
+-- Replies queued to a recipient within the rate window
+SELECT count(*) FROM replies
+ WHERE recipient = :recipient AND created_at > :since AND created_at <= :now;
+
+-- ip_errors --
+-- A client IP's counted errors within the block window
+SELECT at FROM ip_errors WHERE ip = :ip AND at > :since AND at <= :now;
+
+-- ip_block --
+-- When a client IP's block ends, if it has one
+SELECT until FROM ip_blocks WHERE ip = :ip;
+
+-- record_blocked --
+-- Count a request refused with ERROR = 4
+UPDATE ip_blocks SET refused = refused + 1 WHERE ip = :ip;
+
+-- insert_request --
+-- One mail's request row (request_id and result are set once the pk is known)
+INSERT INTO requests (request_id, account, client_ip, mail_from, rcpt_to, mode, received_at,
+                      result, error, error_detail, test, sender, format, translit, due,
+                      sms_total, charged, reply_to, reply_subject, reply_in_reply_to,
+                      reply_references)
+VALUES ('', :account, :client_ip, :mail_from, :rcpt_to, :mode, :received_at,
+        '', :error, :error_detail, :test, :sender, :format, :translit, :due,
+        :sms_total, :charged, :reply_to, :reply_subject, :reply_in_reply_to,
+        :reply_references);
+
+-- set_request_id --
+-- The request ID and the result line of a new request
+UPDATE requests SET request_id = :request_id, result = :result WHERE pk = :pk;
+
+-- insert_mail --
+-- The raw mail of a request
+INSERT INTO mails (request_pk, raw) VALUES (:request_pk, :raw);
+
+-- insert_sms --
+-- One (message, recipient) row, scheduled
+INSERT INTO sms (request_pk, recipient, text, sender, format, encoding, parts, state, due,
+                 first_due, subject, voice, param)
+VALUES (:request_pk, :recipient, :text, :sender, :format, :encoding, :parts, 'scheduled', :due,
+        :due, :subject, :voice, :param);
+
+-- save_flood --
+-- A number's new flood streak
+INSERT INTO flood (number, last_at, streak) VALUES (:number, :last_at, :streak)
+ON CONFLICT (number) DO UPDATE SET last_at = excluded.last_at, streak = excluded.streak;
+
+-- insert_duplicate --
+-- Remember an accepted request's fingerprint
+INSERT INTO duplicates (fingerprint, at) VALUES (:fingerprint, :at);
+
+-- charge --
+-- Add (or, negative, refund) parts to an account's charge
+INSERT INTO balances (account, charged) VALUES (:account, :parts)
+ON CONFLICT (account) DO UPDATE SET charged = charged + excluded.charged;
+
+-- insert_ip_error --
+-- Count an error for a client IP
+INSERT INTO ip_errors (ip, at) VALUES (:ip, :at);
+
+-- save_ip_block --
+-- Block a client IP until a time
+INSERT INTO ip_blocks (ip, until) VALUES (:ip, :until)
+ON CONFLICT (ip) DO UPDATE SET until = excluded.until;
+
+-- insert_reply --
+-- Queue a reply mail, due at once
+INSERT INTO replies (request_pk, recipient, subject, in_reply_to, refs, body, created_at, due)
+VALUES (:request_pk, :recipient, :subject, :in_reply_to, :refs, :body, :now, :now);
+
+-- prune_duplicates --
+-- Forget fingerprints older than the window
+DELETE FROM duplicates WHERE at <= :before;
+
+-- prune_ip_errors --
+-- Forget IP errors older than the window
+DELETE FROM ip_errors WHERE at <= :before;
+
+-- prune_ip_blocks --
+-- Forget blocks that have ended
+DELETE FROM ip_blocks WHERE until <= :now;
+
+-- prune_flood --
+-- Forget streaks that a new SMS would restart anyway
+DELETE FROM flood WHERE last_at <= :before;
+
+-- next_due --
+-- Earliest time an SMS row becomes claimable
+SELECT min(t) FROM (
+    SELECT min(due) AS t FROM sms WHERE state = 'scheduled'
+    UNION ALL
+    SELECT min(lease_until) AS t FROM sms WHERE state = 'sending'
+);
+
+-- claimable --
+-- Due rows (scheduled and due, or sending with an expired lease), oldest due first
+SELECT s.id, r.request_id, r.account, s.recipient, s.text, s.sender, s.format, s.encoding,
+       s.parts, s.due, s.first_due, s.attempts, s.subject, s.voice, s.param, s.provider
+  FROM (
+        SELECT * FROM (SELECT id FROM sms WHERE state = 'scheduled' AND due <= :now
+                        ORDER BY due, id LIMIT :limit)
+        UNION ALL
+        SELECT * FROM (SELECT id FROM sms WHERE state = 'sending' AND lease_until <= :now
+                        ORDER BY lease_until LIMIT :limit)
+       ) AS c
+  JOIN sms AS s ON s.id = c.id
+  JOIN requests AS r ON r.pk = s.request_pk
+ ORDER BY s.due, s.id
+ LIMIT :limit;
+
+-- lease_sms --
+-- Hand one row out under a lease
+UPDATE sms SET state = 'sending', lease_owner = :owner, lease_until = :until WHERE id = :id;
+
+-- sending_row --
+-- A row in sending, with what a state change needs of its request
+SELECT s.id, s.parts, r.pk, r.request_id, r.account, r.charged, r.error, r.test,
+       r.followup_sent, r.reply_to, r.reply_subject, r.reply_in_reply_to, r.reply_references
+  FROM sms AS s JOIN requests AS r ON r.pk = s.request_pk
+ WHERE s.id = :id AND s.state = 'sending';
+
+-- insert_attempt --
+-- One delivery attempt
+INSERT INTO attempts (sms_id, at, provider, outcome, answer)
+VALUES (:sms_id, :at, :provider, :outcome, :answer);
+
+-- set_sent --
+-- The provider took the SMS
+UPDATE sms SET state = 'sent', attempts = attempts + 1, provider = :provider,
+               provider_id = :provider_id, error = NULL, lease_owner = NULL, lease_until = NULL
+ WHERE id = :id;
+
+-- set_retry --
+-- Back to scheduled after a transient failure
+UPDATE sms SET state = 'scheduled', attempts = attempts + 1, due = :due, provider = :provider,
+               error = :error, lease_owner = NULL, lease_until = NULL
+ WHERE id = :id;
+
+-- set_failed --
+-- A final failure (failed or expired)
+UPDATE sms SET state = :state, attempts = attempts + :attempted,
+               provider = coalesce(:provider, provider), error = :error,
+               lease_owner = NULL, lease_until = NULL
+ WHERE id = :id;
+
+-- set_followup_sent --
+-- The one follow-up reply of a request is queued
+UPDATE requests SET followup_sent = 1 WHERE pk = :pk;
+
+-- next_reply_due --
+-- Earliest time a reply becomes claimable
+SELECT min(t) FROM (
+    SELECT min(due) AS t FROM replies WHERE state = 'queued'
+    UNION ALL
+    SELECT min(lease_until) AS t FROM replies WHERE state = 'sending'
+);
+
+-- claimable_replies --
+-- Due replies, oldest first
+SELECT p.id, r.request_id, p.recipient, p.subject, p.in_reply_to, p.refs, p.body, p.attempts
+  FROM (
+        SELECT * FROM (SELECT id FROM replies WHERE state = 'queued' AND due <= :now
+                        ORDER BY due, id LIMIT :limit)
+        UNION ALL
+        SELECT * FROM (SELECT id FROM replies WHERE state = 'sending' AND lease_until <= :now
+                        ORDER BY lease_until LIMIT :limit)
+       ) AS c
+  JOIN replies AS p ON p.id = c.id
+  JOIN requests AS r ON r.pk = p.request_pk
+ ORDER BY p.due, p.id
+ LIMIT :limit;
+
+-- lease_reply --
+-- Hand one reply out under a lease
+UPDATE replies SET state = 'sending', lease_until = :until WHERE id = :id;
+
+-- set_reply_sent --
+-- The smarthost took the reply
+UPDATE replies SET state = 'sent', attempts = attempts + 1, lease_until = NULL, error = NULL
+ WHERE id = :id AND state != 'sent';
+
+-- set_reply_retry --
+-- The smarthost failed: queued again
+UPDATE replies SET state = 'queued', attempts = attempts + 1, due = :due, lease_until = NULL,
+                   error = :error
+ WHERE id = :id AND state != 'sent';
+
+-- list_requests --
+-- Requests, newest first, filtered by account and by a state some row is in
+SELECT pk, request_id, account, received_at, mode, result, sms_total
+  FROM requests AS r
+ WHERE (:account IS NULL OR r.account = :account)
+   AND (:state IS NULL OR EXISTS (SELECT 1 FROM sms AS s
+                                   WHERE s.request_pk = r.pk AND s.state = :state))
+ ORDER BY pk DESC
+ LIMIT :limit;
+
+-- request_states --
+-- How many rows of a request are in each state
+SELECT state, count(*) FROM sms WHERE request_pk = :pk GROUP BY state;
+
+-- newest_request --
+-- The newest request with an ID (client IDs need not be unique)
+SELECT pk, request_id, account, received_at, mode, result, sms_total, client_ip, mail_from,
+       sender, format, due, charged
+  FROM requests WHERE request_id = :request_id ORDER BY pk DESC LIMIT 1;
+
+-- request_sms --
+-- The rows of a request
+SELECT id, recipient, state, parts, due, provider, provider_id, error
+  FROM sms WHERE request_pk = :pk ORDER BY id;
+
+-- request_attempts --
+-- The attempts of a request's rows
+SELECT a.sms_id, a.at, a.provider, a.outcome, a.answer
+  FROM attempts AS a JOIN sms AS s ON s.id = a.sms_id
+ WHERE s.request_pk = :pk ORDER BY a.id;
+
+-- retryable_rows --
+-- Rows an operator may put back to scheduled
+SELECT id, parts FROM sms
+ WHERE request_pk = :pk AND state IN ('failed', 'expired', 'cancelled');
+
+-- reschedule --
+-- Put one row back to scheduled now; validity counts again from now
+UPDATE sms SET state = 'scheduled', due = :now, first_due = :now, error = NULL,
+               lease_owner = NULL, lease_until = NULL
+ WHERE id = :id;
+
+-- scheduled_rows --
+-- Rows of a request still waiting
+SELECT id, parts FROM sms WHERE request_pk = :pk AND state = 'scheduled';
+
+-- cancel_row --
+-- Cancel one scheduled row
+UPDATE sms SET state = 'cancelled' WHERE id = :id;

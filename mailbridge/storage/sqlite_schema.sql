@@ -1,0 +1,128 @@
+-- The SQLite schema of mailbridge, as an ordered list of migrations.
+--
+-- File format (read by mailbridge.storage.sqlite):
+--     -- migration <n> --
+--     -- description
+--     statements;
+-- Migration n brings the database from PRAGMA user_version n-1 to n. Never edit
+-- a migration that has shipped: append a new one.
+--
+-- Times are UTC epoch seconds (REAL). SMS states are the values of
+-- mailbridge.models.SmsState; reply states are queued | sending | sent.
+
+-- migration 1 --
+-- The first schema: mails, requests, SMS rows, attempts, replies, limit counters.
+CREATE TABLE requests (
+    pk INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    account TEXT,
+    client_ip TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    rcpt_to TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    result TEXT NOT NULL,
+    error INTEGER,
+    error_detail TEXT NOT NULL DEFAULT '',
+    test INTEGER NOT NULL DEFAULT 0,
+    sender TEXT,
+    format INTEGER,
+    translit INTEGER,
+    due REAL,
+    sms_total INTEGER NOT NULL DEFAULT 0,
+    charged INTEGER NOT NULL DEFAULT 0,
+    reply_to TEXT,
+    reply_subject TEXT,
+    reply_in_reply_to TEXT,
+    reply_references TEXT,
+    followup_sent INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX requests_by_request_id ON requests (request_id, pk);
+CREATE INDEX requests_by_account ON requests (account, pk);
+
+CREATE TABLE mails (
+    request_pk INTEGER PRIMARY KEY REFERENCES requests (pk),
+    raw BLOB NOT NULL
+);
+
+CREATE TABLE sms (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_pk INTEGER NOT NULL REFERENCES requests (pk),
+    recipient TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    format INTEGER NOT NULL,
+    encoding TEXT NOT NULL,
+    parts INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    due REAL NOT NULL,
+    first_due REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL,
+    provider TEXT,
+    provider_id TEXT,
+    error TEXT,
+    subject TEXT,
+    voice TEXT,
+    param TEXT
+);
+CREATE INDEX sms_by_request ON sms (request_pk, state);
+-- Claiming reads only these two small partial indexes, never the whole table.
+CREATE INDEX sms_scheduled_by_due ON sms (due, id) WHERE state = 'scheduled';
+CREATE INDEX sms_sending_by_lease ON sms (lease_until) WHERE state = 'sending';
+
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY,
+    sms_id INTEGER NOT NULL REFERENCES sms (id),
+    at REAL NOT NULL,
+    provider TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    answer TEXT NOT NULL
+);
+CREATE INDEX attempts_by_sms ON attempts (sms_id, id);
+
+CREATE TABLE replies (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_pk INTEGER NOT NULL REFERENCES requests (pk),
+    recipient TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    in_reply_to TEXT NOT NULL,
+    refs TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    due REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_until REAL,
+    error TEXT
+);
+CREATE INDEX replies_queued_by_due ON replies (due, id) WHERE state = 'queued';
+CREATE INDEX replies_sending_by_lease ON replies (lease_until) WHERE state = 'sending';
+CREATE INDEX replies_by_recipient ON replies (recipient, created_at);
+
+CREATE TABLE ip_errors (ip TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX ip_errors_by_ip ON ip_errors (ip, at);
+CREATE INDEX ip_errors_by_at ON ip_errors (at);
+
+CREATE TABLE ip_blocks (
+    ip TEXT PRIMARY KEY,
+    until REAL NOT NULL,
+    refused INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE duplicates (fingerprint TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX duplicates_by_fingerprint ON duplicates (fingerprint, at);
+CREATE INDEX duplicates_by_at ON duplicates (at);
+
+CREATE TABLE flood (
+    number TEXT PRIMARY KEY,
+    last_at REAL NOT NULL,
+    streak INTEGER NOT NULL
+);
+CREATE INDEX flood_by_last_at ON flood (last_at);
+
+CREATE TABLE balances (
+    account TEXT PRIMARY KEY,
+    charged INTEGER NOT NULL DEFAULT 0
+);

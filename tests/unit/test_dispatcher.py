@@ -1,0 +1,583 @@
+"""The dispatcher over MemoryStorage, fake providers and a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from structlog.testing import capture_logs
+
+from mailbridge.dispatcher import Dispatcher
+from mailbridge.encoding import split_text
+from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.models import Format, Message, SmsRequest, SmsState
+from mailbridge.providers.base import Outbound, SendResult, Sent
+from mailbridge.settings import (
+    DeliverySettings,
+    LimitsSettings,
+    ProviderSettings,
+    RouteRule,
+    RoutingSettings,
+    Settings,
+)
+from mailbridge.storage.base import Intake, ReplyDraft
+from mailbridge.storage.memory import MemoryStorage
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+LIMITS = LimitsSettings(duplicate_max=10**6, flood_max=10**6)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class FakeProvider:
+    """A provider whose answers the test scripts; records every batch."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        formats: frozenset[Format] = frozenset({Format.SMS}),
+        max_batch: int = 1,
+    ) -> None:
+        self.name = name
+        self.formats = formats
+        self.max_batch = max_batch
+        self.batches: list[list[Outbound]] = []
+        self.failure: Exception | None = None  # raised for the whole request
+        self.per_item: dict[str, SendResult] = {}  # recipient -> result
+        self.gate: asyncio.Event | None = None  # when set, sends wait for it
+        self.active = 0
+        self.peak = 0
+        self.started = asyncio.Event()
+        self.closed = False
+
+    @property
+    def recipients(self) -> list[str]:
+        return [o.recipient for batch in self.batches for o in batch]
+
+    async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
+        self.batches.append(list(batch))
+        self.active += 1
+        self.started.set()
+        self.peak = max(self.peak, self.active)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.failure is not None:
+                raise self.failure
+            return [
+                self.per_item.get(
+                    o.recipient, Sent(provider_id=f"{self.name}-{o.sms_id}", answer="ok")
+                )
+                for o in batch
+            ]
+        finally:
+            self.active -= 1
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def _settings(
+    *names: str,
+    routing: RoutingSettings | None = None,
+    delivery: DeliverySettings | None = None,
+    concurrency: int = 8,
+) -> Settings:
+    return Settings(
+        providers=tuple(
+            ProviderSettings(name=n, type="file", concurrency=concurrency) for n in names
+        ),
+        routing=routing or RoutingSettings(default=names, breaker_failures=2, breaker_reset_s=10),
+        delivery=delivery or DeliverySettings(),
+    )
+
+
+async def _enqueue(
+    storage: MemoryStorage,
+    recipients: Sequence[str],
+    *,
+    text: str = "hello",
+    due: datetime = T0,
+    fmt: Format = Format.SMS,
+    test: int = 0,
+    now: datetime = T0,
+) -> str:
+    request = SmsRequest(
+        account="alex",
+        client_id=None,
+        due=due,
+        translit=0,
+        format=fmt,
+        sender="Alex",
+        test=test,
+        messages=(Message(text=text, recipients=tuple(recipients), split=split_text(text, fmt)),),
+    )
+    intake = Intake(
+        received_at=now,
+        client_ip="127.0.0.1",
+        mail_from="ops@example.com",
+        rcpt_to=("send@localhost",),
+        raw=b"",
+        mode="command",
+        account="alex",
+        client_id=None,
+        request=request,
+        error=None,
+        test=test,
+        reply=ReplyDraft(to="ops@example.com", subject="Re: x", in_reply_to="", references=""),
+    )
+    result = await storage.accept(intake, limits=LIMITS, reply_rate_per_hour=30, now=now)
+    assert result.error is None
+    return result.request_id
+
+
+def _numbers(n: int, start: int = 0) -> list[str]:
+    return [f"+7999{start + i:07d}" for i in range(n)]
+
+
+async def _states(storage: MemoryStorage, request_id: str) -> list[SmsState]:
+    detail = await storage.show_request(request_id)
+    assert detail is not None
+    return [s.state for s in detail.sms]
+
+
+@pytest.fixture
+def storage() -> MemoryStorage:
+    return MemoryStorage()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+class TestSending:
+    async def test_due_rows_are_sent_and_committed(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """Due rows go to the provider and end `sent` with the provider id."""
+        main = FakeProvider("main")
+        rid = await _enqueue(storage, _numbers(3))
+        d = Dispatcher(storage, {"main": main}, _settings("main"), clock=clock, owner="t")
+        assert await d.run_once() == 3
+        assert main.recipients == _numbers(3)
+        detail = await storage.show_request(rid)
+        assert detail is not None
+        assert [s.state for s in detail.sms] == [SmsState.SENT] * 3
+        assert detail.sms[0].provider == "main"
+        assert detail.sms[0].provider_id == f"main-{detail.sms[0].sms_id}"
+        assert d.in_flight == 0
+
+    async def test_outbound_carries_the_row(self, storage: MemoryStorage, clock: FakeClock) -> None:
+        """The provider gets the text, sender, format, request id and a client ref."""
+        main = FakeProvider("main", formats=frozenset(Format))
+        rid = await _enqueue(storage, ["+79990000001"], text="alert: disk", fmt=Format.FLASH)
+        d = Dispatcher(storage, {"main": main}, _settings("main"), clock=clock, owner="t")
+        await d.run_once()
+        (out,) = main.batches[0]
+        assert (out.text, out.sender, out.format, out.request_id) == (
+            "alert: disk",
+            "Alex",
+            Format.FLASH,
+            rid,
+        )
+        assert out.client_ref == f"mb-{out.sms_id}"
+
+    async def test_future_rows_wait_for_their_time(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """A row scheduled later is not claimed before its due time, then is."""
+        main = FakeProvider("main")
+        rid = await _enqueue(storage, ["+79990000001"], due=T0 + timedelta(minutes=5))
+        d = Dispatcher(storage, {"main": main}, _settings("main"), clock=clock, owner="t")
+        assert await d.run_once() == 0
+        assert await d.idle_timeout() == 30.0  # capped; due in 300 s
+        clock.advance(299)
+        assert await d.idle_timeout() == pytest.approx(1.0)
+        assert await d.run_once() == 0
+        clock.advance(1)
+        assert await d.run_once() == 1
+        assert await _states(storage, rid) == [SmsState.SENT]
+
+    async def test_claims_in_bounded_batches(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """Never more rows in memory than the in-flight cap, however many are due."""
+        main = FakeProvider("main")
+        main.gate = asyncio.Event()
+        await _enqueue(storage, _numbers(500))
+        settings = _settings("main", delivery=DeliverySettings(batch_size=50), concurrency=4)
+        d = Dispatcher(storage, {"main": main}, settings, clock=clock, owner="t")
+        task = asyncio.create_task(d.run_once())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert d.in_flight == 50
+        main.gate.set()
+        assert await task == 500
+        assert len(main.recipients) == 500
+
+    async def test_identical_texts_are_batched(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """Rows with the same text/sender/format share a request up to max_batch."""
+        bulk = FakeProvider("bulk", max_batch=4)
+        await _enqueue(storage, _numbers(10), text="same")
+        await _enqueue(storage, _numbers(2, 100), text="other")
+        d = Dispatcher(storage, {"bulk": bulk}, _settings("bulk"), clock=clock, owner="t")
+        await d.run_once()
+        sizes = sorted(len(b) for b in bulk.batches)
+        assert sizes == [2, 2, 4, 4]
+        for batch in bulk.batches:
+            assert len({o.text for o in batch}) == 1
+
+    async def test_concurrency_cap(self, storage: MemoryStorage, clock: FakeClock) -> None:
+        """No more requests in flight to a provider than its concurrency."""
+        main = FakeProvider("main")
+        main.gate = asyncio.Event()
+        await _enqueue(storage, _numbers(20))
+        d = Dispatcher(
+            storage, {"main": main}, _settings("main", concurrency=3), clock=clock, owner="t"
+        )
+        task = asyncio.create_task(d.run_once())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert main.active == 3
+        main.gate.set()
+        await task
+        assert main.peak == 3
+        assert len(main.recipients) == 20
+
+    async def test_format_routes_only_to_carriers(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """A flash SMS skips a provider without format 1; with no carrier it fails."""
+        plain = FakeProvider("plain")
+        rich = FakeProvider("rich", formats=frozenset({Format.SMS, Format.FLASH}))
+        flash = await _enqueue(storage, ["+79990000001"], fmt=Format.FLASH)
+        voice = await _enqueue(storage, ["+79990000002"], fmt=Format.VOICE)
+        d = Dispatcher(
+            storage,
+            {"plain": plain, "rich": rich},
+            _settings("plain", "rich"),
+            clock=clock,
+            owner="t",
+        )
+        await d.run_once()
+        assert plain.recipients == []
+        assert rich.recipients == ["+79990000001"]
+        assert await _states(storage, flash) == [SmsState.SENT]
+        assert await _states(storage, voice) == [SmsState.FAILED]
+
+    async def test_prefix_rules(self, storage: MemoryStorage, clock: FakeClock) -> None:
+        """Numbers go to the providers of their longest matching prefix."""
+        ru, other = FakeProvider("ru"), FakeProvider("other")
+        routing = RoutingSettings(
+            default=("other",), rules=(RouteRule(prefix="+7", providers=("ru",)),)
+        )
+        await _enqueue(storage, ["+79990000001", "+447700900123"])
+        d = Dispatcher(
+            storage,
+            {"ru": ru, "other": other},
+            _settings("ru", "other", routing=routing),
+            clock=clock,
+            owner="t",
+        )
+        await d.run_once()
+        assert ru.recipients == ["+79990000001"]
+        assert other.recipients == ["+447700900123"]
+
+
+class TestFailures:
+    async def test_failover_to_next_provider(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """A temporary failure sends the SMS through the next provider at once."""
+        first, second = FakeProvider("first"), FakeProvider("second")
+        first.failure = TemporaryProviderError("first: HTTP 503")
+        rid = await _enqueue(storage, ["+79990000001"])
+        d = Dispatcher(
+            storage,
+            {"first": first, "second": second},
+            _settings("first", "second"),
+            clock=clock,
+            owner="t",
+        )
+        await d.run_once()
+        assert second.recipients == ["+79990000001"]
+        detail = await storage.show_request(rid)
+        assert detail is not None
+        (sms,) = detail.sms
+        assert sms.state is SmsState.SENT
+        assert [(a.provider, a.outcome) for a in sms.attempts] == [
+            ("first", "temporary"),
+            ("second", "sent"),
+        ]
+
+    async def test_breaker_opens_and_fails_back(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """After breaker_failures the first provider is skipped; after reset it is probed back."""
+        first, second = FakeProvider("first"), FakeProvider("second")
+        first.failure = TemporaryProviderError("down")
+        d = Dispatcher(
+            storage,
+            {"first": first, "second": second},
+            _settings("first", "second"),
+            clock=clock,
+            owner="t",
+        )
+        await _enqueue(storage, ["+79990000001"])
+        await d.run_once()
+        await _enqueue(storage, ["+79990000002"])
+        await d.run_once()
+        assert len(first.batches) == 2  # breaker_failures = 2: now open
+        await _enqueue(storage, ["+79990000003"])
+        await d.run_once()
+        assert len(first.batches) == 2
+        assert second.recipients == ["+79990000001", "+79990000002", "+79990000003"]
+        first.failure = None
+        clock.advance(10)
+        await _enqueue(storage, ["+79990000004"], now=clock.now, due=clock.now)
+        await d.run_once()
+        assert first.recipients[-1] == "+79990000004"  # the probe
+        await _enqueue(storage, ["+79990000005"], now=clock.now, due=clock.now)
+        await d.run_once()
+        assert first.recipients[-1] == "+79990000005"  # closed again
+
+    async def test_backoff_when_no_provider_left(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """With every provider failing, the SMS is rescheduled with jittered backoff."""
+        main = FakeProvider("main")
+        main.failure = TemporaryProviderError("timeout")
+        rid = await _enqueue(storage, ["+79990000001"])
+        d = Dispatcher(
+            storage, {"main": main}, _settings("main"), clock=clock, owner="t", rng=lambda: 0.5
+        )
+        await d.run_once()
+        detail = await storage.show_request(rid)
+        assert detail is not None
+        (sms,) = detail.sms
+        assert sms.state is SmsState.SCHEDULED
+        assert sms.due == T0 + timedelta(seconds=2)  # 0.5 x 2 x retry_first_s
+        clock.advance(2)
+        main.failure = None
+        await d.run_once()
+        assert await _states(storage, rid) == [SmsState.SENT]
+
+    async def test_retry_after_is_honoured(self, storage: MemoryStorage, clock: FakeClock) -> None:
+        """A 429 with Retry-After reschedules no earlier than the hint."""
+        main = FakeProvider("main")
+        main.failure = TemporaryProviderError("429", retry_after_s=120)
+        rid = await _enqueue(storage, ["+79990000001"])
+        d = Dispatcher(
+            storage, {"main": main}, _settings("main"), clock=clock, owner="t", rng=lambda: 0.5
+        )
+        await d.run_once()
+        detail = await storage.show_request(rid)
+        assert detail is not None
+        assert detail.sms[0].due == T0 + timedelta(seconds=120)
+
+    async def test_permanent_item_fails_at_once(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """A number the provider rejects fails without retry; the others are sent."""
+        main = FakeProvider("main", max_batch=5)
+        main.per_item["+79990000001"] = PermanentProviderError("number rejected")
+        rid = await _enqueue(storage, _numbers(3))
+        d = Dispatcher(storage, {"main": main}, _settings("main"), clock=clock, owner="t")
+        await d.run_once()
+        assert await _states(storage, rid) == [SmsState.SENT, SmsState.FAILED, SmsState.SENT]
+
+    async def test_credentials_refused_fail_loudly(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """A whole-request permanent error fails every SMS and logs at error level."""
+        main, spare = FakeProvider("main"), FakeProvider("spare")
+        main.failure = PermanentProviderError("main: authentication failed")
+        rid = await _enqueue(storage, ["+79990000001"])
+        d = Dispatcher(
+            storage,
+            {"main": main, "spare": spare},
+            _settings("main", "spare"),
+            clock=clock,
+            owner="t",
+        )
+        with capture_logs() as logs:
+            await d.run_once()
+        assert await _states(storage, rid) == [SmsState.FAILED]
+        assert spare.recipients == []
+        errors = [e for e in logs if e["log_level"] == "error"]
+        assert errors
+        assert errors[0]["provider"] == "main"
+
+    async def test_expired_before_sending(self, storage: MemoryStorage, clock: FakeClock) -> None:
+        """A row claimed after first_due + validity_s expires without a provider call."""
+        main = FakeProvider("main")
+        rid = await _enqueue(storage, ["+79990000001"])
+        settings = _settings("main", delivery=DeliverySettings(validity_s=60))
+        d = Dispatcher(storage, {"main": main}, settings, clock=clock, owner="t")
+        clock.advance(61)
+        await d.run_once()
+        assert main.batches == []
+        assert await _states(storage, rid) == [SmsState.EXPIRED]
+
+    async def test_retries_until_expiry(self, storage: MemoryStorage, clock: FakeClock) -> None:
+        """A provider down for longer than validity_s ends the SMS as expired."""
+        main = FakeProvider("main")
+        main.failure = TemporaryProviderError("down")
+        rid = await _enqueue(storage, ["+79990000001"])
+        settings = _settings(
+            "main", delivery=DeliverySettings(validity_s=30, retry_first_s=2, retry_max_s=8)
+        )
+        d = Dispatcher(storage, {"main": main}, settings, clock=clock, owner="t", rng=lambda: 0.9)
+        for _ in range(40):
+            await d.run_once()
+            if await _states(storage, rid) == [SmsState.EXPIRED]:
+                break
+            clock.advance(1)
+        assert await _states(storage, rid) == [SmsState.EXPIRED]
+        assert 2 <= len(main.batches) <= 10
+
+    async def test_test1_failure_queues_followup(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """A test=1 request whose SMS fails gets the ERROR = 8 follow-up reply."""
+        main = FakeProvider("main")
+        main.failure = PermanentProviderError("rejected")
+        rid = await _enqueue(storage, ["+79990000001"], test=1)
+        d = Dispatcher(storage, {"main": main}, _settings("main"), clock=clock, owner="t")
+        await d.run_once()
+        replies = await storage.claim_replies(clock.now, limit=10, lease_s=60)
+        bodies = [r.body for r in replies]
+        assert any(b.startswith("ERROR = 8") and rid in b for b in bodies)
+
+    async def test_adapter_bug_is_temporary(self, storage: MemoryStorage, clock: FakeClock) -> None:
+        """An unexpected exception from an adapter retries instead of losing the SMS."""
+        main = FakeProvider("main")
+        main.failure = RuntimeError("bug")
+        rid = await _enqueue(storage, ["+79990000001"])
+        d = Dispatcher(storage, {"main": main}, _settings("main"), clock=clock, owner="t")
+        with capture_logs():
+            await d.run_once()
+        assert await _states(storage, rid) == [SmsState.SCHEDULED]
+
+
+class TestLoop:
+    async def test_wake_sends_a_new_row(self, storage: MemoryStorage) -> None:
+        """With the loop asleep, wake() after a commit gets the row sent."""
+        main = FakeProvider("main")
+        sent = asyncio.Event()
+        original = main.send
+
+        async def send(batch: Sequence[Outbound]) -> list[SendResult]:
+            result = await original(batch)
+            sent.set()
+            return result
+
+        main.send = send  # type: ignore[method-assign]
+        now = datetime.now(UTC)
+        d = Dispatcher(storage, {"main": main}, _settings("main"), owner="t")
+        await d.start()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await _enqueue(storage, ["+79990000001"], due=now, now=now)
+        d.wake()
+        await asyncio.wait_for(sent.wait(), 5)
+        await d.stop(5)
+        assert main.recipients == ["+79990000001"]
+        assert main.closed
+
+    async def test_stop_finishes_sends_under_way(self, storage: MemoryStorage) -> None:
+        """stop() lets a started send finish and leaves unsent claimed rows `sending`."""
+        main = FakeProvider("main")
+        main.gate = asyncio.Event()
+        now = datetime.now(UTC)
+        rid = await _enqueue(storage, _numbers(3), due=now, now=now)
+        d = Dispatcher(storage, {"main": main}, _settings("main", concurrency=1), owner="t")
+        await d.start()
+        await asyncio.wait_for(main.started.wait(), 5)
+        stopping = asyncio.create_task(d.stop(5))
+        await asyncio.sleep(0)
+        main.gate.set()
+        await stopping
+        assert len(main.batches) == 1
+        states = await _states(storage, rid)
+        assert states.count(SmsState.SENT) == 1
+        assert states.count(SmsState.SENDING) == 2
+
+    async def test_reclaimed_row_is_not_sent_twice(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """A row whose lease ran out while still in flight here is not sent again."""
+        main = FakeProvider("main")
+        main.gate = asyncio.Event()
+        rid = await _enqueue(storage, ["+79990000001"])
+        settings = _settings("main", delivery=DeliverySettings(lease_s=10))
+        d = Dispatcher(storage, {"main": main}, settings, clock=clock, owner="t")
+        first = asyncio.create_task(d.run_once())
+        await asyncio.wait_for(main.started.wait(), 5)
+        clock.advance(11)
+        assert await d.run_once() == 0
+        main.gate.set()
+        await first
+        assert len(main.batches) == 1
+        assert await _states(storage, rid) == [SmsState.SENT]
+
+    async def test_reload_switches_providers(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """After reload the new providers carry traffic and the old one is closed."""
+        old, new = FakeProvider("old"), FakeProvider("new")
+        d = Dispatcher(storage, {"old": old}, _settings("old"), clock=clock, owner="t")
+        d.reload(_settings("new"), {"new": new})
+        await _enqueue(storage, ["+79990000001"])
+        await d.run_once()
+        assert new.recipients == ["+79990000001"]
+        assert old.closed
+
+    async def test_one_log_line_per_attempt(self, storage: MemoryStorage, clock: FakeClock) -> None:
+        """Each attempt logs a `delivery` event with ids, provider, outcome and duration."""
+        first, second = FakeProvider("first"), FakeProvider("second")
+        first.failure = TemporaryProviderError("503")
+        rid = await _enqueue(storage, ["+79990000001"])
+        d = Dispatcher(
+            storage,
+            {"first": first, "second": second},
+            _settings("first", "second"),
+            clock=clock,
+            owner="t",
+        )
+        with capture_logs() as logs:
+            await d.run_once()
+        lines = [e for e in logs if e["event"] == "delivery"]
+        assert [(e["provider"], e["outcome"]) for e in lines] == [
+            ("first", "temporary"),
+            ("second", "sent"),
+        ]
+        for e in lines:
+            assert e["request_id"] == rid
+            assert isinstance(e["sms_id"], int)
+            assert e["duration_ms"] >= 0
+
+
+def test_settings_helper_is_consistent() -> None:
+    """The test settings name each provider once (guards the fixtures above)."""
+    s = _settings("a", "b")
+    assert [p.name for p in s.providers] == ["a", "b"]
+    assert replace(s.routing, rules=()).default == ("a", "b")

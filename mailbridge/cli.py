@@ -16,10 +16,12 @@ from mailbridge import __version__
 __all__ = ["main"]
 
 
-def _add_config(p: argparse.ArgumentParser) -> None:
+def _add_config(p: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    # ``nested``: also accepted after a queue action; SUPPRESS keeps the outer value
     p.add_argument(
         "--config",
         metavar="PATH",
+        default=argparse.SUPPRESS if nested else None,
         help="config file (default: $MAILBRIDGE_CONFIG, else /etc/mailbridge/config.toml)",
     )
 
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     qsub = p.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
     q = qsub.add_parser("list", help="list requests")
+    _add_config(q, nested=True)
     q.add_argument("--state", help="only requests with SMS in this state")
     q.add_argument("--account", help="only this account's requests")
     q.add_argument("--limit", type=int, default=100)
@@ -60,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("cancel", "cancel the scheduled SMS of a request"),
     ):
         q = qsub.add_parser(name, help=text)
+        _add_config(q, nested=True)
         q.add_argument("id", metavar="ID")
     return parser
 

@@ -111,6 +111,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._unsubscribe: Callable[[], None] | None = None
 
     # --- public ---------------------------------------------------------------
 
@@ -124,6 +125,10 @@ class Dispatcher:
         if self._loop_task is None:
             self._stopping = False
             self._loop_task = asyncio.create_task(self._run(), name="mailbridge-dispatcher")
+            # a storage shared by several instances (PostgreSQL) wakes us on their commits
+            subscribe = getattr(self._storage, "subscribe_due", None)
+            if subscribe is not None and self._unsubscribe is None:
+                self._unsubscribe = subscribe(self.wake)
 
     async def stop(self, timeout_s: float) -> None:
         """Claim no more; let sends under way finish within ``timeout_s``, then close providers.
@@ -133,6 +138,9 @@ class Dispatcher:
         (at-least-once).
         """
         self._stopping = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         self._wake.set()
         if self._loop_task is not None:
             self._loop_task.cancel()

@@ -70,12 +70,13 @@ escaped_newline = r"\\n"
 #        To do this, pass a value equal to 2 in the test parameter."
 #   A line starts a new message when it begins with a phone list and a colon:
 #   numbers (at least 7 digits, so "10:30 restart" stays text), G<n>, #id, e-mail.
-_phone = r"\+?[ \t(]*\d(?:[ \t\-()]*\d){6,}[ \t)]*"
+_phone = r"(?:\+[ \t]*)?\(*\d(?:[ \t\-()]*\d){6,}\)*"
 _group = r"[Gg]\d+"
 _telegram = r"\#-?[A-Za-z0-9_]+"
 _email = r"[^\s@:,;]+@[^\s@:,;]+"
 _entry = rf"(?:{_phone}|{_group}|{_telegram}|{_email})"
-phone_list_start = rf"[ \t]*{_entry}(?:[ \t]*[,;][ \t]*{_entry})*[ \t]*[,;]?[ \t]*:"
+#   (No two neighbouring fragments can both match a blank: the pattern stays linear.)
+phone_list_start = rf"[ \t]*{_entry}(?:[ \t]*[,;][ \t]*{_entry})*[ \t]*(?:[,;][ \t]*)?:"
 
 # seed: "8 – e-mail. The subject of the letter is indicated at the end of the message text
 #        through a line feed in the form "subj:Theme"."

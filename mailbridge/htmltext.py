@@ -37,7 +37,7 @@ _SOFT = "\x02"  # a block boundary: ends a non-empty line
 #: The rest of a tag after its name: attribute values in quotes may hold
 #: ``>``; an unterminated tag runs to the end of the input. Every character
 #: is taken by some branch, so the loop only stops at ``>`` or the end.
-_ATTRS = r"""(?:[^>"'=]+|=\s*"[^"]*(?:"|\Z)|=\s*'[^']*(?:'|\Z)|[="'])*(?:>|\Z)"""
+_ATTRS = r"""(?:[^>"'=]++|=\s*+"[^"]*+(?:"|\Z)|=\s*+'[^']*+(?:'|\Z)|[="'])*+(?:>|\Z)"""
 
 #: Comments, declarations, processing instructions and hidden elements with
 #: their content, in one left-to-right pass.

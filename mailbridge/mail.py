@@ -161,10 +161,14 @@ _TOP_FIELDS = _PART_FIELDS | {
     b"list-id",
 }
 
-#: One ``name=value`` parameter of a structured header. A quoted value runs to
-#: its closing quote or to the end, so the pattern never fails half-way and
-#: stays linear; whitespace is accepted as a separator where ``;`` is missing.
-_PARAM = re.compile(r'[;\s]\s*([^\s=;"]+)\s*=\s*("(?:[^"\\]|\\.)*(?:"|\Z)|[^;\s]*)', re.DOTALL)
+#: One ``name=value`` parameter of a structured header; whitespace is accepted
+#: as a separator where ``;`` is missing. The match starts at the name (the
+#: look-behind rejects positions inside a word at once) and every quantifier is
+#: possessive; a quoted value runs to its closing quote or to the end. So no
+#: attempt rescans text another attempt has scanned, and the scan is linear.
+_PARAM = re.compile(
+    r'(?<![^;\s])([^\s=;"]++)\s*+=\s*+("(?:[^"\\]++|\\.?)*+(?:"|\Z)|[^;\s]*+)', re.DOTALL
+)
 _STRUCTURED_HEAD = re.compile(r"\s*([^\s;]*)")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _CONTINUATION = re.compile(r"([^*]+)\*([0-9]{1,3})(\*?)")
@@ -180,7 +184,7 @@ _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,80})\?([bBqQ])\?([^?\s]*)\?=")
 _HEADER_CONTROLS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
-_QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\Z)', re.DOTALL)
+_QUOTED_STRING = re.compile(r'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
 _COMMENT = re.compile(r"\([^()]*\)")
 _ANGLE_ADDR = re.compile(r"<\s*([^<>\s]*)\s*>")
 _ADDRESS_SPLIT = re.compile(r"[\s,;()<>\"]+")
@@ -380,29 +384,33 @@ def _structured(value: bytes) -> tuple[str, dict[str, str]]:
     for match in _PARAM.finditer(text, head.end() if head else 0):
         name = match.group(1).lower()
         raw = match.group(2)
-        if raw.startswith('"'):
-            raw = _QUOTED_PAIR.sub(
-                r"\1", raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
-            )
         params.setdefault(name, raw)
     return kind, params
 
 
 def _param(params: dict[str, str], name: str) -> str | None:
-    """A parameter's value, RFC 2231 extended and continued forms included."""
+    """A parameter's value, unquoted, RFC 2231 extended and continued forms included."""
     if name in params:
-        return params[name]
+        return _unquote(params[name])
     if f"{name}*" in params:
-        return _rfc2231(params[f"{name}*"], extended=True)
+        return _rfc2231(_unquote(params[f"{name}*"]), extended=True)
     pieces: list[str] = []
     for index in range(100):
         if f"{name}*{index}" in params:
-            pieces.append(params[f"{name}*{index}"])
+            pieces.append(_unquote(params[f"{name}*{index}"]))
         elif f"{name}*{index}*" in params:
-            pieces.append(_rfc2231(params[f"{name}*{index}*"], extended=index == 0))
+            pieces.append(_rfc2231(_unquote(params[f"{name}*{index}*"]), extended=index == 0))
         else:
             break
     return "".join(pieces) if pieces else None
+
+
+def _unquote(value: str) -> str:
+    """A parameter value without its quotes and quoted-pair backslashes."""
+    if not value.startswith('"'):
+        return value
+    inner = value[1:-1] if len(value) > 1 and value.endswith('"') else value[1:]
+    return _QUOTED_PAIR.sub(r"\1", inner)
 
 
 def _rfc2231(value: str, *, extended: bool) -> str:
@@ -422,12 +430,16 @@ def _split_parts(raw: bytes, start: int, end: int, boundary: str) -> list[tuple[
     blanks allowed; the line break before it belongs to it. Without a closing
     delimiter the last part runs to the end of the body.
     """
+    # The pattern starts with a literal, which the regex engine finds fast;
+    # that the match starts a line is checked here.
     delimiter = re.compile(
-        rb"^--" + re.escape(boundary.encode("latin-1")) + rb"(--)?[ \t]*$", re.MULTILINE
+        rb"--" + re.escape(boundary.encode("latin-1")) + rb"(--)?[ \t]*$", re.MULTILINE
     )
     parts: list[tuple[int, int]] = []
     part_start: int | None = None
     for match in delimiter.finditer(raw, start, end):
+        if match.start() != start and raw[match.start() - 1] != 10:  # not at a line start
+            continue
         if part_start is not None:
             parts.append((part_start, max(part_start, match.start() - 1)))
             if len(parts) > MAX_PARTS:

@@ -7,8 +7,9 @@ SMTP transaction. When the smarthost is down the reply goes back to the
 queue with exponential backoff (``[delivery] retry_first_s`` doubling up to
 ``retry_max_s``): a reply is never dropped. A crash between the smarthost's
 250 and ``mark_reply_sent`` sends that one reply again once its lease runs
-out; that window is one SQLite commit wide, and the copy carries the same
-``Message-ID`` (made from the reply's row), so the receiving side can drop it.
+out (``[delivery] lease_s``, as for SMS rows). That window is one SQLite
+commit wide, and the copy carries the same ``Message-ID`` (made from the
+reply's row), so the receiving side can drop it.
 
 The mail is built with :class:`email.message.EmailMessage` and
 ``email.policy.SMTP``, which refuses CR/LF inside a header value; every value
@@ -48,6 +49,8 @@ __all__ = [
 #: Longest sleep with nothing due (replies queued by another process are seen this late).
 MAX_IDLE_S = 30.0
 _BATCH = 50
+#: Pause after an unexpected failure of the send loop (storage down).
+_ERROR_PAUSE_S = 1.0
 
 log = get_logger("mailbridge.mailer")
 
@@ -110,12 +113,12 @@ class Mailer:
         settings: Settings,
         *,
         clock: Callable[[], datetime] = _utcnow,
-        lease_s: float = 120.0,
+        lease_s: float | None = None,
     ) -> None:
         self._storage = storage
         self._settings = settings
         self._clock = clock
-        self._lease_s = lease_s
+        self._lease_s = lease_s  # None: [delivery] lease_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._warned_no_smarthost = False
@@ -155,9 +158,12 @@ class Mailer:
         while not self._stopping:
             try:
                 worked = await self.run_once()
-            except Exception:
+            except Exception:  # storage trouble: log, pause, try again
                 log.exception("mailer_failed")
-                worked = 0
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _ERROR_PAUSE_S)
+                continue
             if self._stopping:
                 return
             if worked:
@@ -187,7 +193,8 @@ class Mailer:
                 self._warned_no_smarthost = True
                 log.warning("reply_not_sent", reason="no [reply] smarthost; replies stay queued")
             return 0
-        jobs = await self._storage.claim_replies(self._clock(), limit=_BATCH, lease_s=self._lease_s)
+        lease_s = self._lease_s if self._lease_s is not None else settings.delivery.lease_s
+        jobs = await self._storage.claim_replies(self._clock(), limit=_BATCH, lease_s=lease_s)
         if not jobs:
             return 0
         host, port = split_hostport(reply.smarthost)

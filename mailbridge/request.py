@@ -66,6 +66,7 @@ _PREFIX_FORMATS: dict[str, Format | None] = {
     "PING": Format.PING,
     "HLR": Format.HLR,
 }
+_MAX_FORMAT = int(max(Format))
 _TEXTLESS = frozenset({Format.HLR, Format.PING})
 _BINARY = frozenset({Format.BINARY, Format.BINARY_HEX})
 
@@ -88,7 +89,7 @@ def build_request(
     translit = _small_int(command.translit, "translit", 2)
     test = _small_int(command.test, "test", 2)
     prefix, texts = _strip_prefixes(command)
-    fmt = Format(_small_int(command.format, "format", max(Format)))
+    fmt = Format(_small_int(command.format, "format", _MAX_FORMAT))
     bot = prefix == "BOT"
     if prefix is not None and (prefixed := _PREFIX_FORMATS[prefix]) is not None:
         fmt = prefixed
@@ -149,7 +150,7 @@ def _client_id(raw: str) -> str | None:
     if not raw:
         return None
     if _NUMERIC_ID_RE.fullmatch(raw):
-        if not 1 <= int(raw) <= MAX_ID:
+        if len(raw) > len(str(MAX_ID)) or not 1 <= int(raw) <= MAX_ID:
             raise RequestError(1, "numeric id out of range")
         return raw
     if _STRING_ID_RE.fullmatch(raw) is None:

@@ -29,7 +29,7 @@ __all__ = ["MOSCOW_OFFSET_H", "resolve_due", "zone_for"]
 MOSCOW_OFFSET_H = 3
 
 # seed: "DDMMYYhhmm or DD.MM.YY hh.mm."
-_COMPACT_RE = re.compile(r"(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)")
+_COMPACT_RE = re.compile(r"(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)", re.ASCII)
 _DOTTED_RE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4}|\d{2})[ \t]+(\d{1,2})\.(\d{2})", re.ASCII)
 # seed: "h1-h2. Sets the time range in hours."
 _WINDOW_RE = re.compile(r"(\d{1,2})[ \t]*-[ \t]*(\d{1,2})", re.ASCII)

@@ -4,7 +4,10 @@
   (relative: ``config`` has already resolved it against the config file's
   folder, anything left relative is taken from the working directory);
 * ``memory://``: :class:`~mailbridge.storage.memory.MemoryStorage`, nothing
-  durable (tests and dry runs).
+  durable (tests and dry runs);
+* ``postgresql://…`` (or ``postgres://…``): :class:`~mailbridge.storage.postgres.PostgresStorage`,
+  for several instances on one database; needs the ``postgres`` extra
+  (psycopg), imported only when such a URL is used.
 
 The backend is built, not opened: the caller awaits ``storage.open()``.
 """
@@ -40,7 +43,14 @@ def open_storage(url: str) -> Storage:
     if url.startswith(_MEMORY):
         return MemoryStorage()
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("storage.url", "PostgreSQL storage is not available in this build")
+        try:
+            from mailbridge.storage.postgres import PostgresStorage
+        except ImportError as exc:
+            raise ConfigError(
+                "storage.url",
+                "PostgreSQL storage needs psycopg: pip install 'mailbridge[postgres]'",
+            ) from exc
+        return PostgresStorage(url)
     path = sqlite_path(url)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

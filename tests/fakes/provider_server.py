@@ -71,6 +71,7 @@ _REASONS = {
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 1024 * 1024
 _DRIP_CHUNK = 16
+_DROPPED = (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -271,8 +272,8 @@ class FakeProviderServer:
         try:
             while await self._one(reader, writer):
                 pass
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass
+        except _DROPPED:
+            pass  # a client gone or speaking garbage: drop the connection
         finally:
             self._writers.discard(writer)
             writer.close()
@@ -402,6 +403,8 @@ class FakeProviderServer:
         faults = self.faults
         if faults.down == "503":
             return _Reply(status=503, body=b"down", fault="down")
+        if faults.down == "refuse":  # set directly rather than through set_down()
+            return _Reply(status=None, fault="down")
         if faults.reset > 0:
             faults.reset -= 1
             return _Reply(status=None, fault="reset")

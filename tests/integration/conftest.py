@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from pathlib import Path
@@ -272,20 +272,12 @@ def free_port() -> int:
 # --- the gateway in-process ---------------------------------------------------------
 
 
-@dataclass
-class Daemon:
-    """A running in-process gateway and the ways to talk to it."""
+@dataclass(kw_only=True)
+class SmtpTarget:
+    """Where a gateway listens, and the ways to send it mail."""
 
-    gateway: Gateway
-    doc: dict[str, Any]
-    tmp: Path
     host: str = "127.0.0.1"
     port: int = 0
-    answers: list[tuple[int, str]] = field(default_factory=list)
-
-    @property
-    def settings(self) -> Settings:
-        return self.gateway.settings
 
     async def send(
         self,
@@ -298,8 +290,12 @@ class Daemon:
         charset: str = "utf-8",
     ) -> tuple[int, str]:
         """Send one mail with aiosmtplib; the SMTP answer to DATA (or the refusal)."""
-        raw = data if isinstance(data, bytes) else make_mail(
-            data, subject=subject, headers=headers, charset=charset, mail_from=mail_from
+        raw = (
+            data
+            if isinstance(data, bytes)
+            else make_mail(
+                data, subject=subject, headers=headers, charset=charset, mail_from=mail_from
+            )
         )
         client = aiosmtplib.SMTP(hostname=self.host, port=self.port, timeout=10, start_tls=False)
         await client.connect()
@@ -342,6 +338,19 @@ class Daemon:
                 client.rcpt(rcpt)
             code, message = client.data(raw)
             return code, message.decode()
+
+
+@dataclass(kw_only=True)
+class Daemon(SmtpTarget):
+    """A running in-process gateway and the ways to talk to it."""
+
+    gateway: Gateway
+    doc: dict[str, Any]
+    tmp: Path
+
+    @property
+    def settings(self) -> Settings:
+        return self.gateway.settings
 
     async def detail(self, request_id: str) -> RequestDetail:
         storage = self.gateway.storage
@@ -418,9 +427,10 @@ class ProcDaemon:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 15.0) -> None:
+    def start(self, timeout_s: float = 15.0, *, keep_notify: bool = False) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        env.pop("NOTIFY_SOCKET", None)
+        if not keep_notify:
+            env.pop("NOTIFY_SOCKET", None)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mailbridge.cli", "serve", "--config", str(self.config)],
@@ -472,4 +482,4 @@ def proc_daemon(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], ProcDaemo
 
 
 def header_names(msg: Message) -> list[str]:
-    return [k.lower() for k in msg.keys()]
+    return [k.lower() for k in msg]

@@ -23,7 +23,7 @@ from .conftest import (
 
 class TestReplyMail:
     async def test_headers(self, daemon: Daemon, smarthost: Smarthost) -> None:
-        """The reply: MAIL FROM:<>, To the envelope sender, Re: subject, threading, Auto-Submitted."""
+        """The reply: MAIL FROM:<>, To the sender, Re: subject, threading, Auto-Submitted."""
         code, _ = await daemon.send(command(options=",,,1"), subject="Backup")
         assert code == 250
         (got,) = await smarthost.wait_for(1)

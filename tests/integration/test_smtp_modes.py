@@ -28,15 +28,19 @@ from .conftest import (
 async def outbox(daemon: Daemon, request_id: str, n: int, timeout_s: float = 5.0) -> list[Any]:
     """The file provider's records of ``request_id`` once there are ``n`` of them."""
     path = Path(daemon.tmp / "outbox.jsonl")
+
+    def read() -> list[Any]:
+        if not path.exists():
+            return []
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [r for r in map(json.loads, lines) if r["request_id"] == request_id]
+
     deadline = time.monotonic() + timeout_s
-    while True:
-        records = []
-        if path.exists():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            records = [r for r in map(json.loads, lines) if r["request_id"] == request_id]
-        if len(records) >= n or time.monotonic() > deadline:
-            return records
+    records = await asyncio.to_thread(read)
+    while len(records) < n and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
+        records = await asyncio.to_thread(read)
+    return records
 
 
 def request_id(message: str) -> str:
@@ -91,13 +95,14 @@ class TestCommandMode:
             "--hide-all",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        out, err = await proc.communicate()
+        _out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
         detail = await daemon.detail("1")
         assert detail.summary.result == "OK - 1 SMS, ID - 1"
 
     @pytest.mark.parametrize(
-        ("charset", "cte"), [("koi8-r", "8bit"), ("cp1251", "base64"), ("utf-8", "quoted-printable")]
+        ("charset", "cte"),
+        [("koi8-r", "8bit"), ("cp1251", "base64"), ("utf-8", "quoted-printable")],
     )
     async def test_charsets(self, daemon: Daemon, charset: str, cte: str) -> None:
         """Cyrillic text in KOI8-R, CP1251 and UTF-8 arrives as the same SMS text."""

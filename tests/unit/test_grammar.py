@@ -222,6 +222,16 @@ class TestListMode:
         cmd = parse_command(f"a:p:::,,,2::\n79991234567:first\n{line}")
         assert len(cmd.entries) == 2
 
+    @pytest.mark.parametrize(
+        "line",
+        [" " * 50_000, "79991234567" + " " * 50_000 + "x", "1 " * 25_000, "+" + "\t" * 50_000],
+        ids=["blanks", "number-then-blanks", "spaced-digits", "plus-then-tabs"],
+    )
+    def test_test2_long_lines(self, line: str) -> None:
+        """Long lines of blanks and digits are read in linear time (once quadratic)."""
+        cmd = parse_command(f"a:p:::,,,2::\n79991234567:first\n{line}")
+        assert len(cmd.entries) == 1
+
 
 class TestParameters:
     def test_subject_for_email_format(self) -> None:

@@ -72,7 +72,7 @@ def request(client_id: str | None = None, test: int = 0) -> SmsRequest:
 
 
 def command(**kw: str) -> Command:
-    fields = {
+    fields: dict[str, str] = {
         "login": "alex",
         "psw": "x",
         "id": "",
@@ -84,7 +84,12 @@ def command(**kw: str) -> Command:
         "test": "",
     }
     fields.update(kw)
-    return Command(entries=(CommandEntry(phones="+79991234567", text="hi"),), **fields)
+    return Command(
+        login=fields["login"], psw=fields["psw"], id=fields["id"], time=fields["time"],
+        tz=fields["tz"], translit=fields["translit"], format=fields["format"],
+        sender=fields["sender"], test=fields["test"],
+        entries=(CommandEntry(phones="+79991234567", text="hi"),),
+    )  # fmt: skip
 
 
 class TestClassifyRecipient:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,12 @@ from mailbridge.storage.base import Intake, ReplyDraft, Storage
 from mailbridge.storage.factory import open_storage
 from mailbridge.storage.memory import MemoryStorage
 from mailbridge.storage.sqlite import QUERIES, SqliteStorage
+from tests.pg import PgCluster, pg_cluster_fixture  # noqa: F401 (the session's server)
+
+try:
+    from mailbridge.storage.postgres import PostgresStorage, redact_url
+except ImportError:  # psycopg is optional: the postgres params skip
+    PostgresStorage = None  # type: ignore[assignment,misc]
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LIMITS = LimitsSettings()
@@ -101,15 +108,22 @@ class Backend:
     reopen: Callable[[], Awaitable[Storage]] | None = None
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Each backend, opened empty; closed afterwards."""
+    """Each backend, opened empty (PostgreSQL: a fresh schema on a real server); closed after."""
     opened: list[Storage] = []
+    pg_url = (
+        request.getfixturevalue("pg_cluster").create_schema() if request.param == "postgres" else ""
+    )
 
     async def make() -> Storage:
-        storage: Storage = (
-            MemoryStorage() if request.param == "memory" else SqliteStorage(tmp_path / "mb.db")
-        )
+        storage: Storage
+        if request.param == "memory":
+            storage = MemoryStorage()
+        elif request.param == "sqlite":
+            storage = SqliteStorage(tmp_path / "mb.db")
+        else:
+            storage = PostgresStorage(pg_url, min_size=1, max_size=4)
         await storage.open()
         opened.append(storage)
         return storage
@@ -122,7 +136,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     yield Backend(
         name=request.param,
         storage=first,
-        reopen=reopen if request.param == "sqlite" else None,
+        reopen=reopen if request.param != "memory" else None,
     )
     for storage in opened:
         await storage.close()
@@ -840,7 +854,7 @@ class TestFactory:
         """``memory://`` gives the in-memory backend."""
         assert isinstance(open_storage("memory://"), MemoryStorage)
 
-    @pytest.mark.parametrize("url", ["postgresql://db/mb", "mysql://x", "sqlite:///", "mb.db"])
+    @pytest.mark.parametrize("url", ["mysql://x", "sqlite:///", "mb.db"])
     def test_unknown_urls(self, url: str) -> None:
         """A URL no backend takes is a config error naming the key."""
         with pytest.raises(ConfigError, match=r"storage\.url"):
@@ -852,3 +866,243 @@ class TestFactory:
         blocker.write_text("")
         with pytest.raises(StorageError, match="folder"):
             open_storage(f"sqlite:///{blocker}/sub/mb.db")
+
+
+# --- PostgreSQL: what several instances on one database need ---------------------------
+
+
+@pytest.fixture
+async def pg_pair(pg_cluster: PgCluster) -> AsyncIterator[tuple[PostgresStorage, PostgresStorage]]:
+    """Two storages (as two instances would have) on one fresh schema."""
+    url = pg_cluster.create_schema()
+    first, second = PostgresStorage(url, max_size=8), PostgresStorage(url, max_size=8)
+    await asyncio.gather(first.open(), second.open())
+    yield first, second
+    await asyncio.gather(first.close(), second.close())
+
+
+def spread(pair: tuple[Storage, Storage], n: int) -> list[Storage]:
+    """``n`` storages taking turns: the pair's members alternately."""
+    return [pair[i % 2] for i in range(n)]
+
+
+@pytest.mark.skipif(PostgresStorage is None, reason="psycopg is not installed")
+class TestPostgres:
+    """Two storage objects on one database, as two instances: shared limits, single claims."""
+
+    async def test_balance_never_overspent(self, pg_pair: tuple[Storage, Storage]) -> None:
+        """80 concurrent one-part requests against a balance of 50: exactly 50 pass."""
+        results = await asyncio.gather(
+            *(
+                s.accept(
+                    intake(sms_request(message(f"b{i}", (f"+7999100{i:04d}",))), balance=50),
+                    limits=LIMITS,
+                    reply_rate_per_hour=RATE,
+                    now=T0,
+                )
+                for i, s in enumerate(spread(pg_pair, 80))
+            )
+        )
+        assert sorted(r.error or 0 for r in results) == [0] * 50 + [3] * 30
+        ok = sms_request(message("one more"))
+        assert (await accept(pg_pair[0], intake(ok, balance=51)))[1].startswith("OK")
+        assert (await accept(pg_pair[1], intake(ok, balance=51)))[1].startswith("ERROR = 3")
+
+    async def test_flood_spread_over_instances(self, pg_pair: tuple[Storage, Storage]) -> None:
+        """Concurrent SMS to one number from both instances: flood_max pass, the rest get 8."""
+        limits = LimitsSettings(flood_max=5)
+        results = await asyncio.gather(
+            *(
+                s.accept(
+                    intake(sms_request(message(f"f{i}"))),
+                    limits=limits,
+                    reply_rate_per_hour=RATE,
+                    now=T0,
+                )
+                for i, s in enumerate(spread(pg_pair, 12))
+            )
+        )
+        assert sorted(r.error or 0 for r in results) == [0] * 5 + [8] * 7
+
+    async def test_duplicates_spread_over_instances(self, pg_pair: tuple[Storage, Storage]) -> None:
+        """One request sent ten times at once to both instances: duplicate_max pass."""
+        results = await asyncio.gather(
+            *(
+                s.accept(intake(), limits=LIMITS, reply_rate_per_hour=RATE, now=T0)
+                for s in spread(pg_pair, 10)
+            )
+        )
+        assert sorted(r.error or 0 for r in results) == [0, 0] + [9] * 8
+
+    async def test_ip_block_and_reply_rate_spread(self, pg_pair: tuple[Storage, Storage]) -> None:
+        """Errors from one IP on both instances block it; replies stay within the rate."""
+        limits = LimitsSettings(error_block_after=4)
+        results = await asyncio.gather(
+            *(
+                s.accept(intake(error=2), limits=limits, reply_rate_per_hour=3, now=T0)
+                for s in spread(pg_pair, 8)
+            )
+        )
+        assert sum(r.reply_queued for r in results) == 3
+        for s in pg_pair:
+            assert await s.ip_blocked("192.0.2.1", at(1), limits)
+        assert len(await pg_pair[0].claim_replies(T0, limit=100, lease_s=60)) == 3
+
+    async def test_each_row_claimed_once(self, pg_pair: tuple[Storage, Storage]) -> None:
+        """Both instances claiming at once in small batches share the rows without overlap."""
+        first, second = pg_pair
+        await asyncio.gather(
+            *(
+                accept(s, intake(sms_request(message(f"c{i}", (f"+7999200{i:04d}",)))))
+                for i, s in enumerate(spread(pg_pair, 60))
+            )
+        )
+
+        async def drain(s: Storage, owner: str) -> list[int]:
+            got: list[int] = []
+            while jobs := await s.claim_due(T0, limit=7, lease_s=30, owner=owner):
+                got += [j.sms_id for j in jobs]
+            return got
+
+        claims = await asyncio.gather(*(drain(s, f"w{i}") for i, s in enumerate([*pg_pair] * 3)))
+        every = [sms_id for got in claims for sms_id in got]
+        assert len(every) == len(set(every)) == 60
+        # a dead instance's claims come back to the other after the lease
+        (lapsed,) = await second.claim_due(at(30), limit=1, lease_s=30, owner="w9")
+        await first.mark_sent(lapsed.sms_id, provider="p", provider_id="x", answer="", now=at(31))
+        await second.mark_sent(lapsed.sms_id, provider="p", provider_id="y", answer="", now=at(31))
+        detail = await first.show_request(lapsed.request_id)
+        assert detail is not None
+        assert [(v.provider_id, len(v.attempts)) for v in detail.sms] == [("x", 1)]
+
+    async def test_replies_claimed_once(self, pg_pair: tuple[Storage, Storage]) -> None:
+        """Reply mails claimed by both instances at once go to one of them each."""
+        for i in range(20):
+            await accept(pg_pair[i % 2], intake(error=1, reply=replace(REPLY, to=f"r{i}@ex.com")))
+        claims = await asyncio.gather(
+            *(s.claim_replies(T0, limit=3, lease_s=60) for s in spread(pg_pair, 10))
+        )
+        every = [job.reply_id for jobs in claims for job in jobs]
+        assert len(every) == len(set(every)) == 20
+
+    async def test_one_followup_when_rows_fail_on_both(
+        self, pg_pair: tuple[Storage, Storage]
+    ) -> None:
+        """Two rows of a test=1 request failing on two instances at once: one follow-up."""
+        first, second = pg_pair
+        req = sms_request(message("hi", (N1, N2)), test=1)
+        await accept(first, intake(req, test=1, balance=2))
+        await first.claim_replies(T0, limit=10, lease_s=3600)
+        jobs = await first.claim_due(T0, limit=10, lease_s=30, owner="w")
+        await asyncio.gather(
+            *(
+                s.mark_failed(
+                    job.sms_id,
+                    provider="p",
+                    state=SmsState.FAILED,
+                    answer="no",
+                    now=at(1),
+                    reply_rate_per_hour=RATE,
+                )
+                for s, job in zip(pg_pair, jobs, strict=True)
+            )
+        )
+        followups = await second.claim_replies(at(2), limit=10, lease_s=60)
+        assert [r.body for r in followups] == ["ERROR = 8 (Message cannot be delivered), ID - 1"]
+        again = sms_request(message("again", (N1, N2)))
+        assert (await accept(second, intake(again, balance=2, now=at(3))))[1].startswith("OK")
+
+    async def test_notify_wakes_the_other_instance(self, pg_pair: tuple[Storage, Storage]) -> None:
+        """A commit of due rows (or a queued reply) on one instance wakes the other's dispatcher."""
+        first, second = pg_pair
+        assert isinstance(second, PostgresStorage)
+        due, replies = asyncio.Event(), asyncio.Event()
+        second.subscribe_due(due.set)
+        second.subscribe_replies(replies.set)
+        async with asyncio.timeout(10):  # a hang guard, not a measurement
+            await due.wait()  # the first call comes when the listener is connected
+            due.clear()
+            replies.clear()
+            await accept(first, intake())
+            await due.wait()
+            await accept(first, intake(error=1))
+            await replies.wait()
+
+    async def test_instances_starting_together_migrate_once(self, pg_cluster: PgCluster) -> None:
+        """Five storages opening a new database at once: one schema, version 1."""
+        url = pg_cluster.create_schema()
+        storages = [PostgresStorage(url, min_size=1, max_size=2) for _ in range(5)]
+        await asyncio.gather(*(s.open() for s in storages))
+        try:
+            assert (await accept(storages[3], intake()))[0] == "1"
+            version = await storages[0]._tx(_fetch_one("SELECT version FROM mailbridge_schema"))
+            assert version == 1
+        finally:
+            await asyncio.gather(*(s.close() for s in storages))
+
+    async def test_every_connection_commits_synchronously(self, pg_cluster: PgCluster) -> None:
+        """``synchronous_commit`` is on for the storage even when the database default is off."""
+        url = pg_cluster.create_database()
+        name = url.rsplit("/", 1)[1]
+        pg_cluster.admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        storage = PostgresStorage(url, min_size=2, max_size=2)
+        await storage.open()
+        try:
+            show = _fetch_one("SHOW synchronous_commit")
+            values = await asyncio.gather(storage._tx(show), storage._tx(show))
+            assert list(values) == ["on", "on"]
+        finally:
+            await storage.close()
+
+    async def test_newer_schema_is_refused(self, pg_cluster: PgCluster) -> None:
+        """A database migrated by a newer program is not touched."""
+        url = pg_cluster.create_schema()
+        storage = PostgresStorage(url, min_size=1, max_size=1)
+        await storage.open()
+        await storage._tx(_fetch_one("UPDATE mailbridge_schema SET version = 99 RETURNING 1"))
+        await storage.close()
+        with pytest.raises(StorageError, match="newer"):
+            await storage.open()
+
+    async def test_unreachable_server_is_a_storage_error(self) -> None:
+        """No server on the port: ``open`` raises StorageError, without the password."""
+        from tests.integration.conftest import free_port
+
+        url = f"postgresql://mb:secret-pw@127.0.0.1:{free_port()}/mb?connect_timeout=1"
+        storage = PostgresStorage(url, min_size=1, max_size=1, connect_timeout_s=1.5)
+        with pytest.raises(StorageError) as caught:
+            await storage.open()
+        assert "secret-pw" not in str(caught.value)
+        assert "secret-pw" not in repr(storage)
+        with pytest.raises(StorageError, match="not open"):
+            await storage.next_due()
+
+    def test_factory_routes_postgresql_urls(self) -> None:
+        """``postgresql://`` and ``postgres://`` give the PostgreSQL backend (not yet connected)."""
+        for url in ("postgresql://db/mb", "postgres://u:p@db:5432/mb"):
+            assert isinstance(open_storage(url), PostgresStorage)
+
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            ("postgresql://u:pw@h/db", "postgresql://u:***@h/db"),
+            (
+                "postgresql://h/db?password=pw&sslmode=require",
+                "postgresql://h/db?password=***&sslmode=require",
+            ),
+            ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ],
+    )
+    def test_redact_url(self, url: str, shown: str) -> None:
+        """Passwords never reach logs or errors."""
+        assert redact_url(url) == shown
+
+
+def _fetch_one(query: str) -> Callable[[Any], Awaitable[Any]]:
+    """A transaction returning the first column of the first row of ``query``."""
+
+    async def work(conn: Any) -> Any:
+        row = await (await conn.execute(query)).fetchone()
+        return row[0]
+
+    return work

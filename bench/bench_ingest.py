@@ -1,0 +1,316 @@
+"""Ingest benchmark: mails per second over loopback, mailbridge against a bare aiosmtpd.
+
+Both servers run as child processes in the same run; 20 parallel SMTP
+sessions send real command-mode mails (each to another number, so no
+duplicate or flood refusal), in two shapes: one mail per connection, and many
+per connection. Reported: mails/s, the ratio mailbridge/bare, and the time
+from the end of DATA to the 250 (p50/p99), first at full load, then at half
+the rate mailbridge reached (paced). ``--memory N`` also sends N mails and
+prints the server's resident memory along the way.
+
+The bare server's ``handle_DATA`` only returns 250; mailbridge parses,
+authenticates, commits each mail to SQLite (WAL, synchronous=FULL) before its
+250, logs one line per mail (to /dev/null) and delivers to the ``file``
+provider. Postfix's ``smtp-source`` is used too when it is installed.
+
+    .venv/bin/python bench/bench_ingest.py [--mails 3000] [--sessions 20] [--memory 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "bench-pw"
+
+BARE_SERVER = """
+import asyncio, sys
+from aiosmtpd.smtp import SMTP
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+
+async def main(port):
+    loop = asyncio.get_running_loop()
+    handler = Handler()
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="bare.test", data_size_limit=102400), "127.0.0.1", port,
+        backlog=512)
+    await asyncio.Event().wait()
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def config_toml(folder: Path, port: int) -> str:
+    from mailbridge.passwords import hash_password
+
+    return f"""
+[smtp]
+listen = ["127.0.0.1:{port}"]
+hostname = "mx.bench"
+domains = ["sms.example.com"]
+max_connections = 1000
+max_connections_per_ip = 1000
+
+[storage]
+url = "sqlite:///{folder / "bench.db"}"
+
+[limits]
+duplicate_max = 1000000
+flood_max = 1000000
+error_block_after = 1000000
+
+[[accounts]]
+login = "bench"
+password_hash = "{hash_password(PASSWORD)}"
+default_sender = "Bench"
+
+[[providers]]
+name = "out"
+type = "file"
+path = "{folder / "outbox.jsonl"}"
+
+[logging]
+level = "info"
+format = "json"
+"""
+
+
+def mail(i: int) -> bytes:
+    number = f"+7999{1000000 + i % 8999999:07d}"
+    body = f"bench:{PASSWORD}:::::{number}:Disk usage on host-{i} is above 90%"
+    return (
+        "From: bench@example.com\r\nTo: send@sms.example.com\r\n"
+        f"Subject: bench {i}\r\nMessage-ID: <b{i}@example.com>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"{body}\r\n"
+    ).encode()
+
+
+@dataclass
+class Result:
+    mails: int
+    seconds: float
+    latencies: list[float]
+    failures: int
+
+    @property
+    def rate(self) -> float:
+        return self.mails / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+class Session:
+    """A minimal SMTP client on asyncio streams (the load generator must stay cheap)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.r, self.w = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Session:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        s = cls(reader, writer)
+        await s.reply()
+        await s.cmd(b"EHLO bench.test\r\n")
+        return s
+
+    async def reply(self) -> bytes:
+        while True:
+            line = await self.r.readline()
+            if not line:
+                raise ConnectionError("closed")
+            if line[3:4] != b"-":
+                return line
+
+    async def cmd(self, data: bytes) -> bytes:
+        self.w.write(data)
+        return await self.reply()
+
+    async def send(self, raw: bytes) -> tuple[bool, float]:
+        await self.cmd(b"MAIL FROM:<bench@example.com>\r\n")
+        await self.cmd(b"RCPT TO:<send@sms.example.com>\r\n")
+        await self.cmd(b"DATA\r\n")
+        started = time.perf_counter()
+        answer = await self.cmd(raw + b".\r\n")
+        return answer.startswith(b"250"), time.perf_counter() - started
+
+    async def close(self) -> None:
+        with_quit = self.cmd(b"QUIT\r\n")
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            await asyncio.wait_for(with_quit, 2)
+        self.w.close()
+
+
+async def load(
+    port: int, *, mails: int, sessions: int, per_connection: int, start: int, rate: float = 0
+) -> Result:
+    """Send ``mails`` mails over ``sessions`` parallel sessions; ``rate`` > 0 paces them."""
+    counter = iter(range(start, start + mails))
+    latencies: list[float] = []
+    failures = 0
+    t0 = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal failures
+        session: Session | None = None
+        sent_here = 0
+        for i in counter:
+            if rate:
+                due = t0 + (i - start) / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if session is None:
+                session = await Session.open(port)
+            ok, latency = await session.send(mail(i))
+            latencies.append(latency)
+            failures += not ok
+            sent_here += 1
+            if sent_here >= per_connection:
+                await session.close()
+                session, sent_here = None, 0
+        if session is not None:
+            await session.close()
+
+    await asyncio.gather(*(worker() for _ in range(sessions)))
+    return Result(mails, time.perf_counter() - t0, latencies, failures)
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.recv(100)
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("server did not start")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def smtp_source(port: int, mails: int, sessions: int, per_connection: bool) -> float | None:
+    exe = shutil.which("smtp-source")
+    if exe is None:
+        return None
+    args = [exe, "-s", str(sessions), "-m", str(mails), "-f", "bench@example.com",
+            "-t", "send@sms.example.com", "-l", "200"]  # fmt: skip
+    if not per_connection:
+        args.append("-d")
+    args.append(f"127.0.0.1:{port}")
+    t0 = time.perf_counter()
+    subprocess.run(args, check=False, capture_output=True)
+    return mails / (time.perf_counter() - t0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mails", type=int, default=3000, help="mails per measurement")
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--per-connection", type=int, default=50, help="mails per connection")
+    parser.add_argument("--memory", type=int, default=0, help="also send this many, watch RSS")
+    args = parser.parse_args(argv)
+
+    folder = Path(tempfile.mkdtemp(prefix="mailbridge-bench-"))
+    mb_port, bare_port = free_port(), free_port()
+    (folder / "config.toml").write_text(config_toml(folder, mb_port))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    mb = subprocess.Popen(
+        [sys.executable, "-m", "mailbridge.cli", "serve", "--config", str(folder / "config.toml")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    bare = subprocess.Popen(
+        [sys.executable, "-c", BARE_SERVER, str(bare_port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_port(mb_port, mb)
+        wait_port(bare_port, bare)
+        print(f"{args.sessions} sessions, {args.mails} mails per shape, cpus={os.cpu_count()}")
+        start = 0
+        for label, per_conn in (
+            ("1/conn", 1),
+            (f"{args.per_connection}/conn", args.per_connection),
+        ):
+            results = {}
+            for name, port in (("bare", bare_port), ("mailbridge", mb_port)):
+                asyncio.run(load(port, mails=200, sessions=args.sessions,
+                                 per_connection=per_conn, start=start))  # fmt: skip
+                start += 200
+                results[name] = asyncio.run(load(
+                    port, mails=args.mails, sessions=args.sessions, per_connection=per_conn,
+                    start=start,
+                ))  # fmt: skip
+                start += args.mails
+            b, m = results["bare"], results["mailbridge"]
+            print(
+                f"{label:>8}: bare {b.rate:7.0f} mails/s  mailbridge {m.rate:7.0f} mails/s  "
+                f"ratio {m.rate / b.rate:.2f}  | p50/p99 to 250: bare {b.pct(0.5):.1f}/"
+                f"{b.pct(0.99):.1f} ms, mailbridge {m.pct(0.5):.1f}/{m.pct(0.99):.1f} ms"
+                f"  failures {m.failures}"
+            )
+            half = asyncio.run(load(
+                mb_port, mails=args.mails // 2, sessions=args.sessions, per_connection=per_conn,
+                start=start, rate=m.rate / 2,
+            ))  # fmt: skip
+            start += args.mails // 2
+            print(
+                f"{label:>8}: mailbridge paced at {m.rate / 2:.0f}/s -> {half.rate:.0f}/s, "
+                f"p50 {half.pct(0.5):.1f} ms, p99 {half.pct(0.99):.1f} ms to 250"
+            )
+            for name, port in (("bare", bare_port), ("mailbridge", mb_port)):
+                rate = smtp_source(port, args.mails, args.sessions, per_conn == 1)
+                if rate is not None:
+                    print(f"{label:>8}: smtp-source -> {name} {rate:.0f} mails/s")
+        if args.memory:
+            step = max(args.memory // 10, 1)
+            print(f"memory over {args.memory} mails (RSS of mailbridge, KiB):")
+            for _ in range(10):
+                asyncio.run(load(mb_port, mails=step, sessions=args.sessions,
+                                 per_connection=args.per_connection, start=start))  # fmt: skip
+                start += step
+                print(f"  after {start:>8} mails: {rss_kib(mb.pid)}")
+    finally:
+        for proc in (mb, bare):
+            proc.terminate()
+            proc.wait(30)
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

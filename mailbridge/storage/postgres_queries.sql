@@ -1,0 +1,296 @@
+-- The queries of mailbridge.storage.postgres.
+--
+-- File format:
+--     -- query_name --
+--     -- description
+--     QUERY with %(named)s parameters (psycopg style; a literal percent sign is %%)
+-- State literals are written in the text (not bound) so that the planner uses
+-- the partial indexes of postgres_schema.sql.
+
+-- lock_keys --
+-- Take the transaction's advisory locks, in ascending key order (no deadlock between two intakes)
+SELECT count(pg_advisory_xact_lock(k))
+  FROM (SELECT k FROM unnest(%(keys)s::bigint[]) AS k ORDER BY k) AS ordered;
+
+-- count_duplicates --
+-- Identical requests accepted within the duplicate window (one stamped a little after this
+-- request's now, by another instance that committed first, counts too)
+SELECT count(*) FROM duplicates WHERE fingerprint = %(fingerprint)s AND at > %(since)s;
+
+-- flood_states --
+-- The flood streaks of some numbers
+SELECT number, last_at, streak FROM flood WHERE number = ANY(%(numbers)s::text[]);
+
+-- charged --
+-- Parts charged to an account so far
+SELECT charged FROM balances WHERE account = %(account)s;
+
+-- count_replies --
+-- Replies queued to a recipient within the rate window (later stamps count, as above)
+SELECT count(*) FROM replies WHERE recipient = %(recipient)s AND created_at > %(since)s;
+
+-- ip_errors --
+-- A client IP's counted errors within the block window, none later than now (as above)
+SELECT least(at, %(now)s) FROM ip_errors WHERE ip = %(ip)s AND at > %(since)s;
+
+-- ip_block --
+-- When a client IP's block ends, if it has one
+SELECT until FROM ip_blocks WHERE ip = %(ip)s;
+
+-- record_blocked --
+-- Count a request refused with ERROR = 4
+UPDATE ip_blocks SET refused = refused + 1 WHERE ip = %(ip)s;
+
+-- next_request_pk --
+-- The next gateway request number (the identity sequence of requests)
+SELECT nextval(pg_get_serial_sequence('requests', 'pk'));
+
+-- insert_request --
+-- One mail's request row, its pk taken from the sequence beforehand
+INSERT INTO requests (pk, request_id, account, client_ip, mail_from, rcpt_to, mode, received_at,
+                      result, error, error_detail, test, sender, format, translit, due,
+                      sms_total, charged, reply_to, reply_subject, reply_in_reply_to,
+                      reply_references)
+VALUES (%(pk)s, %(request_id)s, %(account)s, %(client_ip)s, %(mail_from)s, %(rcpt_to)s,
+        %(mode)s, %(received_at)s, %(result)s, %(error)s, %(error_detail)s, %(test)s,
+        %(sender)s, %(format)s, %(translit)s, %(due)s, %(sms_total)s, %(charged)s,
+        %(reply_to)s, %(reply_subject)s, %(reply_in_reply_to)s, %(reply_references)s);
+
+-- insert_mail --
+-- The raw mail of a request
+INSERT INTO mails (request_pk, raw) VALUES (%(request_pk)s, %(raw)s);
+
+-- insert_sms --
+-- The (message, recipient) rows of a request, scheduled, from parallel arrays
+INSERT INTO sms (request_pk, recipient, text, encoding, parts, sender, format, state, due,
+                 first_due, subject, voice, param)
+SELECT %(request_pk)s, d.recipient, d.text, d.encoding, d.parts, %(sender)s, %(format)s,
+       'scheduled', %(due)s, %(due)s, %(subject)s, %(voice)s, %(param)s
+  FROM unnest(%(recipients)s::text[], %(texts)s::text[], %(encodings)s::text[],
+              %(parts)s::integer[]) WITH ORDINALITY AS d (recipient, text, encoding, parts, n)
+ ORDER BY d.n;
+
+-- notify_due --
+-- Wake the dispatchers of every instance (delivered at COMMIT)
+SELECT pg_notify('mailbridge_due', %(origin)s);
+
+-- notify_reply --
+-- Wake the reply mailers of every instance (delivered at COMMIT)
+SELECT pg_notify('mailbridge_reply', %(origin)s);
+
+-- save_flood --
+-- The new flood streaks of some numbers
+INSERT INTO flood (number, last_at, streak)
+SELECT * FROM unnest(%(numbers)s::text[], %(last_at)s::timestamptz[], %(streaks)s::integer[])
+ON CONFLICT (number) DO UPDATE SET last_at = excluded.last_at, streak = excluded.streak;
+
+-- insert_duplicate --
+-- Remember an accepted request's fingerprint
+INSERT INTO duplicates (fingerprint, at) VALUES (%(fingerprint)s, %(at)s);
+
+-- charge --
+-- Add (or, negative, refund) parts to an account's charge
+INSERT INTO balances (account, charged) VALUES (%(account)s, %(parts)s)
+ON CONFLICT (account) DO UPDATE SET charged = balances.charged + excluded.charged;
+
+-- insert_ip_error --
+-- Count an error for a client IP
+INSERT INTO ip_errors (ip, at) VALUES (%(ip)s, %(at)s);
+
+-- save_ip_block --
+-- Block a client IP until a time
+INSERT INTO ip_blocks (ip, until) VALUES (%(ip)s, %(until)s)
+ON CONFLICT (ip) DO UPDATE SET until = excluded.until;
+
+-- insert_reply --
+-- Queue a reply mail, due at once
+INSERT INTO replies (request_pk, recipient, subject, in_reply_to, refs, body, created_at, due)
+VALUES (%(request_pk)s, %(recipient)s, %(subject)s, %(in_reply_to)s, %(refs)s, %(body)s,
+        %(now)s, %(now)s);
+
+-- prune_duplicates --
+-- Forget a fingerprint's entries older than the window
+DELETE FROM duplicates WHERE fingerprint = %(fingerprint)s AND at <= %(before)s;
+
+-- prune_ip_errors --
+-- Forget a client IP's errors older than the window
+DELETE FROM ip_errors WHERE ip = %(ip)s AND at <= %(before)s;
+
+-- prune_ip_block --
+-- Forget a client IP's block that has ended
+DELETE FROM ip_blocks WHERE ip = %(ip)s AND until <= %(now)s;
+
+-- sweep_duplicates --
+-- Forget old fingerprints of every request (housekeeping, a few rows at a time)
+DELETE FROM duplicates WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM duplicates WHERE at <= %(before)s LIMIT 1000 FOR UPDATE SKIP LOCKED));
+
+-- sweep_ip_errors --
+-- Forget old IP errors (housekeeping)
+DELETE FROM ip_errors WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM ip_errors WHERE at <= %(before)s LIMIT 1000 FOR UPDATE SKIP LOCKED));
+
+-- sweep_ip_blocks --
+-- Forget ended blocks (housekeeping)
+DELETE FROM ip_blocks WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM ip_blocks WHERE until <= %(now)s LIMIT 1000 FOR UPDATE SKIP LOCKED));
+
+-- sweep_flood --
+-- Forget streaks that a new SMS would restart anyway (housekeeping)
+DELETE FROM flood WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM flood WHERE last_at <= %(before)s LIMIT 1000 FOR UPDATE SKIP LOCKED));
+
+-- next_due --
+-- Earliest time an SMS row becomes claimable
+SELECT least((SELECT min(due) FROM sms WHERE state = 'scheduled'),
+             (SELECT min(lease_until) FROM sms WHERE state = 'sending'));
+
+-- claim_due --
+-- Lease due rows (scheduled and due, or sending with an expired lease), oldest due first;
+-- rows another instance is claiming right now are skipped, never waited for
+WITH due_rows AS (
+    SELECT id FROM sms WHERE state = 'scheduled' AND due <= %(now)s
+     ORDER BY due, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), lapsed AS (
+    SELECT id FROM sms WHERE state = 'sending' AND lease_until <= %(now)s
+     ORDER BY lease_until LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT s.id FROM sms AS s
+     WHERE s.id IN (SELECT id FROM due_rows UNION ALL SELECT id FROM lapsed)
+     ORDER BY s.due, s.id LIMIT %(limit)s
+)
+UPDATE sms AS s SET state = 'sending', lease_owner = %(owner)s, lease_until = %(until)s
+  FROM picked AS p, requests AS r
+ WHERE s.id = p.id AND r.pk = s.request_pk
+RETURNING s.id, r.request_id, r.account, s.recipient, s.text, s.sender, s.format, s.encoding,
+          s.parts, s.due, s.first_due, s.attempts, s.subject, s.voice, s.param, s.provider;
+
+-- sending_row --
+-- A row in sending, locked, with what a state change needs of its request
+SELECT s.id, s.parts, r.pk, r.request_id, r.account, r.charged, r.error, r.test,
+       r.followup_sent, r.reply_to, r.reply_subject, r.reply_in_reply_to, r.reply_references
+  FROM sms AS s JOIN requests AS r ON r.pk = s.request_pk
+ WHERE s.id = %(id)s AND s.state = 'sending'
+   FOR UPDATE OF s;
+
+-- lock_request --
+-- Lock a request row (one follow-up reply per request across instances)
+SELECT followup_sent FROM requests WHERE pk = %(pk)s FOR UPDATE;
+
+-- insert_attempt --
+-- One delivery attempt
+INSERT INTO attempts (sms_id, at, provider, outcome, answer)
+VALUES (%(sms_id)s, %(at)s, %(provider)s, %(outcome)s, %(answer)s);
+
+-- set_sent --
+-- The provider took the SMS
+UPDATE sms SET state = 'sent', attempts = attempts + 1, provider = %(provider)s,
+               provider_id = %(provider_id)s, error = NULL, lease_owner = NULL,
+               lease_until = NULL
+ WHERE id = %(id)s;
+
+-- set_retry --
+-- Back to scheduled after a transient failure
+UPDATE sms SET state = 'scheduled', attempts = attempts + 1, due = %(due)s,
+               provider = %(provider)s, error = %(error)s, lease_owner = NULL,
+               lease_until = NULL
+ WHERE id = %(id)s;
+
+-- set_failed --
+-- A final failure (failed or expired)
+UPDATE sms SET state = %(state)s, attempts = attempts + %(attempted)s,
+               provider = coalesce(%(provider)s::text, provider), error = %(error)s,
+               lease_owner = NULL, lease_until = NULL
+ WHERE id = %(id)s;
+
+-- set_followup_sent --
+-- The one follow-up reply of a request is queued
+UPDATE requests SET followup_sent = true WHERE pk = %(pk)s;
+
+-- next_reply_due --
+-- Earliest time a reply becomes claimable
+SELECT least((SELECT min(due) FROM replies WHERE state = 'queued'),
+             (SELECT min(lease_until) FROM replies WHERE state = 'sending'));
+
+-- claim_replies --
+-- Lease due replies, oldest first, skipping those another instance is claiming
+WITH queued AS (
+    SELECT id FROM replies WHERE state = 'queued' AND due <= %(now)s
+     ORDER BY due, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), lapsed AS (
+    SELECT id FROM replies WHERE state = 'sending' AND lease_until <= %(now)s
+     ORDER BY lease_until LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT p.id FROM replies AS p
+     WHERE p.id IN (SELECT id FROM queued UNION ALL SELECT id FROM lapsed)
+     ORDER BY p.due, p.id LIMIT %(limit)s
+)
+UPDATE replies AS p SET state = 'sending', lease_until = %(until)s
+  FROM picked AS k, requests AS r
+ WHERE p.id = k.id AND r.pk = p.request_pk
+RETURNING p.id, r.request_id, p.recipient, p.subject, p.in_reply_to, p.refs, p.body,
+          p.attempts, p.due;
+
+-- set_reply_sent --
+-- The smarthost took the reply
+UPDATE replies SET state = 'sent', attempts = attempts + 1, lease_until = NULL, error = NULL
+ WHERE id = %(id)s AND state <> 'sent';
+
+-- set_reply_retry --
+-- The smarthost failed: queued again
+UPDATE replies SET state = 'queued', attempts = attempts + 1, due = %(due)s, lease_until = NULL,
+                   error = %(error)s
+ WHERE id = %(id)s AND state <> 'sent';
+
+-- list_requests --
+-- Requests, newest first, filtered by account and by a state some row is in
+SELECT pk, request_id, account, received_at, mode, result, sms_total
+  FROM requests AS r
+ WHERE (%(account)s::text IS NULL OR r.account = %(account)s::text)
+   AND (%(state)s::text IS NULL OR EXISTS (SELECT 1 FROM sms AS s
+                                           WHERE s.request_pk = r.pk
+                                             AND s.state = %(state)s::text))
+ ORDER BY pk DESC
+ LIMIT %(limit)s;
+
+-- request_states --
+-- How many rows of some requests are in each state
+SELECT request_pk, state, count(*) FROM sms
+ WHERE request_pk = ANY(%(pks)s::bigint[]) GROUP BY request_pk, state;
+
+-- newest_request --
+-- The newest request with an ID (client IDs need not be unique)
+SELECT pk, request_id, account, received_at, mode, result, sms_total, client_ip, mail_from,
+       sender, format, due, charged
+  FROM requests WHERE request_id = %(request_id)s ORDER BY pk DESC LIMIT 1;
+
+-- request_sms --
+-- The rows of a request
+SELECT id, recipient, state, parts, due, provider, provider_id, error
+  FROM sms WHERE request_pk = %(pk)s ORDER BY id;
+
+-- request_attempts --
+-- The attempts of a request's rows
+SELECT a.sms_id, a.at, a.provider, a.outcome, a.answer
+  FROM attempts AS a JOIN sms AS s ON s.id = a.sms_id
+ WHERE s.request_pk = %(pk)s ORDER BY a.id;
+
+-- retryable_rows --
+-- Rows an operator may put back to scheduled, locked
+SELECT id, parts FROM sms
+ WHERE request_pk = %(pk)s AND state IN ('failed', 'expired', 'cancelled')
+   FOR UPDATE;
+
+-- reschedule --
+-- Put rows back to scheduled now; validity counts again from now
+UPDATE sms SET state = 'scheduled', due = %(now)s, first_due = %(now)s, error = NULL,
+               lease_owner = NULL, lease_until = NULL
+ WHERE id = ANY(%(ids)s::bigint[]);
+
+-- scheduled_rows --
+-- Rows of a request still waiting, locked (skipping none: a claim in progress is waited for)
+SELECT id, parts FROM sms WHERE request_pk = %(pk)s AND state = 'scheduled' FOR UPDATE;
+
+-- cancel_rows --
+-- Cancel scheduled rows
+UPDATE sms SET state = 'cancelled' WHERE id = ANY(%(ids)s::bigint[]);

@@ -99,7 +99,7 @@ format = "json"
 
 def mail(i: int) -> bytes:
     number = f"+7999{1000000 + i % 8999999:07d}"
-    body = f"bench:{PASSWORD}:::::{number}:Disk usage on host-{i} is above 90%"
+    body = f"bench:{PASSWORD}::::{number}:Disk usage on host-{i} is above 90%"
     return (
         "From: bench@example.com\r\nTo: send@sms.example.com\r\n"
         f"Subject: bench {i}\r\nMessage-ID: <b{i}@example.com>\r\n"

@@ -65,6 +65,7 @@ from mailbridge.storage.factory import open_storage  # noqa: E402
 from tests.pg import PgCluster, find_bindir  # noqa: E402
 
 LIMITS = LimitsSettings()  # the defaults: every limit is checked, none is hit
+BALANCE: int | None = None  # --balance: one account with a balance (its charges serialise)
 RAW = (
     b"From: zabbix@example.com\r\nTo: send@sms.example.com\r\nSubject: alert\r\n"
     b"Message-ID: <bench@example.com>\r\n\r\n" + b"x" * 900 + b"\r\n"
@@ -95,7 +96,7 @@ def intake(i: int, now: datetime) -> Intake:
         client_id=None,
         request=request,
         error=None,
-        balance=10**9,
+        balance=BALANCE,
     )
 
 
@@ -214,7 +215,15 @@ def run_workers(argvs: Sequence[Sequence[str]]) -> tuple[float, int]:
 def fake_providers(k: int) -> Iterator[list[int]]:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.provider_server", "--port", "0"],
+            [
+                sys.executable,
+                "-W",
+                "ignore::RuntimeWarning",
+                "-m",
+                "tests.fakes.provider_server",
+                "--port",
+                "0",
+            ],  # fmt: skip
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -233,7 +242,9 @@ def fake_providers(k: int) -> Iterator[list[int]]:
             p.wait(10)
 
 
-def scaling(url: str, instances: int, n: int, concurrency: int, ports: list[int]) -> tuple[float, float]:
+def scaling(
+    url: str, instances: int, n: int, concurrency: int, ports: list[int]
+) -> tuple[float, float]:
     share = n // instances
     ingest, _ = run_workers(
         [
@@ -294,9 +305,7 @@ async def claim_latency(storage: Storage, calls: int) -> tuple[float, float, flo
     claims, dues = [], []
     for i in range(calls):
         started = time.perf_counter()
-        jobs = await storage.claim_due(
-            datetime.now(UTC), limit=200, lease_s=600, owner=f"lat-{i}"
-        )
+        jobs = await storage.claim_due(datetime.now(UTC), limit=200, lease_s=600, owner=f"lat-{i}")
         claims.append((time.perf_counter() - started) * 1000)
         assert jobs
         started = time.perf_counter()
@@ -314,7 +323,9 @@ async def big_table(cluster: PgCluster, folder: Path, rows: int, calls: int) -> 
     await storage.open()
     started = time.perf_counter()
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute(_PG_FILL.encode(), {"rows": rows})  # type: ignore[arg-type]
+        for statement in _PG_FILL.split(";"):
+            if statement.strip():
+                await conn.execute(statement.strip().encode(), {"rows": rows})
     fill_s = time.perf_counter() - started
     pg = await claim_latency(storage, calls)
     await storage.close()
@@ -324,16 +335,22 @@ async def big_table(cluster: PgCluster, folder: Path, rows: int, calls: int) -> 
     await sq.open()
     await sq.close()
     with sqlite3.connect(path) as conn:
-        conn.executescript(_SQLITE_FILL.replace(":rows", str(rows)).replace(":now", str(time.time())))
+        conn.executescript(
+            _SQLITE_FILL.replace(":rows", str(rows)).replace(":now", str(time.time()))
+        )
     sq = open_storage(f"sqlite:///{path}")
     await sq.open()
     lite = await claim_latency(sq, calls)
     await sq.close()
-    print(f"  claim latency, {rows} rows in sms ({rows // 10} due, the rest sent history), "
-          f"{calls} claims of 200 (PostgreSQL filled in {fill_s:.1f} s):")
+    print(
+        f"  claim latency, {rows} rows in sms ({rows // 10} due, the rest sent history), "
+        f"{calls} claims of 200 (PostgreSQL filled in {fill_s:.1f} s):"
+    )
     for name, (p50, p99, due) in (("PostgreSQL", pg), ("SQLite", lite)):
-        print(f"    {name:10s}: claim_due p50 {p50:6.2f} ms, p99 {p99:6.2f} ms; "
-              f"next_due p50 {due:5.2f} ms")
+        print(
+            f"    {name:10s}: claim_due p50 {p50:6.2f} ms, p99 {p99:6.2f} ms; "
+            f"next_due p50 {due:5.2f} ms"
+        )
 
 
 async def parent(args: argparse.Namespace) -> None:

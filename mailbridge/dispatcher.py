@@ -111,6 +111,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._starved = False
         self._unsubscribe: Callable[[], None] | None = None
 
     # --- public ---------------------------------------------------------------
@@ -192,6 +193,7 @@ class Dispatcher:
         """Seconds until the loop would look again with nothing woken (capped)."""
         cap = min(self._settings.delivery.lease_s, MAX_IDLE_S)
         if len(self._inflight) >= self._max_inflight():
+            self._starved = True  # woken by _done when half of them are settled
             return cap
         due = await self._storage.next_due()
         if due is None:
@@ -225,12 +227,16 @@ class Dispatcher:
                     await self._wake.wait()
 
     def _max_inflight(self) -> int:
-        """Rows held at most: a claim batch, or enough to keep every provider busy."""
+        """Rows held at most: a claim batch, or twice what keeps every provider busy.
+
+        The loop claims again when half of them are settled, so a provider's
+        concurrency is never starved while a claim is under way.
+        """
         slots = sum(
             max(1, self._provider_settings(lane.name).concurrency) * lane.max_batch
             for lane in self._lanes.values()
         )
-        return max(self._settings.delivery.batch_size, slots)
+        return max(self._settings.delivery.batch_size, 2 * slots)
 
     async def _claim(self) -> int:
         free = self._max_inflight() - len(self._inflight)
@@ -406,7 +412,7 @@ class Dispatcher:
         except Exception:
             self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
         finally:
-            self._inflight.pop(job.sms_id, None)
+            self._done(job)
 
     async def _temporary(
         self, job: SmsJob, provider: str, error: ProviderError, now: datetime
@@ -467,7 +473,7 @@ class Dispatcher:
         except Exception:
             self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
         finally:
-            self._inflight.pop(job.sms_id, None)
+            self._done(job)
 
     async def _all_open(self, job: SmsJob, order: Sequence[str], now: datetime) -> None:
         """Every provider on the route is open (or was tried): retry when one may be probed."""
@@ -475,7 +481,8 @@ class Dispatcher:
             reopen = [
                 at for name in order if (at := self._lanes[name].breaker.reopens_at()) is not None
             ]
-            error = TemporaryProviderError("no provider available (circuits open)")
+            paused = ", ".join(order)
+            error = TemporaryProviderError(f"not sent: circuit open for {paused}")
             if reopen and not self._tried.get(job.sms_id):
                 due = max(min(reopen), now)
                 if due <= expires_at(job.first_due, self._settings.delivery):
@@ -490,11 +497,18 @@ class Dispatcher:
         except Exception:
             self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
         finally:
-            self._inflight.pop(job.sms_id, None)
+            self._done(job)
 
     def _release(self, jobs: Iterable[SmsJob]) -> None:
         for job in jobs:
-            self._inflight.pop(job.sms_id, None)
+            self._done(job)
+
+    def _done(self, job: SmsJob) -> None:
+        """The row is settled (or left for its lease): free its place, refill when half empty."""
+        self._inflight.pop(job.sms_id, None)
+        if self._starved and len(self._inflight) * 2 <= self._max_inflight():
+            self._starved = False
+            self._wake.set()
 
     def _attempt_log(
         self,

@@ -23,6 +23,7 @@ loggers are held at ``warning`` whatever the configured level.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -86,8 +87,12 @@ _LEVELS: Final[Mapping[str, int]] = {
 
 
 def _is_secret_key(key: object) -> bool:
-    if not isinstance(key, str):
-        return False
+    return isinstance(key, str) and _is_secret_name(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_secret_name(key: str) -> bool:
+    """Whether a key names a secret; cached, as the same few keys come on every line."""
     k = key.lower().replace("-", "_")
     return k in SECRET_KEYS or k.endswith(_SECRET_SUFFIXES)
 

@@ -171,7 +171,6 @@ _PARAM = re.compile(
 )
 _STRUCTURED_HEAD = re.compile(r"\s*([^\s;]*)")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
-_CONTINUATION = re.compile(r"([^*]+)\*([0-9]{1,3})(\*?)")
 
 # --- text ----------------------------------------------------------------------------------
 

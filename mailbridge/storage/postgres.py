@@ -74,6 +74,7 @@ from mailbridge.storage.common import (
     IntakeSnapshot,
     effective_fingerprint,
     failure_outcome,
+    from_ts,
     plan_intake,
     result_line,
     shorten,
@@ -691,30 +692,29 @@ async def _accept(
     await _lock(c, keys)
 
     # 2. the counters, read after the locks: every earlier writer has committed
-    flood: dict[str, lim.FloodState] = {}
-    if numbers:
-        for number, last_at, streak in await (
-            await c.execute(Q["flood_states"], {"numbers": numbers})
-        ).fetchall():
-            flood[number] = lim.FloodState(last_at=_utc(last_at), streak=streak)
-    charged = 0
-    if request is not None and intake.account is not None:
-        charged = int(await _scalar(c, Q["charged"], {"account": intake.account}) or 0)
-    duplicates = 0
-    if fingerprint is not None:
-        duplicates = int(
-            await _scalar(
-                c,
-                Q["count_duplicates"],
-                {"fingerprint": fingerprint, "since": dup_since},
-            )
+    snap = await (
+        await c.execute(
+            Q["snapshot"],
+            {
+                "with_pk": not intake.client_id,
+                "fingerprint": fingerprint,
+                "dup_since": dup_since,
+                "account": intake.account if request is not None else None,
+                "numbers": numbers,
+                "now": now,
+                "ip": intake.client_ip if ip_error else None,
+                "ip_since": ip_since,
+            },
         )
-    ip_errors: tuple[datetime, ...] = ()
-    if ip_error:
-        rows = await (
-            await c.execute(Q["ip_errors"], {"ip": intake.client_ip, "since": ip_since, "now": now})
-        ).fetchall()
-        ip_errors = tuple(_utc(r[0]) for r in rows)
+    ).fetchone()
+    assert snap is not None
+    new_pk, duplicates, charged_now, flood_rows, ip_rows = snap
+    charged = int(charged_now or 0)
+    flood = {
+        number: lim.FloodState(last_at=from_ts(epoch), streak=streak)
+        for number, epoch, streak in flood_rows or ()
+    }
+    ip_errors = tuple(_utc(at) for at in ip_rows)
     snapshot = IntakeSnapshot(
         duplicates=duplicates, flood=flood, charged=charged, ip_errors=ip_errors
     )
@@ -742,7 +742,7 @@ async def _accept(
         line = result_line(plan.error, plan.sms_count, request_id)
         pk = int(await _scalar(c, Q["next_request_pk"], {}))
     else:
-        pk = int(await _scalar(c, Q["next_request_pk"], {}))
+        pk = int(new_pk)
         request_id = str(pk)
         line = result_line(plan.error, plan.sms_count, request_id)
     drafts = sms_drafts(request) if request is not None and plan.error is None else []

@@ -12,26 +12,22 @@
 SELECT count(pg_advisory_xact_lock(k))
   FROM (SELECT k FROM unnest(%(keys)s::bigint[]) AS k ORDER BY k) AS ordered;
 
--- count_duplicates --
--- Identical requests accepted within the duplicate window (one stamped a little after this
--- request's now, by another instance that committed first, counts too)
-SELECT count(*) FROM duplicates WHERE fingerprint = %(fingerprint)s AND at > %(since)s;
-
--- flood_states --
--- The flood streaks of some numbers
-SELECT number, last_at, streak FROM flood WHERE number = ANY(%(numbers)s::text[]);
-
--- charged --
--- Parts charged to an account so far
-SELECT charged FROM balances WHERE account = %(account)s;
+-- snapshot --
+-- Everything an intake decides on, in one round trip, read after its locks: the request number
+-- (when the gateway numbers it), identical requests within the window, the account's charge,
+-- the numbers' flood streaks (JSON: [number, epoch, streak]), the IP's counted errors
+SELECT CASE WHEN %(with_pk)s::boolean THEN nextval(pg_get_serial_sequence('requests', 'pk')) END,
+       (SELECT count(*) FROM duplicates
+         WHERE fingerprint = %(fingerprint)s::text AND at > %(dup_since)s),
+       (SELECT charged FROM balances WHERE account = %(account)s::text),
+       (SELECT json_agg(json_build_array(number, extract(epoch FROM last_at), streak))
+          FROM flood WHERE number = ANY(%(numbers)s::text[])),
+       ARRAY(SELECT least(at, %(now)s) FROM ip_errors
+              WHERE ip = %(ip)s::text AND at > %(ip_since)s);
 
 -- count_replies --
 -- Replies queued to a recipient within the rate window (later stamps count, as above)
 SELECT count(*) FROM replies WHERE recipient = %(recipient)s AND created_at > %(since)s;
-
--- ip_errors --
--- A client IP's counted errors within the block window, none later than now (as above)
-SELECT least(at, %(now)s) FROM ip_errors WHERE ip = %(ip)s AND at > %(since)s;
 
 -- ip_block --
 -- When a client IP's block ends, if it has one

@@ -144,9 +144,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._limit)
-            )
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._limit))
         body = await request.aread()
         async with self._session.request(
             request.method,
@@ -339,8 +337,6 @@ level = "error"
         host, smtp_port = gateway.addresses[0]
         import aiosmtplib
 
-        client = aiosmtplib.SMTP(hostname=host, port=smtp_port, start_tls=False)
-        await client.connect()
         acked: list[float] = []
         try:
             for i in range(samples):
@@ -349,8 +345,14 @@ level = "error"
                     "From: bench@example.com\r\nTo: send@localhost\r\nSubject: b\r\n"
                     "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body
                 ).encode()
-                await client.sendmail("bench@example.com", ["send@localhost"], mail)
-                acked.append(time.time())
+                client = aiosmtplib.SMTP(hostname=host, port=smtp_port, start_tls=False)
+                await client.connect()
+                try:
+                    await client.sendmail("bench@example.com", ["send@localhost"], mail)
+                    acked.append(time.time())
+                finally:
+                    with contextlib.suppress(Exception):
+                        await client.quit()
                 await asyncio.sleep(0.02)  # the queue idle between mails
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
@@ -359,8 +361,6 @@ level = "error"
                     break
                 await asyncio.sleep(0.05)
         finally:
-            with contextlib.suppress(Exception):
-                await client.quit()
             await gateway.stop(drain_s=1)
     arrived: dict[int, float] = {}
     for line in log.read_text().splitlines():

@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,13 @@ from mailbridge.storage.base import Intake, Storage  # noqa: E402
 from mailbridge.storage.factory import open_storage  # noqa: E402
 from tests.pg import PgCluster, find_bindir  # noqa: E402
 
+FAKE_PROVIDER = [
+    sys.executable,
+    "-W",
+    "ignore::RuntimeWarning",
+    "-m",
+    "tests.fakes.provider_server",
+]
 LIMITS = LimitsSettings()  # the defaults: every limit is checked, none is hit
 BALANCE: int | None = None  # --balance: one account with a balance (its charges serialise)
 RAW = (
@@ -157,7 +164,7 @@ async def worker_deliver(url: str, port: int, concurrency: int, owner: str) -> d
         delivery=DeliverySettings(batch_size=200),
     )
     dispatcher = Dispatcher(
-        counting,  # type: ignore[arg-type]
+        counting,
         build_providers(settings.providers),
         settings,
         owner=owner,
@@ -215,15 +222,7 @@ def run_workers(argvs: Sequence[Sequence[str]]) -> tuple[float, int]:
 def fake_providers(k: int) -> Iterator[list[int]]:
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-W",
-                "ignore::RuntimeWarning",
-                "-m",
-                "tests.fakes.provider_server",
-                "--port",
-                "0",
-            ],  # fmt: skip
+            [*FAKE_PROVIDER, "--port", "0"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -246,10 +245,11 @@ def scaling(
     url: str, instances: int, n: int, concurrency: int, ports: list[int]
 ) -> tuple[float, float]:
     share = n // instances
+    extra = [] if BALANCE is None else ["--balance", str(BALANCE)]
     ingest, _ = run_workers(
         [
             ["--worker", "ingest", "--url", url, "--first", str(k * share), "--n", str(share),
-             "--concurrency", str(concurrency)]
+             "--concurrency", str(concurrency), *extra]
             for k in range(instances)
         ]
     )  # fmt: skip
@@ -359,6 +359,7 @@ async def parent(args: argparse.Namespace) -> None:
         raise SystemExit("PostgreSQL is not installed (no initdb)")
     print(
         f"postgres bench: n={args.n}, concurrency={args.concurrency} per instance, "
+        f"balance {'none (unlimited account)' if BALANCE is None else BALANCE}, "
         f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}"
     )
     cluster = PgCluster(bindir)
@@ -398,7 +399,12 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--owner", default="bench")
+    parser.add_argument(
+        "--balance", type=int, help="give the one account this balance (charges then serialise)"
+    )
     args = parser.parse_args()
+    global BALANCE  # the workers read it when building intakes
+    BALANCE = args.balance
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     logging.getLogger("psycopg").setLevel(logging.ERROR)
     if args.worker == "ingest":

@@ -511,9 +511,11 @@ def _smtp(raw: dict[str, Any], base_dir: Path | None) -> SmtpSettings:
     if "default_charset" in raw:
         charset = raw["default_charset"].strip().lower()
         try:
-            codecs.lookup(charset)
+            codec = codecs.lookup(charset)
         except LookupError:
             raise ConfigError(f"{p}.default_charset", f"unknown charset {_show(charset)}") from None
+        if not getattr(codec, "_is_text_encoding", True):  # base64, rot13, …: not charsets
+            raise ConfigError(f"{p}.default_charset", f"not a text charset: {_show(charset)}")
         kw["default_charset"] = charset
     if "default_region" in raw:
         region = raw["default_region"].strip()

@@ -42,7 +42,7 @@ from mailbridge.models import Format, SmsState
 from mailbridge.providers.base import Outbound, Provider, SendResult, Sent
 from mailbridge.ratelimit import TokenBucket
 from mailbridge.retry import RetryAction, decide, expires_at
-from mailbridge.routing import BreakerState, CircuitBreaker, route
+from mailbridge.routing import CircuitBreaker, route
 from mailbridge.settings import ProviderSettings, Settings
 from mailbridge.storage.base import SmsJob, Storage
 
@@ -415,17 +415,22 @@ class Dispatcher:
             self._done(job)
 
     async def _temporary(
-        self, job: SmsJob, provider: str, error: ProviderError, now: datetime
+        self,
+        job: SmsJob,
+        provider: str,
+        error: ProviderError,
+        now: datetime,
+        *,
+        failover: bool = True,
     ) -> None:
         tried = self._tried.setdefault(job.sms_id, set())
         tried.add(provider)
         if len(self._tried) > _TRIED_LIMIT:
             self._tried = {job.sms_id: tried}
-        healthy = [
-            name
+        healthy = failover and any(
+            name not in tried and self._lanes[name].breaker.available(now)
             for name in self._route(job)
-            if name not in tried and self._lanes[name].breaker.state(now) is not BreakerState.OPEN
-        ]
+        )
         if healthy and now <= expires_at(job.first_due, self._settings.delivery):
             await self._storage.mark_retry(
                 job.sms_id, provider=provider, due=now, answer=_answer(error), now=now
@@ -493,7 +498,7 @@ class Dispatcher:
                     self.wake()
                     return
             self._attempt_log(job, None, "deferred", 0.0, error=str(error))
-            await self._temporary(job, order[0], error, now)
+            await self._temporary(job, order[0], error, now, failover=False)
         except Exception:
             self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
         finally:

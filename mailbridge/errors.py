@@ -14,8 +14,8 @@ Anything else escaping the core parser is a bug.
 from __future__ import annotations
 
 __all__ = [
-    "ERROR_DESCRIPTIONS",
     "ERRORS_WITH_ID",
+    "ERROR_DESCRIPTIONS",
     "ConfigError",
     "MailbridgeError",
     "PermanentProviderError",
@@ -58,7 +58,9 @@ class RequestError(MailbridgeError):
             raise ValueError(f"unknown SMSC error number {code}")
         self.code = code
         self.detail = detail
-        super().__init__(f"ERROR = {code} ({ERROR_DESCRIPTIONS[code]})" + (f": {detail}" if detail else ""))
+        super().__init__(
+            f"ERROR = {code} ({ERROR_DESCRIPTIONS[code]})" + (f": {detail}" if detail else "")
+        )
 
     @property
     def description(self) -> str:

@@ -94,6 +94,14 @@ class CircuitBreaker:
             return self._opened_at + timedelta(seconds=self.reset_s)
         return None
 
+    def available(self, now: datetime) -> bool:
+        """Whether :meth:`allow` would let a request through now (changes nothing)."""
+        if self._state is BreakerState.CLOSED:
+            return True
+        if self._state is BreakerState.OPEN:
+            return self._reset_due(now)
+        return not self._probing or self._reset_due(now)
+
     def allow(self, now: datetime) -> bool:
         """Whether a request may go now. In half-open, only one probe at a time is let through."""
         if self._state is BreakerState.CLOSED:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from mailbridge import __version__
 from mailbridge.errors import ConfigError
@@ -41,11 +42,18 @@ _HTTP: dict[str, Callable[[ProviderSettings, httpx.AsyncClient], Provider]] = {
 
 
 def build_client(settings: ProviderSettings) -> httpx.AsyncClient:
-    """The pooled keep-alive client one HTTP provider uses."""
+    """The pooled keep-alive client one HTTP provider uses.
+
+    httpx is the adapters' API; underneath, aiohttp's connection pool carries
+    the requests (``httpx-aiohttp``): measured here at 50 concurrent requests,
+    httpx's own pool gave ≈ 300 req/s against ≈ 1 500 through this transport
+    (``bench/bench_delivery.py``). aiohttp's errors arrive as httpx's.
+    """
     size = max(1, settings.concurrency)
+    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
     return httpx.AsyncClient(
+        transport=AiohttpTransport(limits=limits),
         timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
-        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
         headers={"User-Agent": f"mailbridge/{__version__}"},
         follow_redirects=False,
     )

@@ -23,8 +23,9 @@ several processes on several hosts write at once:
   instance that died return to the pool when their lease runs out;
 * request numbers come from the identity sequence of ``requests`` (a failed
   transaction may leave a gap);
-* an ``accept`` that stores due rows sends ``NOTIFY mailbridge_due`` (and one
-  that queues a reply ``NOTIFY mailbridge_reply``), delivered at COMMIT; one
+* after an ``accept`` that stored SMS rows has committed, ``NOTIFY
+  mailbridge_due`` is sent (after one that queued a reply, ``NOTIFY
+  mailbridge_reply``), from its own statement and coalesced; one
   listening connection per process calls the callbacks given to
   :meth:`PostgresStorage.subscribe_due` / :meth:`PostgresStorage.subscribe_replies`,
   so an idle dispatcher on any instance wakes without polling;
@@ -208,6 +209,8 @@ class PostgresStorage:
         self._reply_callbacks: list[Callback] = []
         self._listener: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._notify_wanted: set[str] = set()
+        self._notifier: asyncio.Task[None] | None = None
         self._accepts = 0
 
     def __repr__(self) -> str:
@@ -308,6 +311,33 @@ class PostgresStorage:
 
         return unsubscribe
 
+    def _notify(self, channel: str) -> None:
+        """Tell the other instances, after a commit, that ``channel`` has work.
+
+        Sent from its own statement after the commit, never inside the committing
+        transaction: a NOTIFY there would take PostgreSQL's database-wide notify lock
+        and hold it through the WAL flush, serialising every intake of every instance.
+        Requests made while one is being sent collapse into one more.
+        """
+        self._notify_wanted.add(channel)
+        if self._notifier is None or self._notifier.done():
+            self._notifier = asyncio.create_task(self._send_notifies())
+            self._background.add(self._notifier)
+            self._notifier.add_done_callback(self._background.discard)
+
+    async def _send_notifies(self) -> None:
+        while self._notify_wanted and self._pool is not None:
+            channels, self._notify_wanted = sorted(self._notify_wanted), set()
+            try:
+                async with self._pool.connection() as conn:
+                    for channel in channels:
+                        await conn.execute(
+                            Q["notify"], {"channel": channel, "origin": self._origin}
+                        )
+            except psycopg.Error as exc:  # the others find the rows at their next look
+                _log.warning("notify_failed", error=str(_storage_error(exc)))
+                return
+
     def _start_listener(self) -> None:
         if self._listener is None or self._listener.done():
             self._listener = asyncio.create_task(self._listen(), name="mailbridge-pg-listen")
@@ -377,10 +407,13 @@ class PostgresStorage:
                 limits=limits,
                 reply_rate_per_hour=reply_rate_per_hour,
                 now=now,
-                origin=self._origin,
             )
 
         result = await self._tx(work)
+        if result.sms_count:
+            self._notify(DUE_CHANNEL)
+        if result.reply_queued:
+            self._notify(REPLY_CHANNEL)
         self._accepts += 1
         if self._accepts % _SWEEP_EVERY == 0:
             task = asyncio.create_task(self._sweep(limits, now))
@@ -482,8 +515,8 @@ class PostgresStorage:
             raise ValueError("mark_failed takes the state failed or expired")
         _aware(now)
 
-        async def work(c: Conn) -> None:
-            await _mark_failed(
+        async def work(c: Conn) -> bool:
+            return await _mark_failed(
                 c,
                 sms_id=sms_id,
                 provider=provider,
@@ -491,10 +524,10 @@ class PostgresStorage:
                 answer=answer,
                 now=now,
                 reply_rate_per_hour=reply_rate_per_hour,
-                origin=self._origin,
             )
 
-        await self._tx(work)
+        if await self._tx(work):
+            self._notify(REPLY_CHANNEL)
 
     # --- replies ----------------------------------------------------------------------
 
@@ -589,10 +622,12 @@ class PostgresStorage:
             await c.execute(Q["reschedule"], {"ids": [r[0] for r in rows], "now": now})
             if req[12] and req[2] is not None:
                 await c.execute(Q["charge"], {"account": req[2], "parts": sum(r[1] for r in rows)})
-            await c.execute(Q["notify_due"], {"origin": self._origin})
             return len(rows)
 
-        return await self._tx(work)
+        count = await self._tx(work)
+        if count:
+            self._notify(DUE_CHANNEL)
+        return count
 
     async def cancel_request(self, request_id: str, now: datetime) -> int:
         """Cancel the scheduled rows of the request, refunding their parts."""
@@ -672,7 +707,6 @@ async def _accept(
     limits: LimitsSettings,
     reply_rate_per_hour: int,
     now: datetime,
-    origin: str,
 ) -> AcceptResult:
     request = intake.request
     fingerprint = effective_fingerprint(intake)
@@ -792,7 +826,6 @@ async def _accept(
                     "parts": [d.parts for d in drafts],
                 },
             )
-            await c.execute(Q["notify_due"], {"origin": origin})
         if plan.flood:
             await c.execute(
                 Q["save_flood"],
@@ -828,7 +861,6 @@ async def _accept(
                     "now": now,
                 },
             )
-            await c.execute(Q["notify_reply"], {"origin": origin})
     return AcceptResult(
         request_id=request_id,
         error=plan.error,
@@ -883,11 +915,11 @@ async def _mark_failed(
     answer: str,
     now: datetime,
     reply_rate_per_hour: int,
-    origin: str,
-) -> None:
+) -> bool:
+    """Settle a row as failed; whether a follow-up reply was queued."""
     row = await (await c.execute(Q["sending_row"], {"id": sms_id})).fetchone()
     if row is None:
-        return
+        return False
     (_, parts, pk, request_id, account, charged, error, test, _followup, *reply) = row
     if provider is not None:
         await _attempt(c, sms_id, provider, failure_outcome(state), answer, now)
@@ -905,13 +937,13 @@ async def _mark_failed(
         await c.execute(Q["charge"], {"account": account, "parts": -parts})
     reply_to, subject, in_reply_to, references = reply
     if error is not None or test != 1 or reply_to is None:
-        return
+        return False
     # one follow-up per request, whichever instance fails which of its rows first
     if await _scalar(c, Q["lock_request"], {"pk": pk}):
-        return
+        return False
     sent = await _count_replies(c, reply_to, now)
     if not lim.reply_allowed(sent, reply_rate_per_hour):
-        return
+        return False
     await c.execute(Q["set_followup_sent"], {"pk": pk})
     await c.execute(
         Q["insert_reply"],
@@ -925,7 +957,7 @@ async def _mark_failed(
             "now": now,
         },
     )
-    await c.execute(Q["notify_reply"], {"origin": origin})
+    return True
 
 
 async def _summaries(c: Conn, rows: Sequence[Sequence[Any]]) -> list[RequestSummary]:

@@ -66,13 +66,10 @@ SELECT %(request_pk)s, d.recipient, d.text, d.encoding, d.parts, %(sender)s, %(f
               %(parts)s::integer[]) WITH ORDINALITY AS d (recipient, text, encoding, parts, n)
  ORDER BY d.n;
 
--- notify_due --
--- Wake the dispatchers of every instance (delivered at COMMIT)
-SELECT pg_notify('mailbridge_due', %(origin)s);
-
--- notify_reply --
--- Wake the reply mailers of every instance (delivered at COMMIT)
-SELECT pg_notify('mailbridge_reply', %(origin)s);
+-- notify --
+-- Wake the dispatchers (mailbridge_due) or reply mailers (mailbridge_reply) of every instance;
+-- sent after the commit it announces, outside any transaction of an intake
+SELECT pg_notify(%(channel)s, %(origin)s);
 
 -- save_flood --
 -- The new flood streaks of some numbers

@@ -197,7 +197,7 @@ async def test_three_instances_one_database(
 
         async def settled() -> bool:
             rows = await fetch(url, "SELECT count(*) FROM sms WHERE state <> 'sent'")
-            return rows[0][0] == 0
+            return bool(rows[0][0] == 0)
 
         await wait_until(settled, 20, "every row marked sent")
         counts = delivered()

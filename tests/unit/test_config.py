@@ -709,3 +709,9 @@ class TestWarnings:
             f"password_hash = '{DUMMY_HASH}'\n" + PROVIDER
         )
         assert config_warnings(parse(text)) == []
+
+
+def test_default_charset_must_be_a_text_charset() -> None:
+    """A codec that is not a charset (base64) is refused, naming the key."""
+    with pytest.raises(ConfigError, match=r"smtp\.default_charset"):
+        parse_config('[smtp]\ndefault_charset = "base64"\n')

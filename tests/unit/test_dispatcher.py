@@ -359,6 +359,30 @@ class TestFailures:
         await d.run_once()
         assert first.recipients[-1] == "+79990000005"  # closed again
 
+    async def test_open_breaker_defers_to_its_reset(
+        self, storage: MemoryStorage, clock: FakeClock
+    ) -> None:
+        """With every provider's breaker open, a row waits for the reset without a request."""
+        main = FakeProvider("main")
+        main.failure = TemporaryProviderError("down")
+        d = Dispatcher(
+            storage, {"main": main}, _settings("main"), clock=clock, owner="t", rng=lambda: 0.5
+        )
+        for i in range(2):
+            await _enqueue(storage, [f"+7999000000{i}"])
+            await d.run_once()
+        assert len(main.batches) == 2  # the breaker is open now
+        clock.advance(1)
+        rid = await _enqueue(storage, ["+79990000009"], now=clock.now, due=clock.now)
+        assert await d.run_once() == 1
+        assert len(main.batches) == 2
+        detail = await storage.show_request(rid)
+        assert detail is not None
+        (sms,) = detail.sms
+        assert sms.state is SmsState.SCHEDULED
+        assert sms.due == T0 + timedelta(seconds=10)  # breaker_reset_s after it opened
+        assert "circuit open" in (sms.error or "")
+
     async def test_backoff_when_no_provider_left(
         self, storage: MemoryStorage, clock: FakeClock
     ) -> None:

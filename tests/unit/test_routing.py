@@ -123,6 +123,19 @@ class TestCircuitBreaker:
         assert not b.allow(later + timedelta(seconds=9))
         assert b.allow(later + timedelta(seconds=10))
 
+    def test_available_does_not_take_the_probe(self) -> None:
+        """available() answers like allow() without using up the half-open probe."""
+        b = self._breaker()
+        assert b.available(T0)
+        for _ in range(3):
+            b.record_failure(T0)
+        assert not b.available(T0)
+        later = T0 + timedelta(seconds=10)
+        assert b.available(later)
+        assert b.available(later)
+        assert b.allow(later)
+        assert not b.available(later)
+
     def test_lost_probe_frees_the_slot(self) -> None:
         """A probe that never reports back lets another probe go reset_s later."""
         b = self._breaker()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -108,19 +109,19 @@ class Backend:
     reopen: Callable[[], Awaitable[Storage]] | None = None
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Each backend, opened empty (PostgreSQL: a fresh schema on a real server); closed after."""
+@contextlib.asynccontextmanager
+async def _opened(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Backend]:
+    """Backend ``name`` opened empty (PostgreSQL: a fresh schema on a real server)."""
     opened: list[Storage] = []
-    pg_url = (
-        request.getfixturevalue("pg_cluster").create_schema() if request.param == "postgres" else ""
-    )
+    pg_url = request.getfixturevalue("pg_cluster").create_schema() if name == "postgres" else ""
 
     async def make() -> Storage:
         storage: Storage
-        if request.param == "memory":
+        if name == "memory":
             storage = MemoryStorage()
-        elif request.param == "sqlite":
+        elif name == "sqlite":
             storage = SqliteStorage(tmp_path / "mb.db")
         else:
             storage = PostgresStorage(pg_url, min_size=1, max_size=4)
@@ -133,13 +134,25 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         return await make()
 
     first = await make()
-    yield Backend(
-        name=request.param,
-        storage=first,
-        reopen=reopen if request.param != "memory" else None,
-    )
-    for storage in opened:
-        await storage.close()
+    try:
+        yield Backend(name=name, storage=first, reopen=reopen if name != "memory" else None)
+    finally:
+        for storage in opened:
+            await storage.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each backend, opened empty."""
+    async with _opened(request.param, request, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each backend that keeps its data across a restart."""
+    async with _opened(request.param, request, tmp_path) as opened:
+        yield opened
 
 
 async def accept(
@@ -657,10 +670,10 @@ class TestQueue:
 
 
 class TestDurability:
-    async def test_restart_keeps_everything(self, backend: Backend) -> None:
+    async def test_restart_keeps_everything(self, durable_backend: Backend) -> None:
         """Closing and reopening the file gives back requests, rows, replies and counters."""
-        if backend.reopen is None:
-            pytest.skip(f"{backend.name} is not durable")
+        backend = durable_backend
+        assert backend.reopen is not None
         s = backend.storage
         limits = LimitsSettings(error_block_after=1)
         await accept(s, intake(sms_request(message("a", (N1, N2))), balance=2, test=1))

@@ -1,0 +1,164 @@
+"""`mailbridge queue list|show|retry|cancel` over MemoryStorage."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from datetime import UTC, datetime
+
+import pytest
+
+from mailbridge.encoding import split_text
+from mailbridge.models import Format, Message, SmsRequest, SmsState
+from mailbridge.queue_cli import (
+    EXIT_BAD_ARGS,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    parse_state,
+    queue_cancel,
+    queue_list,
+    queue_retry,
+    queue_show,
+    run_queue_command,
+)
+from mailbridge.settings import LimitsSettings, Settings
+from mailbridge.storage.base import Intake, Storage
+from mailbridge.storage.memory import MemoryStorage
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+async def _enqueue(storage: MemoryStorage, recipients: tuple[str, ...], account: str) -> str:
+    request = SmsRequest(
+        account=account,
+        client_id=None,
+        due=T0,
+        translit=0,
+        format=Format.SMS,
+        sender="Alex",
+        test=0,
+        messages=(Message(text="hi", recipients=recipients, split=split_text("hi")),),
+    )
+    intake = Intake(
+        received_at=T0,
+        client_ip="127.0.0.1",
+        mail_from="ops@example.com",
+        rcpt_to=("send@localhost",),
+        raw=b"alex:SECRETPW::::+79990000001:hi",
+        mode="command",
+        account=account,
+        client_id=None,
+        request=request,
+        error=None,
+    )
+    result = await storage.accept(intake, limits=LimitsSettings(), reply_rate_per_hour=0, now=T0)
+    return result.request_id
+
+
+@pytest.fixture
+async def storage() -> MemoryStorage:
+    s = MemoryStorage()
+    await _enqueue(s, ("+79990000001", "+79990000002"), "alex")
+    await _enqueue(s, ("+79990000003",), "bob")
+    jobs = await s.claim_due(T0, limit=1, lease_s=60, owner="t")
+    await s.mark_retry(jobs[0].sms_id, provider="main", due=T0, answer="HTTP 503", now=T0)
+    jobs = await s.claim_due(T0, limit=1, lease_s=60, owner="t")
+    await s.mark_sent(jobs[0].sms_id, provider="main", provider_id="uuid-1", answer="ok", now=T0)
+    return s
+
+
+class TestList:
+    async def test_lists_newest_first(self, storage: MemoryStorage) -> None:
+        """Every request appears, newest first, with its states counted."""
+        out = io.StringIO()
+        assert await queue_list(storage, out=out) == EXIT_OK
+        lines = out.getvalue().splitlines()
+        assert lines[0].split()[:3] == ["ID", "ACCOUNT", "RECEIVED"]
+        assert lines[1].split()[:2] == ["2", "bob"]
+        assert lines[2].split()[:2] == ["1", "alex"]
+        assert "scheduled=1 sent=1" in lines[2]
+
+    @pytest.mark.parametrize(
+        ("state", "account", "ids"),
+        [(SmsState.SENT, None, ["1"]), (None, "bob", ["2"]), (SmsState.FAILED, None, [])],
+    )
+    async def test_filters(
+        self, storage: MemoryStorage, state: SmsState | None, account: str | None, ids: list[str]
+    ) -> None:
+        """--state and --account narrow the list."""
+        out = io.StringIO()
+        await queue_list(storage, out=out, state=state, account=account)
+        rows = out.getvalue().splitlines()[1:]
+        assert [r.split()[0] for r in rows if r != "no requests"] == ids
+
+
+class TestShow:
+    async def test_shows_rows_and_attempts(self, storage: MemoryStorage) -> None:
+        """show prints each SMS and every attempt with the provider's answer."""
+        out = io.StringIO()
+        assert await queue_show(storage, "1", out=out) == EXIT_OK
+        text = out.getvalue()
+        assert "+79990000001" in text
+        assert "+79990000002" in text
+        assert "HTTP 503" in text
+        assert "uuid-1" in text
+        assert "SECRETPW" not in text
+
+    async def test_unknown_id(self, storage: MemoryStorage) -> None:
+        """An unknown ID exits 1."""
+        out = io.StringIO()
+        assert await queue_show(storage, "404", out=out) == EXIT_NOT_FOUND
+        assert "no request 404" in out.getvalue()
+
+
+class TestActions:
+    async def test_cancel_then_retry(self, storage: MemoryStorage) -> None:
+        """cancel stops the scheduled SMS; retry puts them back in the queue."""
+        out = io.StringIO()
+        assert await queue_cancel(storage, "1", out=out, now=T0) == EXIT_OK
+        assert "1 SMS cancelled" in out.getvalue()
+        detail = await storage.show_request("1")
+        assert detail is not None
+        assert sorted(s.state for s in detail.sms) == [SmsState.CANCELLED, SmsState.SENT]
+        out = io.StringIO()
+        assert await queue_retry(storage, "1", out=out, now=T0) == EXIT_OK
+        assert "1 SMS scheduled again" in out.getvalue()
+
+    @pytest.mark.parametrize("action", [queue_retry, queue_cancel])
+    async def test_unknown_id(self, storage: MemoryStorage, action: object) -> None:
+        """retry/cancel of an unknown ID exits 1."""
+        out = io.StringIO()
+        assert await action(storage, "nope", out=out, now=T0) == EXIT_NOT_FOUND  # type: ignore[operator]
+
+
+class TestCommand:
+    def test_run_with_injected_storage(self, storage: MemoryStorage) -> None:
+        """run_queue_command opens the storage, runs the action and closes it."""
+        args = argparse.Namespace(queue_command="show", id="2", config=None)
+        out, err = io.StringIO(), io.StringIO()
+
+        def opener(url: str) -> Storage:
+            return storage
+
+        code = run_queue_command(Settings(), args, out=out, err=err, open_storage=opener)
+        assert code == EXIT_OK
+        assert "+79990000003" in out.getvalue()
+
+    def test_bad_state(self, storage: MemoryStorage) -> None:
+        """An unknown --state exits 2 naming the choices."""
+        args = argparse.Namespace(queue_command="list", state="lost", account=None, limit=10)
+        err = io.StringIO()
+
+        def opener(url: str) -> Storage:
+            return storage
+
+        code = run_queue_command(Settings(), args, out=io.StringIO(), err=err, open_storage=opener)
+        assert code == EXIT_BAD_ARGS
+        assert "scheduled" in err.getvalue()
+
+    @pytest.mark.parametrize(
+        ("raw", "state"), [("SENT", SmsState.SENT), (" failed ", SmsState.FAILED), (None, None)]
+    )
+    def test_parse_state(self, raw: str | None, state: SmsState | None) -> None:
+        """States are read case-insensitively."""
+        assert parse_state(raw) is state

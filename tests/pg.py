@@ -170,6 +170,8 @@ def pg_cluster_fixture() -> Iterator[PgCluster]:
     pytest.importorskip("psycopg")
     bindir = find_bindir()
     if bindir is None:
+        if os.environ.get("CI"):  # CI installs PostgreSQL: its absence there is a failure
+            pytest.fail("PostgreSQL is not installed (no initdb) although .ci/run installs it")
         pytest.skip("PostgreSQL is not installed (no initdb): .ci/run installs it")
     cluster = PgCluster(bindir)
     try:

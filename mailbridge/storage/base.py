@@ -33,6 +33,7 @@ __all__ = [
     "Intake",
     "ReplyDraft",
     "ReplyJob",
+    "ReplyView",
     "RequestDetail",
     "RequestSummary",
     "SmsJob",
@@ -158,6 +159,19 @@ class RequestSummary:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyView:
+    """One reply mail of a request, as ``queue show`` prints it."""
+
+    reply_id: int
+    to: str
+    state: str  # queued | sending | sent
+    attempts: int  # smarthost transactions tried
+    body: str  # the result line(s)
+    due: datetime  # when it is (or was last) due
+    sent_at: datetime | None  # when the smarthost took it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestDetail:
     summary: RequestSummary
     client_ip: str
@@ -166,6 +180,7 @@ class RequestDetail:
     format: int | None
     due: datetime | None
     sms: tuple[SmsView, ...]
+    replies: tuple[ReplyView, ...] = ()  # oldest first
 
 
 class Storage(Protocol):

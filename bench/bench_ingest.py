@@ -1,17 +1,31 @@
 """Ingest benchmark: mails per second over loopback, mailbridge against a bare aiosmtpd.
 
-Both servers run as child processes in the same run; 20 parallel SMTP
-sessions send real command-mode mails (each to another number, so no
-duplicate or flood refusal), in two shapes: one mail per connection, and many
-per connection. Reported: mails/s, the ratio mailbridge/bare, and the time
-from the end of DATA to the 250 (p50/p99), first at full load, then at half
-the rate mailbridge reached (paced). ``--memory N`` also sends N mails and
-prints the server's resident memory along the way.
+Both servers run as child processes in the same run, in two shapes: one mail
+per connection, and many per connection (20 parallel sessions by default).
+Two load generators:
+
+* Postfix's ``smtp-source`` (C, so the client does not steal CPU from the
+  servers), without and with ``-d``, sending one real command-mode mail
+  (``-F``): the same text to the same number every time;
+* a small Python client on asyncio streams sending real command-mode mails,
+  each to another number (so the phone parser and its cache work for real);
+  it also measures the time from the end of DATA to the 250 (p50/p99), first
+  at full load, then paced at half the rate mailbridge reached.
+
+Two modes, reported separately:
+
+* ``live``: the SMS are due at once, so mailbridge's dispatcher delivers them
+  to the ``file`` provider in the same process while it ingests (the honest
+  figure: delivery competes for the CPU);
+* ``ingest-only``: the commands carry ``time = +1440`` (due in a day), so only
+  the SMTP/parse/storage path runs.
 
 The bare server's ``handle_DATA`` only returns 250; mailbridge parses,
-authenticates, commits each mail to SQLite (WAL, synchronous=FULL) before its
-250, logs one line per mail (to /dev/null) and delivers to the ``file``
-provider. Postfix's ``smtp-source`` is used too when it is installed.
+authenticates, commits each mail to SQLite (WAL, synchronous=FULL, group
+commit) before its 250 and logs one JSON line per mail (to /dev/null).
+Between measurements the bench waits until mailbridge is idle (the
+dispatcher has caught up). ``--memory N`` also sends N mails (live) and
+prints mailbridge's resident memory along the way.
 
     .venv/bin/python bench/bench_ingest.py [--mails 3000] [--sessions 20] [--memory 100000]
 """
@@ -77,6 +91,8 @@ max_connections_per_ip = 1000
 url = "sqlite:///{folder / "bench.db"}"
 
 [limits]
+# smtp-source sends one identical mail: a short window keeps each duplicate count small
+duplicate_window_s = 0.01
 duplicate_max = 1000000
 flood_max = 1000000
 error_block_after = 1000000
@@ -97,9 +113,14 @@ format = "json"
 """
 
 
-def mail(i: int) -> bytes:
+#: The ``<time>`` field of the commands: now (live delivery) or in a day (ingest only).
+TIMES = {"live": "", "ingest-only": "+1440"}
+
+
+def mail(i: int, time_field: str = "") -> bytes:
+    """Command-mode mail ``i``: to its own number, so no duplicate or flood refusal."""
     number = f"+7999{1000000 + i % 8999999:07d}"
-    body = f"bench:{PASSWORD}::::{number}:Disk usage on host-{i} is above 90%"
+    body = f"bench:{PASSWORD}::{time_field}::{number}:Disk usage on host-{i} is above 90%"
     return (
         "From: bench@example.com\r\nTo: send@sms.example.com\r\n"
         f"Subject: bench {i}\r\nMessage-ID: <b{i}@example.com>\r\n"
@@ -168,7 +189,14 @@ class Session:
 
 
 async def load(
-    port: int, *, mails: int, sessions: int, per_connection: int, start: int, rate: float = 0
+    port: int,
+    *,
+    mails: int,
+    sessions: int,
+    per_connection: int,
+    start: int,
+    rate: float = 0,
+    time_field: str = "",
 ) -> Result:
     """Send ``mails`` mails over ``sessions`` parallel sessions; ``rate`` > 0 paces them."""
     counter = iter(range(start, start + mails))
@@ -188,7 +216,7 @@ async def load(
                     await asyncio.sleep(delay)
             if session is None:
                 session = await Session.open(port)
-            ok, latency = await session.send(mail(i))
+            ok, latency = await session.send(mail(i, time_field))
             latencies.append(latency)
             failures += not ok
             sent_here += 1
@@ -223,18 +251,126 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def smtp_source(port: int, mails: int, sessions: int, per_connection: bool) -> float | None:
-    exe = shutil.which("smtp-source")
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid: int, *, limit_s: float = 120.0) -> None:
+    """Wait until ``pid`` uses under 5 % of a CPU over 0.5 s (the dispatcher caught up)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = cpu_s(pid)
+        time.sleep(0.5)
+        if cpu_s(pid) - before < 0.025:
+            return
+
+
+def smtp_source(
+    port: int, *, mails: int, sessions: int, per_connection: bool, message: Path
+) -> tuple[float, bool] | None:
+    """Rate of Postfix's smtp-source sending ``message`` (None when it is not installed).
+
+    The bool says whether every mail got a 2xx (smtp-source stops at the first refusal).
+    """
+    exe = shutil.which("smtp-source") or next(
+        (p for p in ("/usr/sbin/smtp-source",) if os.access(p, os.X_OK)), None
+    )
     if exe is None:
         return None
     args = [exe, "-s", str(sessions), "-m", str(mails), "-f", "bench@example.com",
-            "-t", "send@sms.example.com", "-l", "200"]  # fmt: skip
+            "-t", "send@sms.example.com", "-M", "bench.test", "-F", str(message)]  # fmt: skip
     if not per_connection:
         args.append("-d")
     args.append(f"127.0.0.1:{port}")
     t0 = time.perf_counter()
-    subprocess.run(args, check=False, capture_output=True)
-    return mails / (time.perf_counter() - t0)
+    done = subprocess.run(args, check=False, capture_output=True)
+    return mails / (time.perf_counter() - t0), done.returncode == 0
+
+
+def source_message(folder: Path, time_field: str) -> Path:
+    """The file smtp-source sends (``-F``): mail 0, without the line ends it adds itself."""
+    path = folder / f"mail{time_field or '-now'}.txt"
+    path.write_text(mail(0, time_field).decode().replace("\r\n", "\n"))
+    return path
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+
+def measure(
+    label: str,
+    mode: str,
+    servers: Sequence[Server],
+    args: argparse.Namespace,
+    folder: Path,
+    start: int,
+) -> int:
+    """One shape in one mode: smtp-source and the Python client, bare and mailbridge."""
+    per_conn = 1 if label == "1/conn" else args.per_connection
+    time_field = TIMES[mode]
+    mb = servers[1]
+    tag = f"{label:>7} {mode:<11}"
+    message = source_message(folder, time_field)
+    rates: dict[str, float] = {}
+    for server in servers:
+        wait_idle(mb.proc.pid)
+        got = smtp_source(
+            server.port, mails=args.mails, sessions=args.sessions,
+            per_connection=per_conn == 1, message=message,
+        )  # fmt: skip
+        if got is None:
+            break
+        rates[server.name], ok = got
+        if not ok:
+            print(f"{tag}: smtp-source -> {server.name}: a mail was refused")
+    if rates:
+        print(
+            f"{tag}: smtp-source  bare {rates['bare']:6.0f}/s  mailbridge "
+            f"{rates['mailbridge']:6.0f}/s  ratio {rates['mailbridge'] / rates['bare']:.2f}"
+        )
+    results: dict[str, Result] = {}
+    cpu: dict[str, float] = {}
+    for server in servers:
+        wait_idle(mb.proc.pid)
+        asyncio.run(load(server.port, mails=200, sessions=args.sessions,
+                         per_connection=per_conn, start=start, time_field=time_field))  # fmt: skip
+        start += 200
+        wait_idle(mb.proc.pid)
+        before = cpu_s(server.proc.pid)
+        results[server.name] = asyncio.run(load(
+            server.port, mails=args.mails, sessions=args.sessions, per_connection=per_conn,
+            start=start, time_field=time_field,
+        ))  # fmt: skip
+        if server is mb:
+            wait_idle(mb.proc.pid)  # count the delivery of these mails too
+        cpu[server.name] = (cpu_s(server.proc.pid) - before) / args.mails * 1000
+        start += args.mails
+    b, m = results["bare"], results["mailbridge"]
+    print(
+        f"{tag}: python client bare {b.rate:6.0f}/s  mailbridge {m.rate:6.0f}/s  "
+        f"ratio {m.rate / b.rate:.2f}  | p50/p99 to 250: bare {b.pct(0.5):.1f}/"
+        f"{b.pct(0.99):.1f} ms, mailbridge {m.pct(0.5):.1f}/{m.pct(0.99):.1f} ms"
+        f" | server CPU/mail: bare {cpu['bare']:.2f} ms, mailbridge {cpu['mailbridge']:.2f} ms"
+        f"  failures {m.failures}"
+    )
+    wait_idle(mb.proc.pid)
+    paced = asyncio.run(load(
+        mb.port, mails=args.mails // 2, sessions=args.sessions, per_connection=per_conn,
+        start=start, rate=m.rate / 2, time_field=time_field,
+    ))  # fmt: skip
+    start += args.mails // 2
+    print(
+        f"{tag}: mailbridge paced at {m.rate / 2:.0f}/s -> {paced.rate:.0f}/s, "
+        f"p50 {paced.pct(0.5):.1f} ms, p99 {paced.pct(0.99):.1f} ms to 250"
+        f"  failures {paced.failures}"
+    )
+    return start
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--per-connection", type=int, default=50, help="mails per connection")
     parser.add_argument("--memory", type=int, default=0, help="also send this many, watch RSS")
+    parser.add_argument(
+        "--modes", default="ingest-only,live", help="comma-separated: ingest-only, live"
+    )
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="mailbridge-bench-"))
@@ -257,48 +396,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         [sys.executable, "-c", BARE_SERVER, str(bare_port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    servers = (Server("bare", bare_port, bare), Server("mailbridge", mb_port, mb))
     try:
         wait_port(mb_port, mb)
         wait_port(bare_port, bare)
-        print(f"{args.sessions} sessions, {args.mails} mails per shape, cpus={os.cpu_count()}")
+        print(
+            f"{args.sessions} sessions, {args.mails} mails per measurement, "
+            f"cpus={os.cpu_count()}; live = SMS delivered to the file provider meanwhile, "
+            "ingest-only = SMS due in a day"
+        )
         start = 0
-        for label, per_conn in (
-            ("1/conn", 1),
-            (f"{args.per_connection}/conn", args.per_connection),
-        ):
-            results = {}
-            for name, port in (("bare", bare_port), ("mailbridge", mb_port)):
-                asyncio.run(load(port, mails=200, sessions=args.sessions,
-                                 per_connection=per_conn, start=start))  # fmt: skip
-                start += 200
-                results[name] = asyncio.run(load(
-                    port, mails=args.mails, sessions=args.sessions, per_connection=per_conn,
-                    start=start,
-                ))  # fmt: skip
-                start += args.mails
-            b, m = results["bare"], results["mailbridge"]
-            print(
-                f"{label:>8}: bare {b.rate:7.0f} mails/s  mailbridge {m.rate:7.0f} mails/s  "
-                f"ratio {m.rate / b.rate:.2f}  | p50/p99 to 250: bare {b.pct(0.5):.1f}/"
-                f"{b.pct(0.99):.1f} ms, mailbridge {m.pct(0.5):.1f}/{m.pct(0.99):.1f} ms"
-                f"  failures {m.failures}"
-            )
-            half = asyncio.run(load(
-                mb_port, mails=args.mails // 2, sessions=args.sessions, per_connection=per_conn,
-                start=start, rate=m.rate / 2,
-            ))  # fmt: skip
-            start += args.mails // 2
-            print(
-                f"{label:>8}: mailbridge paced at {m.rate / 2:.0f}/s -> {half.rate:.0f}/s, "
-                f"p50 {half.pct(0.5):.1f} ms, p99 {half.pct(0.99):.1f} ms to 250"
-            )
-            for name, port in (("bare", bare_port), ("mailbridge", mb_port)):
-                rate = smtp_source(port, args.mails, args.sessions, per_conn == 1)
-                if rate is not None:
-                    print(f"{label:>8}: smtp-source -> {name} {rate:.0f} mails/s")
+        for mode in args.modes.split(","):
+            for label in ("1/conn", f"{args.per_connection}/conn"):
+                start = measure(label, mode, servers, args, folder, start)
         if args.memory:
             step = max(args.memory // 10, 1)
-            print(f"memory over {args.memory} mails (RSS of mailbridge, KiB):")
+            wait_idle(mb.pid)
+            print(f"memory over {args.memory} mails, live (RSS of mailbridge, KiB):")
+            print(f"  at the start:    {rss_kib(mb.pid)}")
             for _ in range(10):
                 asyncio.run(load(mb_port, mails=step, sessions=args.sessions,
                                  per_connection=args.per_connection, start=start))  # fmt: skip

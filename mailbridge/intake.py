@@ -24,6 +24,7 @@ Decisions where the SPEC is silent:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -284,7 +285,12 @@ def test_flag(raw_test: str) -> int:
 def normalize_ip(peer: object) -> str:
     """The client IP of an asyncio peer name; IPv4-mapped IPv6 written as IPv4."""
     host = peer[0] if isinstance(peer, tuple) and peer else peer
-    text = str(host or "")
+    return _normalize_host(str(host or ""))
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalize_host(text: str) -> str:
+    """``normalize_ip`` of a host string; cached, as every SMTP command of a session asks."""
     try:
         ip = ip_address(text.split("%", 1)[0])
     except ValueError:

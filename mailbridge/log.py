@@ -12,8 +12,8 @@ secret or a message text (``password``, ``psw``, ``apikey``, ``token``,
 ``body``, ``text``, ``mes``, ``raw`` …, also inside nested dicts and lists)
 becomes ``"[redacted]"``, and ``password=…``/``psw=…``-style pairs inside
 strings (an upstream URL with its query) are cut to ``password=[redacted]``.
-It runs once more after the context variables are merged, so values bound
-with ``structlog.contextvars.bind_contextvars`` are covered too.
+Values bound with ``structlog.contextvars.bind_contextvars`` are redacted
+the same way as they are merged into the line.
 
 Two libraries log secrets of their own at low levels: aiosmtpd logs every
 SMTP command line (``AUTH`` continuation lines included) and httpx logs each
@@ -97,7 +97,13 @@ def _is_secret_name(key: str) -> bool:
     return k in SECRET_KEYS or k.endswith(_SECRET_SUFFIXES)
 
 
+#: Values with nothing to scrub (checked before the slower ``Mapping`` test).
+_PLAIN_TYPES: Final = frozenset({int, float, bool, type(None)})
+
+
 def _scrub(value: Any) -> Any:
+    if type(value) in _PLAIN_TYPES:
+        return value
     if isinstance(value, str):
         return _PAIR_RE.sub(r"\1=" + REDACTED, value) if "=" in value else value
     if isinstance(value, Mapping):
@@ -118,6 +124,21 @@ def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDic
             event_dict[key] = REDACTED
         else:
             event_dict[key] = _scrub(value)
+    return event_dict
+
+
+def _merge_contextvars_redacted(
+    logger: WrappedLogger, method_name: str, event_dict: EventDict
+) -> EventDict:
+    """``merge_contextvars``, redacting what it merges in.
+
+    The same as ``merge_contextvars`` followed by ``redact_secrets`` when
+    ``redact_secrets`` already ran: only the merged values are still unread.
+    """
+    context = structlog.contextvars.get_contextvars()
+    for key, value in context.items():
+        if key not in event_dict:
+            event_dict[key] = REDACTED if _is_secret_key(key) else _scrub(value)
     return event_dict
 
 
@@ -179,8 +200,7 @@ def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None
     structlog.configure(
         processors=[
             redact_secrets,
-            structlog.contextvars.merge_contextvars,
-            redact_secrets,
+            _merge_contextvars_redacted,
             _add_logger_name,
             *shared,
             renderer,

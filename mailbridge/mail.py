@@ -7,9 +7,22 @@ What is read
     blank ``text/plain`` part; else nothing (empty text). Parts are walked
     depth first in mail order through any ``multipart/*``; a
     ``message/rfc822`` part is somebody else's mail and is not entered.
-    Transfer encodings (base64, quoted-printable, 7bit/8bit/binary) and
-    RFC 2047 encoded words are decoded; line breaks become LF; a leading
+    Transfer encodings (base64, quoted-printable, uuencode, 7bit/8bit/binary)
+    and RFC 2047 encoded words are decoded; line breaks become LF; a leading
     byte-order mark is dropped.
+
+Parsing
+    The standard :mod:`email` package does the MIME work:
+    ``BytesParser(policy=compat32)`` builds the tree (``policy.default`` is
+    about ten times slower), ``get_payload()`` walks it and
+    ``get_payload(decode=True)`` undoes the transfer encoding;
+    ``get_content_type()``, ``get_content_disposition()`` and
+    ``get_param("charset")`` with :func:`email.utils.collapse_rfc2231_value`
+    read the part headers; :func:`email.header.decode_header` decodes the
+    Subject and :func:`email.utils.parseaddr` reads ``From``. What is added
+    here is leniency where those are strict (a type or disposition followed by
+    blanks instead of ``;``, a quoted or padded transfer encoding) and the
+    guards below, where they are slow.
 
 Charset (SPEC §1 "Charset")
     The declared ``charset=`` (RFC 2231 forms included) when the bytes decode
@@ -38,14 +51,17 @@ Command
 Headers
     ``subject`` is decoded (raw 8-bit bytes as UTF-8, else detected like an
     undeclared body; then RFC 2047 words, adjacent words of one charset
-    joined before decoding so a character split between words survives;
-    a bad word decodes with replacement characters, never an error).
-    ``from_address`` is the addr-spec of ``From`` (the ``<…>`` part, else
-    the first word with ``@``, else the first word). ``message_id``,
-    ``auto_submitted``, ``precedence`` and ``list_id`` are the raw values,
-    unfolded and stripped. In every header value control characters
-    (CR, LF, TAB, NUL, …) and Unicode line separators become spaces, so no
-    value taken from a mail can break a header line of the reply.
+    joined before decoding so a character split between words survives; an
+    unknown charset decodes in the body's charset, a broken word leaves the
+    Subject as it is, never an error; a Subject longer than 4096 characters
+    has only its first 4096 decoded). ``from_address`` is the addr-spec of
+    ``From`` as ``parseaddr`` reads it from the first 1024 characters; where
+    that fails (nested comments, an unclosed quote, blanks in the result) the
+    ``<…>`` part, else the first word with ``@``, else the first word.
+    ``message_id``, ``auto_submitted``, ``precedence`` and ``list_id`` are
+    the raw values, unfolded and stripped. In every header value control
+    characters (CR, LF, TAB, NUL, …) and Unicode line separators become
+    spaces, so no value taken from a mail can break a header line of the reply.
 
 Hostile mail
     Any bytes give a ``MailContent`` or a ``RequestError(1)``; time and memory
@@ -63,25 +79,45 @@ Hostile mail
     follows it (a giant attachment, a MIME bomb) is never looked at; a cap
     exceeded before that is ``RequestError(1)``.
 
-The MIME structure is split here rather than by :mod:`email.feedparser`,
-whose boundary stack makes each line cost as much as the nesting depth
-(a 300-level bomb of 19 KB takes 36 ms, 1000 levels raise RecursionError)
-and which cannot be told to stop early. ``Content-Type`` parameters and
-``From`` are also read here: ``email.message.Message.get_param`` is
-quadratic in a quoted value full of ``;`` (81 ms for 8 KB) and
-``email.utils.parseaddr`` raises RecursionError on nested comments.
+    The standard parser has slow paths of its own: every line costs one
+    boundary test per enclosing ``multipart`` (a 300-level bomb of 16 KB
+    takes 28 ms, 1000 levels raise RecursionError), every part about 7 µs,
+    and ``get_param`` is quadratic in a parameter value full of ``;``
+    (38 ms for 8 KB), which the parser itself calls for each multipart
+    boundary. So before parsing, one scan of the mail finds every line that
+    declares a ``multipart/*`` or ``message/*`` ``Content-Type`` (in any
+    part, or quoted in a body: the scan does not know) and the delimiter
+    lines of their boundaries, and the parser is given only the mail up to
+    the first of:
+
+    * the 51st such declaration;
+    * a declaration longer than 1024 bytes or with more than 16 ``;``;
+    * the 201st delimiter line;
+    * the line where (lines so far) × (multipart declarations) passes 100 000.
+
+    A mail cut short is read only if its text part lies wholly before the cut
+    (some other part starts after it); otherwise it is ``RequestError(1)``.
+    The first header block over ``MAX_HEADER_BYTES`` is refused before
+    parsing; ``get_param`` is asked only about a ``Content-Type`` of at most
+    1024 bytes and 16 ``;`` (a longer one has its charset read by a bounded
+    pattern); ``decode_header`` and ``parseaddr`` get bounded input and any
+    exception of theirs falls back as described above.
 """
 
 from __future__ import annotations
 
-import binascii
 import codecs
 import functools
 import math
 import re
-import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.header import decode_header
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import compat32
+from email.utils import collapse_rfc2231_value, parseaddr
 
 import charset_normalizer
 
@@ -143,51 +179,48 @@ _NOT_MAIL_CODECS = frozenset(
 )
 _CHARSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,39}")
 
-# --- the MIME structure --------------------------------------------------------------------
+# --- guards in front of the standard parser ------------------------------------------------
 
-#: The header lines of an entity, as :mod:`email.feedparser` sees them: lines
-#: that start a field (``name:``), continue one (leading blank) or are an mbox
-#: ``From `` line. The first other line ends the headers.
+_PARSER = BytesParser(policy=compat32)
+
+#: The first header block as :mod:`email.feedparser` sees it: lines that start
+#: a field (``name:``), continue one (leading blank) or are an mbox ``From ``
+#: line. The first other line ends the headers.
 _HEADER_BLOCK = re.compile(rb"(?:(?:From |[\x21-\x39\x3b-\x7e]*:|[ \t])[^\n]*(?:\n|\Z))*")
-_FOLD = re.compile(rb"\n(?=[ \t])")
 
-_PART_FIELDS = frozenset({b"content-type", b"content-transfer-encoding", b"content-disposition"})
-_TOP_FIELDS = _PART_FIELDS | {
-    b"subject",
-    b"from",
-    b"message-id",
-    b"auto-submitted",
-    b"precedence",
-    b"list-id",
-}
-
-#: One ``name=value`` parameter of a structured header; whitespace is accepted
-#: as a separator where ``;`` is missing. The match starts at the name (the
-#: look-behind rejects positions inside a word at once) and every quantifier is
-#: possessive; a quoted value runs to its closing quote or to the end. So no
-#: attempt rescans text another attempt has scanned, and the scan is linear.
-_PARAM = re.compile(
-    r'(?<![^;\s])([^\s=;"]++)\s*+=\s*+("(?:[^"\\]++|\\.?)*+(?:"|\Z)|[^;\s]*+)', re.DOTALL
-)
-_STRUCTURED_HEAD = re.compile(r"\s*([^\s;]*)")
-_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+#: A ``Content-Type`` line with its continuation lines, searched in
+#: ``b"\n" + mail.lower()``, so the match starts at the line's offset in the mail.
+_CONTENT_TYPE_LINE = re.compile(rb"\ncontent-type:([^\n]*+(?:\n[ \t][^\n]*+)*+)")
+_MAX_CONTAINERS = 50
+_MAX_DELIMITERS = 2 * MAX_PARTS
+_MAX_LINE_LEVELS = 100_000
+#: ``get_param`` is quadratic in the length of a value with many ``;``.
+_MAX_PARAM_HEADER = 1024
+_MAX_PARAM_SEMICOLONS = 16
+_CHARSET_PARAM = re.compile(r';[ \t\n]*+charset[ \t\n]*+=[ \t\n]*+"?([^";\s]{1,40})', re.I)
 
 # --- text ----------------------------------------------------------------------------------
 
 _TEXT_OPEN = re.compile(r"\[text\]", re.IGNORECASE | re.ASCII)
 _TEXT_CLOSE = re.compile(r"\[/text\]", re.IGNORECASE | re.ASCII)
 _SIGNATURE = re.compile(r"^-- $", re.MULTILINE)
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 
 # --- headers -------------------------------------------------------------------------------
 
-_ENCODED_WORD = re.compile(r"=\?([^?\s]{1,80})\?([bBqQ])\?([^?\s]*)\?=")
+_TOP_FIELDS = frozenset(
+    {"subject", "from", "message-id", "auto-submitted", "precedence", "list-id"}
+)
 _HEADER_CONTROLS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+#: ``decode_header`` is quadratic in a line of unclosed encoded words.
+_MAX_DECODED_SUBJECT = 4096
+_MAX_FROM_CHARS = 1024
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*")
+_NOT_IN_ADDRESS = re.compile(r'[\s"\\()<>,;]')
 _QUOTED_STRING = re.compile(r'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
 _COMMENT = re.compile(r"\([^()]*\)")
 _ANGLE_ADDR = re.compile(r"<\s*([^<>\s]*)\s*>")
 _ADDRESS_SPLIT = re.compile(r"[\s,;()<>\"]+")
-_MAX_FROM_CHARS = 1024
 
 # --- detection -----------------------------------------------------------------------------
 
@@ -214,29 +247,15 @@ _CONCLUSIVE_MARGIN = 3.0
 _DETECT_SAMPLE_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Entity:
-    """The parsed headers of one MIME entity and where its body lies in the mail."""
-
-    fields: dict[bytes, bytes]
-    body_start: int
-    body_end: int
-    content_type: str
-    params: dict[str, str]
-    disposition: str
-    transfer_encoding: str
-
-
 @dataclass(slots=True, kw_only=True)
 class _Walk:
-    """State of one walk through the MIME tree."""
+    """State of one walk through the parsed MIME tree."""
 
-    raw: bytes
     default_codec: str
+    header_bytes: int
     parts: int = 0
-    header_bytes: int = 0
     blank_plain: tuple[str, str] | None = None
-    html: _Entity | None = None
+    html: Message | None = None
 
 
 # --- public --------------------------------------------------------------------------------
@@ -257,28 +276,44 @@ def read_mail(raw: bytes, *, default_charset: str = "koi8-r") -> MailContent:
     data = bytes(raw)
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    walk = _Walk(raw=data, default_codec=default_codec)
-    top = _read_entity(walk, 0, len(data), "text/plain", _TOP_FIELDS)
-    found = _walk_entity(walk, top, depth=0)
-    if found is None and walk.html is not None:
-        markup, charset = _decode_entity(walk, walk.html)
-        found = (html_to_text(markup), charset)
-    if found is None:
-        found = walk.blank_plain
-    text, charset = found if found is not None else ("", "us-ascii")
+    block = _HEADER_BLOCK.match(data, 0, MAX_HEADER_BYTES + 1)
+    header_bytes = block.end() if block is not None else 0
+    if header_bytes > MAX_HEADER_BYTES:
+        raise RequestError(1, f"more than {MAX_HEADER_BYTES} bytes of headers")
+    cut = _parse_limit(data)
+    try:
+        root = _PARSER.parsebytes(data[:cut] if cut < len(data) else data)
+    except Exception:  # RecursionError or worse on a mail the guards let through
+        raise RequestError(1, "the MIME structure cannot be parsed") from None
+    walk = _Walk(default_codec=default_codec, header_bytes=header_bytes)
+    found = _walk_entity(walk, root, depth=0)
+    if cut < len(data):
+        if found is None or found[0] is _last_entity(root):
+            raise RequestError(1, "the text is not within the MIME caps")
+    elif found is None and walk.html is not None:
+        markup, charset = _decode_part(walk, walk.html)
+        found = (walk.html, html_to_text(markup), charset)
+    if found is not None:
+        text, charset = found[1], found[2]
+    else:
+        text, charset = walk.blank_plain or ("", "us-ascii")
     body_codec = _codec(charset)
     header_codec = body_codec if body_codec not in (None, "ascii") else default_codec
-    fields = top.fields
+    fields = _top_fields(root)
+
+    def header(name: str) -> str:
+        return _header_text(fields.get(name, b""), header_codec)
+
     return MailContent(
-        subject=_decode_subject(fields.get(b"subject", b""), header_codec),
+        subject=_decode_subject(header("subject"), header_codec),
         text=text,
         command=_command(text),
         charset=charset,
-        from_address=_from_address(_header_text(fields.get(b"from", b""), header_codec)),
-        message_id=_header_text(fields.get(b"message-id", b""), header_codec),
-        auto_submitted=_header_text(fields.get(b"auto-submitted", b""), header_codec),
-        precedence=_header_text(fields.get(b"precedence", b""), header_codec),
-        list_id=_header_text(fields.get(b"list-id", b""), header_codec),
+        from_address=_from_address(header("from")),
+        message_id=header("message-id"),
+        auto_submitted=header("auto-submitted"),
+        precedence=header("precedence"),
+        list_id=header("list-id"),
     )
 
 
@@ -296,188 +331,181 @@ def charset_label(name: str) -> str | None:
     return _LABELS.get(codec, name.strip().strip('"').lower())
 
 
+# --- guards --------------------------------------------------------------------------------
+
+
+def _parse_limit(data: bytes) -> int:
+    """How much of ``data`` the standard parser may be given (see "Hostile mail")."""
+    cut = len(data)
+    containers = 0
+    boundaries: set[bytes] = set()
+    multiparts = 0
+    for match in _CONTENT_TYPE_LINE.finditer(b"\n" + data.lower()):
+        value = match.group(1)
+        kind = value.partition(b";")[0]
+        if b"multipart" not in kind and b"message" not in kind:
+            continue
+        containers += 1
+        if (
+            containers > _MAX_CONTAINERS
+            or len(value) > _MAX_PARAM_HEADER
+            or value.count(b";") > _MAX_PARAM_SEMICOLONS
+        ):
+            cut = match.start()
+            break
+        if b"multipart" in kind:
+            multiparts += 1
+            boundary = _boundary(data[match.start(1) - 1 : match.end(1) - 1])
+            if boundary is not None:
+                boundaries.add(b"\n--" + boundary)
+    if not multiparts:
+        return cut
+    if sum(data.count(delimiter, 0, cut) for delimiter in boundaries) > _MAX_DELIMITERS:
+        starts: list[int] = []
+        for delimiter in boundaries:
+            position = data.find(delimiter, 0, cut)
+            for _ in range(_MAX_DELIMITERS + 1):
+                if position < 0:
+                    break
+                starts.append(position + 1)
+                position = data.find(delimiter, position + 1, cut)
+        cut = sorted(starts)[_MAX_DELIMITERS]
+    max_lines = _MAX_LINE_LEVELS // multiparts
+    if data.count(b"\n", 0, cut) > max_lines:
+        cut = _line_start(data, max_lines)
+    return cut
+
+
+def _boundary(value: bytes) -> bytes | None:
+    """The boundary the standard parser reads from a multipart ``Content-Type`` value."""
+    header = Message()
+    header["Content-Type"] = value.decode("ascii", "surrogateescape")
+    try:
+        boundary = header.get_boundary()
+        return None if boundary is None else boundary.encode("ascii", "surrogateescape")
+    except Exception:  # a value get_boundary cannot read: the parser cannot either
+        return None
+
+
+def _line_start(data: bytes, lines: int) -> int:
+    """The offset just after the ``lines``-th LF of ``data`` (there are more than that)."""
+    low, high, before = 0, len(data), 0  # `before`: the LFs in data[:low]
+    while low < high:  # the least offset whose prefix holds `lines` LFs
+        middle = (low + high) // 2
+        here = before + data.count(b"\n", low, middle)
+        if here < lines:
+            low, before = middle + 1, here + (data[middle] == 10)
+        else:
+            high = middle
+    return low
+
+
+def _last_entity(root: Message) -> Message:
+    """The entity of a parsed mail that starts last."""
+    last = root
+    for last in root.walk():  # noqa: B007 - the last one is wanted
+        pass
+    return last
+
+
 # --- the MIME walk -------------------------------------------------------------------------
 
 
-def _walk_entity(walk: _Walk, entity: _Entity, *, depth: int) -> tuple[str, str] | None:
-    """Walk ``entity`` depth first; return (text, charset) of the first usable text/plain."""
-    maintype, _, subtype = entity.content_type.partition("/")
-    if maintype == "multipart":
+def _walk_entity(walk: _Walk, entity: Message, *, depth: int) -> tuple[Message, str, str] | None:
+    """Walk ``entity`` depth first; return the first usable text/plain, its text and charset."""
+    walk.parts += 1
+    if walk.parts > MAX_PARTS:
+        raise RequestError(1, f"more than {MAX_PARTS} MIME parts")
+    if depth:  # the first header block was measured before parsing
+        walk.header_bytes += sum(
+            len(name) + len(str(value)) + 2 for name, value in entity.raw_items()
+        )
+        if walk.header_bytes > MAX_HEADER_BYTES:
+            raise RequestError(1, f"more than {MAX_HEADER_BYTES} bytes of headers")
+    content_type = _content_type(entity)
+    if content_type.startswith("multipart/"):
         if depth >= MAX_DEPTH:
             raise RequestError(1, f"MIME parts nested deeper than {MAX_DEPTH}")
-        boundary = _param(entity.params, "boundary")
-        if not boundary:
-            return None
-        child_type = "message/rfc822" if subtype == "digest" else "text/plain"
-        for start, end in _split_parts(walk.raw, entity.body_start, entity.body_end, boundary):
-            child = _read_entity(walk, start, end, child_type, _PART_FIELDS)
-            found = _walk_entity(walk, child, depth=depth + 1)
-            if found is not None:
-                return found
+        if entity.is_multipart():  # else the boundary is missing or never seen
+            for child in entity.get_payload():
+                if not isinstance(child, Message):  # never from the parser
+                    continue
+                found = _walk_entity(walk, child, depth=depth + 1)
+                if found is not None:
+                    return found
         return None
-    if entity.disposition == "attachment":
+    if entity.is_multipart():  # message/rfc822: somebody else's mail, not entered
         return None
-    if entity.content_type == "text/plain":
-        text, charset = _decode_entity(walk, entity)
+    if _first_word(entity.get_content_disposition()) == "attachment":
+        return None
+    if content_type == "text/plain":
+        text, charset = _decode_part(walk, entity)
         if text.strip():
-            return text, charset
+            return entity, text, charset
         if walk.blank_plain is None:
             walk.blank_plain = (text, charset)
-    elif entity.content_type == "text/html" and walk.html is None:
+    elif content_type == "text/html" and walk.html is None:
         walk.html = entity
     return None
 
 
-def _read_entity(
-    walk: _Walk, start: int, end: int, default_type: str, wanted: frozenset[bytes]
-) -> _Entity:
-    """Parse the headers of the entity in ``walk.raw[start:end]``, counting the caps."""
-    walk.parts += 1
-    if walk.parts > MAX_PARTS:
-        raise RequestError(1, f"more than {MAX_PARTS} MIME parts")
-    budget = MAX_HEADER_BYTES - walk.header_bytes
-    block = _HEADER_BLOCK.match(walk.raw, start, min(end, start + budget + 1))
-    header_end = block.end() if block is not None else start
-    if header_end - start > budget:
-        raise RequestError(1, f"more than {MAX_HEADER_BYTES} bytes of headers")
-    walk.header_bytes += header_end - start
-    body_start = header_end
-    if walk.raw[body_start : body_start + 1] == b"\n":
-        body_start += 1
-    fields = _fields(walk.raw[start:header_end], wanted)
-    content_type, params = _structured(fields.get(b"content-type", b""))
-    if content_type.count("/") != 1 or content_type.startswith("/") or content_type.endswith("/"):
-        content_type = default_type
-    disposition, _ = _structured(fields.get(b"content-disposition", b""))
-    encoding = fields.get(b"content-transfer-encoding", b"").decode("latin-1")
-    return _Entity(
-        fields=fields,
-        body_start=body_start,
-        body_end=max(body_start, end),
-        content_type=content_type,
-        params=params,
-        disposition=disposition,
-        transfer_encoding=encoding.strip().strip('"').lower(),
-    )
+def _content_type(entity: Message) -> str:
+    """``get_content_type()``, also where blanks instead of ``;`` follow the type."""
+    kind = _first_word(entity.get_content_type())
+    if kind.count("/") != 1 or kind.startswith("/") or kind.endswith("/"):
+        return entity.get_default_type()
+    return kind
 
 
-def _fields(block: bytes, wanted: frozenset[bytes]) -> dict[bytes, bytes]:
-    """The first value of each wanted field of a header block, unfolded and stripped."""
-    fields: dict[bytes, bytes] = {}
-    for line in _FOLD.sub(b"", block).split(b"\n"):
-        name, colon, value = line.partition(b":")
-        if not colon:
-            continue
-        key = name.rstrip(b" \t").lower()
-        if key in wanted and key not in fields:
-            fields[key] = value.strip(b" \t")
-    return fields
+def _first_word(value: str | None) -> str:
+    """The first blank-separated word of ``value``, or ''."""
+    words = value.split(None, 1) if value else ()
+    return words[0] if words else ""
 
 
-def _structured(value: bytes) -> tuple[str, dict[str, str]]:
-    """Split ``type/subtype; name=value; …`` into the lower-cased type and raw parameters."""
-    text = value.decode("latin-1")
-    head = _STRUCTURED_HEAD.match(text)
-    kind = head.group(1).lower() if head else ""
-    params: dict[str, str] = {}
-    for match in _PARAM.finditer(text, head.end() if head else 0):
-        name = match.group(1).lower()
-        raw = match.group(2)
-        params.setdefault(name, raw)
-    return kind, params
-
-
-def _param(params: dict[str, str], name: str) -> str | None:
-    """A parameter's value, unquoted, RFC 2231 extended and continued forms included."""
-    if name in params:
-        return _unquote(params[name])
-    if f"{name}*" in params:
-        return _rfc2231(_unquote(params[f"{name}*"]), extended=True)
-    pieces: list[str] = []
-    for index in range(100):
-        if f"{name}*{index}" in params:
-            pieces.append(_unquote(params[f"{name}*{index}"]))
-        elif f"{name}*{index}*" in params:
-            pieces.append(_rfc2231(_unquote(params[f"{name}*{index}*"]), extended=index == 0))
-        else:
-            break
-    return "".join(pieces) if pieces else None
-
-
-def _unquote(value: str) -> str:
-    """A parameter value without its quotes and quoted-pair backslashes."""
-    if not value.startswith('"'):
-        return value
-    inner = value[1:-1] if len(value) > 1 and value.endswith('"') else value[1:]
-    return _QUOTED_PAIR.sub(r"\1", inner)
-
-
-def _rfc2231(value: str, *, extended: bool) -> str:
-    """Decode an RFC 2231 ``charset'language'percent-encoded`` value (charset ignored:
-    the values read here, charset and boundary names, are ASCII)."""
-    if extended:
-        pieces = value.split("'", 2)
-        if len(pieces) == 3:
-            value = pieces[2]
-    return urllib.parse.unquote(value, encoding="latin-1")
-
-
-def _split_parts(raw: bytes, start: int, end: int, boundary: str) -> list[tuple[int, int]]:
-    """The (start, end) of each body part of a multipart body, preamble and epilogue left out.
-
-    A delimiter is a line ``--boundary`` (``--boundary--`` closes), trailing
-    blanks allowed; the line break before it belongs to it. Without a closing
-    delimiter the last part runs to the end of the body.
-    """
-    # The pattern starts with a literal, which the regex engine finds fast;
-    # that the match starts a line is checked here.
-    delimiter = re.compile(
-        rb"--" + re.escape(boundary.encode("latin-1")) + rb"(--)?[ \t]*$", re.MULTILINE
-    )
-    parts: list[tuple[int, int]] = []
-    part_start: int | None = None
-    for match in delimiter.finditer(raw, start, end):
-        if match.start() != start and raw[match.start() - 1] != 10:  # not at a line start
-            continue
-        if part_start is not None:
-            parts.append((part_start, max(part_start, match.start() - 1)))
-            if len(parts) > MAX_PARTS:
-                return parts  # the walk refuses the mail before it gets this far
-        if match.group(1):
-            return parts
-        part_start = min(match.end() + 1, end)
-    if part_start is not None:
-        parts.append((part_start, end))
-    return parts
-
-
-# --- bodies --------------------------------------------------------------------------------
-
-
-def _decode_entity(walk: _Walk, entity: _Entity) -> tuple[str, str]:
-    """The text of a leaf entity and the charset it was read in."""
-    payload = walk.raw[entity.body_start : entity.body_end]
-    if entity.transfer_encoding == "base64":
-        payload = _base64(payload)
-    elif entity.transfer_encoding == "quoted-printable":
-        payload = binascii.a2b_qp(payload)
+def _decode_part(walk: _Walk, part: Message) -> tuple[str, str]:
+    """The text of a leaf part and the charset it was read in."""
+    encoding = part.get("content-transfer-encoding")
+    if encoding is not None:  # get_payload wants the bare lower-case name
+        clean = str(encoding).strip().strip('"').strip().lower()
+        if clean != str(encoding).lower():
+            part.replace_header("content-transfer-encoding", clean)
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        raise RequestError(1, "the transfer encoding cannot be undone") from None
+    if not isinstance(payload, bytes):
+        payload = b""
     if len(payload) > MAX_TEXT_BYTES:
         raise RequestError(1, f"text part larger than {MAX_TEXT_BYTES} bytes")
-    text, charset = _decode_text(payload, _param(entity.params, "charset"), walk.default_codec)
+    text, charset = _decode_text(payload, _declared_charset(part), walk.default_codec)
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text.removeprefix("\ufeff"), charset
 
 
-def _base64(data: bytes) -> bytes:
-    """Decode base64 leniently: stray characters skipped, broken padding repaired."""
+def _declared_charset(part: Message) -> str | None:
+    """The ``charset`` parameter of the part's Content-Type, RFC 2231 forms included."""
+    header = part.get("content-type")
+    if header is None:
+        return None
+    value = str(header)
+    if len(value) > _MAX_PARAM_HEADER or value.count(";") > _MAX_PARAM_SEMICOLONS:
+        match = _CHARSET_PARAM.search(value)  # get_param would be quadratic here
+        return match.group(1) if match else None
+    return _charset_param(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _charset_param(content_type: str) -> str | None:
+    """``get_param("charset")`` of a Content-Type value (a few of them recur in every mail)."""
+    header = Message()
+    header["Content-Type"] = content_type
     try:
-        return binascii.a2b_base64(data)
-    except binascii.Error:
-        clean = _NOT_BASE64.sub(b"", data)
-        if len(clean) % 4 == 1:
-            clean = clean[:-1]
-        return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
+        param = header.get_param("charset")
+        return None if param is None else collapse_rfc2231_value(param)
+    except Exception:  # an RFC 2231 value in a charset that cannot decode it
+        return None
 
 
 def _decode_text(data: bytes, declared: str | None, default_codec: str) -> tuple[str, str]:
@@ -580,42 +608,73 @@ def _header_text(value: bytes, fallback_codec: str) -> str:
     return _HEADER_CONTROLS.sub(" ", text).strip()
 
 
-def _decode_subject(value: bytes, fallback_codec: str) -> str:
-    """The Subject with raw 8-bit bytes and RFC 2047 encoded words decoded."""
-    text = _header_text(value, fallback_codec)
+def _top_fields(root: Message) -> dict[str, bytes]:
+    """The first value of each reply-relevant header of the mail, raw bytes, unfolded."""
+    fields: dict[str, bytes] = {}
+    for name, value in root.raw_items():
+        key = name.rstrip(" \t").lower()
+        if key in _TOP_FIELDS and key not in fields:
+            text = str(value).replace("\n", "").strip(" \t")
+            fields[key] = text.encode("utf-8", "surrogateescape")
+    return fields
+
+
+def _decode_subject(text: str, fallback_codec: str) -> str:
+    """The Subject (already read as text) with its RFC 2047 encoded words decoded."""
     if "=?" not in text:
         return text
+    head, tail = text, ""
+    if len(text) > _MAX_DECODED_SUBJECT:
+        end = text.rfind(" ", 0, _MAX_DECODED_SUBJECT)
+        end = end if end > 0 else _MAX_DECODED_SUBJECT
+        head, tail = text[:end], text[end:]
     out: list[str] = []
-    run_codec: str | None = None
-    run: list[bytes] = []
+    try:
+        for chunk, charset in decode_header(head):
+            if isinstance(chunk, str):  # no encoded word at all
+                out.append(chunk)
+            elif charset is None:  # text between words, as raw-unicode-escape bytes
+                out.append(_unencoded(chunk, ascii_only=head.isascii()))
+            else:  # an RFC 2231 language suffix (utf-8*ru) is no part of the name
+                codec = _codec(charset.split("*", 1)[0]) or fallback_codec
+                out.append(chunk.decode(codec, "replace"))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return text  # a broken base64 word: the Subject stays as it came
+    return _HEADER_CONTROLS.sub(" ", "".join(out) + tail).strip()
 
-    def flush() -> None:
-        if run:
-            out.append(b"".join(run).decode(run_codec or fallback_codec, "replace"))
-            run.clear()
 
-    position = 0
-    for word in _ENCODED_WORD.finditer(text):
-        between = text[position : word.start()]
-        if between and not (run and between.isspace()):
-            flush()
-            out.append(between)
-        charset, encoding, encoded = word.groups()
-        codec = _codec(charset.split("*", 1)[0]) or fallback_codec
-        if codec != run_codec:
-            flush()
-            run_codec = codec
-        raw = encoded.encode("utf-8")
-        run.append(_base64(raw) if encoding in "bB" else binascii.a2b_qp(raw, header=True))
-        position = word.end()
-    flush()
-    out.append(text[position:])
-    return _HEADER_CONTROLS.sub(" ", "".join(out)).strip()
+def _unencoded(chunk: bytes, *, ascii_only: bool) -> str:
+    """Text that ``decode_header`` returns between encoded words, back as a string."""
+    if not ascii_only:
+        try:
+            return chunk.decode("raw-unicode-escape")
+        except UnicodeDecodeError:  # a literal backslash-u in the text
+            pass
+    return chunk.decode("latin-1")
 
 
 def _from_address(value: str) -> str:
-    """The addr-spec of a From value: ``<…>``, else the first word with ``@``, else the first."""
-    text = _QUOTED_STRING.sub(" ", value[:_MAX_FROM_CHARS])
+    """The addr-spec of a From value, as ``parseaddr`` reads it where it can."""
+    return _address(value[:_MAX_FROM_CHARS])
+
+
+@functools.lru_cache(maxsize=256)
+def _address(value: str) -> str:
+    """:func:`_from_address` of at most ``_MAX_FROM_CHARS`` (senders recur)."""
+    if _DOT_ATOM_ADDRESS.fullmatch(value):
+        return value  # what parseaddr gives back for it, at a tenth of the cost
+    try:
+        address = parseaddr(value)[1]
+    except Exception:  # RecursionError on nested comments
+        address = ""
+    if address and not _NOT_IN_ADDRESS.search(address):
+        return address
+    return _plain_address(value)
+
+
+def _plain_address(value: str) -> str:
+    """The ``<…>`` part of a From value, else the first word with ``@``, else the first word."""
+    text = _QUOTED_STRING.sub(" ", value)
     while True:
         stripped = _COMMENT.sub(" ", text)
         if stripped == text:

@@ -17,6 +17,11 @@ taken from the incoming mail is also cleaned (:func:`~mailbridge.intake.clean_he
 first, so nothing from it can add a header.
 
 Without a smarthost replies stay queued; that is logged once.
+
+A storage shared by several instances (PostgreSQL) offers
+``subscribe_replies``: the mailer subscribes its :meth:`Mailer.wake` on start
+(and unsubscribes on stop), so a reply queued by another instance, or by the
+dispatcher's follow-up, goes out at once instead of at the next idle check.
 """
 
 from __future__ import annotations
@@ -122,15 +127,24 @@ class Mailer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._warned_no_smarthost = False
+        self._unsubscribe: Callable[[], None] | None = None
         self.sent = 0
 
     async def start(self) -> None:
         """Start the send loop (returns at once)."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="mailbridge-mailer")
+            # a storage shared by several instances (PostgreSQL) wakes us on their replies
+            subscribe = getattr(self._storage, "subscribe_replies", None)
+            if subscribe is not None and self._unsubscribe is None:
+                self._unsubscribe = subscribe(self.wake)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Finish the reply being sent (within ``timeout_s``), then stop."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         task, self._task = self._task, None
         if task is None:
             return

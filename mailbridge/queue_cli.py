@@ -9,7 +9,10 @@ by ``retry`` within :data:`mailbridge.dispatcher.MAX_IDLE_S` seconds.
 
 Output is plain text for people; times are UTC, ISO 8601 to the second.
 Provider answers are shown as stored (already shortened and free of
-credentials); the mail's body and passwords are never shown.
+credentials); the mail's body and passwords are never shown. ``show`` also
+lists the request's reply mails (recipient, queued/sending/sent, smarthost
+attempts, and the result line(s) they carry), so replies kept in the database
+while no ``[reply] smarthost`` is set can be read there.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ async def queue_list(
 
 
 async def queue_show(storage: Storage, request_id: str, *, out: TextIO) -> int:
-    """One request: its summary, each SMS, and every attempt with the provider's answer."""
+    """One request: its summary, each SMS with every attempt, and each reply mail."""
     detail = await storage.show_request(request_id)
     if detail is None:
         print(f"no request {request_id}", file=out)
@@ -147,6 +150,17 @@ async def queue_show(storage: Storage, request_id: str, *, out: TextIO) -> int:
                 f"  {attempt.answer}".rstrip(),
                 file=out,
             )
+    for reply in detail.replies:
+        when = (
+            f"sent {_when(reply.sent_at)}" if reply.state == "sent" else f"due {_when(reply.due)}"
+        )
+        print(
+            f"\n  reply {reply.reply_id}  to {reply.to}  {reply.state}"
+            f"  attempts {reply.attempts}  {when}",
+            file=out,
+        )
+        for line in reply.body.splitlines():
+            print(f"    {line}".rstrip(), file=out)
     return EXIT_OK
 
 

@@ -184,7 +184,12 @@ def transient_status(
 
 
 def with_query(url: str, params: Sequence[tuple[str, str]] | None) -> str:
-    """``url`` with ``params`` appended to its query string, in order."""
+    """``url`` with ``params`` appended to its query string, in order.
+
+    Appending in two steps gives the same text as in one:
+    ``with_query(with_query(u, a), b) == with_query(u, [*a, *b])``, so an
+    adapter encodes the parameters that never change (login, password) once.
+    """
     if not params:
         return url
     return url + ("&" if "?" in url else "?") + urlencode(params)

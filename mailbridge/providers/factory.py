@@ -10,6 +10,9 @@ whole request by ``timeout_s``). The provider owns the client and closes it in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from http.client import HTTPResponse
+from http.cookiejar import Cookie, CookieJar
+from urllib.request import Request
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -41,13 +44,30 @@ _HTTP: dict[str, Callable[[ProviderSettings, httpx.AsyncClient], Provider]] = {
 }
 
 
+class _NoCookieJar(CookieJar):
+    """A cookie jar that keeps nothing: no provider API uses cookies.
+
+    The way httpx's maintainers suggest to turn cookie persistence off
+    (``httpx.AsyncClient(cookies=...)``; encode/httpx#1359, #2992): the
+    ``Set-Cookie`` headers of an answer are not parsed, and no ``Cookie``
+    header is ever sent.
+    """
+
+    def extract_cookies(self, response: HTTPResponse, request: Request) -> None:
+        """Ignore the answer's cookies."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        """Store nothing."""
+
+
 def build_client(settings: ProviderSettings) -> httpx.AsyncClient:
     """The pooled keep-alive client one HTTP provider uses.
 
     httpx is the adapters' API; underneath, aiohttp's connection pool carries
     the requests (``httpx-aiohttp``): measured here at 50 concurrent requests,
     httpx's own pool gave ≈ 300 req/s against ≈ 1 500 through this transport
-    (``bench/bench_delivery.py``). aiohttp's errors arrive as httpx's.
+    (``bench/bench_delivery.py``). aiohttp's errors arrive as httpx's. Cookies
+    are neither kept nor sent.
     """
     size = max(1, settings.concurrency)
     limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
@@ -55,6 +75,7 @@ def build_client(settings: ProviderSettings) -> httpx.AsyncClient:
         transport=AiohttpTransport(limits=limits),
         timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
         headers={"User-Agent": f"mailbridge/{__version__}"},
+        cookies=_NoCookieJar(),
         follow_redirects=False,
     )
 

@@ -42,6 +42,7 @@ from mailbridge.providers.base import (
     redact,
     shorten,
     transient_status,
+    with_query,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -80,9 +81,12 @@ class JsonApiProvider:
         self.name = settings.name
         self.formats = JSONAPI_FORMATS & (settings.formats or JSONAPI_FORMATS)
         self.max_batch = max(1, settings.max_recipients)
-        self._url = settings.url
         self._login = settings.username
         self._password = settings.password
+        # the fixed leading parameters, encoded once
+        self._url = with_query(
+            settings.url, [("_login", self._login), ("_password", self._password)]
+        )
         self._deadline = settings.timeout_s
         self._client = client
         self._gate = asyncio.Semaphore(max(1, settings.concurrency))
@@ -141,7 +145,7 @@ class JsonApiProvider:
     def _params(self, batch: Sequence[Outbound]) -> list[tuple[str, str]]:
         with_sender = any(item.sender for item in batch)
         with_ping = any(item.format == Format.PING for item in batch)
-        params = [("_login", self._login), ("_password", self._password)]
+        params: list[tuple[str, str]] = []  # after ``_login`` and ``_password`` (in ``_url``)
         for item in batch:
             params.append(("destination_number", _digits(item.recipient)))
             params.append(("body", item.text))

@@ -49,6 +49,7 @@ from mailbridge.providers.base import (
     redact,
     shorten,
     transient_status,
+    with_query,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -120,9 +121,12 @@ class MiatelProvider:
     def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
         self.name = settings.name
         self.formats = MIATEL_FORMATS & (settings.formats or MIATEL_FORMATS)
-        self._url = settings.url
         self._username = settings.username
         self._password = settings.password
+        # the fixed leading parameters, encoded once
+        self._url = with_query(
+            settings.url, [("username", self._username), ("password", self._password)]
+        )
         self._deadline = settings.timeout_s
         self._client = client
         self._gate = asyncio.Semaphore(max(1, settings.concurrency))
@@ -138,14 +142,12 @@ class MiatelProvider:
         if item.format not in self.formats:
             return PermanentProviderError(f"{self.name}: format {int(item.format)} not carried")
         params = [
-            ("username", self._username),
-            ("password", self._password),
             ("to", item.recipient.removeprefix("+")),
             ("text", item.text),
             ("comment", item.request_id),
         ]
         if item.sender:
-            params.insert(2, ("from", item.sender))
+            params.insert(0, ("from", item.sender))
         async with self._gate:  # queue here, not in the connection pool (cheaper)
             response = await http_request(
                 self._client,

@@ -24,6 +24,7 @@ from mailbridge.storage.base import (
     Intake,
     ReplyDraft,
     ReplyJob,
+    ReplyView,
     RequestDetail,
     RequestSummary,
     SmsJob,
@@ -108,6 +109,7 @@ class _Reply:
     attempts: int = 0
     lease_until: datetime | None = None
     error: str | None = None
+    sent_at: datetime | None = None
 
 
 class MemoryStorage:
@@ -446,7 +448,7 @@ class MemoryStorage:
         self._write()
         r = self._replies.get(reply_id)
         if r is not None and r.state != "sent":
-            r.state, r.lease_until, r.error = "sent", None, None
+            r.state, r.lease_until, r.error, r.sent_at = "sent", None, None, now
             r.attempts += 1
 
     async def mark_reply_retry(
@@ -522,6 +524,19 @@ class MemoryStorage:
                     error=s.error,
                 )
                 for s in rows
+            ),
+            replies=tuple(
+                ReplyView(
+                    reply_id=r.id,
+                    to=r.to,
+                    state=r.state,
+                    attempts=r.attempts,
+                    body=r.body,
+                    due=r.due,
+                    sent_at=r.sent_at,
+                )
+                for r in sorted(self._replies.values(), key=lambda r: r.id)
+                if r.request_pk == req.pk
             ),
         )
 

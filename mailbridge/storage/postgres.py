@@ -65,6 +65,7 @@ from mailbridge.storage.base import (
     Attempt,
     Intake,
     ReplyJob,
+    ReplyView,
     RequestDetail,
     RequestSummary,
     SmsJob,
@@ -297,7 +298,8 @@ class PostgresStorage:
         return self._subscribe(self._due_callbacks, callback)
 
     def subscribe_replies(self, callback: Callback) -> Callable[[], None]:
-        """Like :meth:`subscribe_due`, for reply mails queued by another process."""
+        """Like :meth:`subscribe_due`, for reply mails queued by another process, and for
+        follow-up replies this storage object queues itself (``mark_failed``)."""
         return self._subscribe(self._reply_callbacks, callback)
 
     def _subscribe(self, callbacks: list[Callback], callback: Callback) -> Callable[[], None]:
@@ -527,7 +529,8 @@ class PostgresStorage:
             )
 
         if await self._tx(work):
-            self._notify(REPLY_CHANNEL)
+            self._notify(REPLY_CHANNEL)  # the other instances
+            self._fire(self._reply_callbacks)  # this one (its own notifies are skipped)
 
     # --- replies ----------------------------------------------------------------------
 
@@ -563,7 +566,7 @@ class PostgresStorage:
         """The smarthost took the reply."""
 
         async def work(c: Conn) -> None:
-            await c.execute(Q["set_reply_sent"], {"id": reply_id})
+            await c.execute(Q["set_reply_sent"], {"id": reply_id, "now": _aware(now)})
 
         await self._tx(work)
 
@@ -1007,6 +1010,18 @@ async def _show_request(c: Conn, request_id: str) -> RequestDetail | None:
         )
         for r in await (await c.execute(Q["request_sms"], {"pk": pk})).fetchall()
     )
+    replies = tuple(
+        ReplyView(
+            reply_id=r[0],
+            to=r[1],
+            state=r[2],
+            attempts=r[3],
+            body=r[4],
+            due=_utc(r[5]),
+            sent_at=None if r[6] is None else _utc(r[6]),
+        )
+        for r in await (await c.execute(Q["request_replies"], {"pk": pk})).fetchall()
+    )
     (summary,) = await _summaries(c, [req])
     return RequestDetail(
         summary=summary,
@@ -1016,4 +1031,5 @@ async def _show_request(c: Conn, request_id: str) -> RequestDetail | None:
         format=req[10],
         due=None if req[11] is None else _utc(req[11]),
         sms=sms,
+        replies=replies,
     )

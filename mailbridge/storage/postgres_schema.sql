@@ -129,3 +129,8 @@ CREATE TABLE balances (
     account text PRIMARY KEY,
     charged bigint NOT NULL DEFAULT 0
 );
+
+-- migration 2 --
+-- When the smarthost took a reply, and a request's replies found by request (queue show).
+ALTER TABLE replies ADD COLUMN sent_at timestamptz;
+CREATE INDEX replies_by_request ON replies (request_pk, id);

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from mailbridge import limits as lim
 from mailbridge.answers import error_line
 from mailbridge.errors import StorageError
+from mailbridge.log import get_logger
 from mailbridge.models import Encoding, Format, SmsState
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import (
@@ -43,6 +44,7 @@ from mailbridge.storage.base import (
     Attempt,
     Intake,
     ReplyJob,
+    ReplyView,
     RequestDetail,
     RequestSummary,
     SmsJob,
@@ -115,6 +117,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = tuple(
 )
 
 Q = QUERIES
+
+_log = get_logger("mailbridge.storage.sqlite")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -245,6 +249,17 @@ class _Writer:
             return [(None, _storage_error(exc)) for _ in batch]
         try:
             for op in batch:
+                if not op.write:  # a read leaves nothing to roll back: no SAVEPOINT
+                    try:
+                        value = op.work(conn)
+                    except Exception as exc:
+                        if not conn.in_transaction:
+                            raise
+                        err = _storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
+                        results.append((None, err))
+                    else:
+                        results.append((value, None))
+                    continue
                 conn.execute("SAVEPOINT op")
                 try:
                     value = op.work(conn)
@@ -294,6 +309,7 @@ class SqliteStorage:
         self._max_batch = max_batch
         self._writer: _Writer | None = None
         self._closed = False
+        self._reply_callbacks: list[Callable[[], None]] = []
 
     @property
     def stats(self) -> WriterStats:
@@ -428,7 +444,7 @@ class SqliteStorage:
         """Final failure: refund the parts, queue the one follow-up reply when due."""
         if state not in (SmsState.FAILED, SmsState.EXPIRED):
             raise ValueError("mark_failed takes the state failed or expired")
-        await self._call(
+        queued: bool = await self._call(
             partial(
                 _mark_failed,
                 sms_id=sms_id,
@@ -439,6 +455,30 @@ class SqliteStorage:
                 reply_rate_per_hour=reply_rate_per_hour,
             )
         )
+        if queued:
+            self._fire_replies()
+
+    def subscribe_replies(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` whenever this storage queues a follow-up reply (``mark_failed``).
+
+        The reply mailer passes its ``wake``, so a follow-up goes out at once.
+        Replies queued by ``accept`` are announced by the SMTP handler itself.
+        Returns a function that unsubscribes.
+        """
+        self._reply_callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._reply_callbacks.remove(callback)
+
+        return unsubscribe
+
+    def _fire_replies(self) -> None:
+        for callback in list(self._reply_callbacks):
+            try:
+                callback()
+            except Exception:
+                _log.exception("wake-up callback failed")
 
     # --- replies ----------------------------------------------------------------
 
@@ -476,7 +516,8 @@ class SqliteStorage:
 
     async def mark_reply_sent(self, reply_id: int, now: datetime) -> None:
         """The smarthost took the reply."""
-        await self._call(lambda c: c.execute(Q["set_reply_sent"], {"id": reply_id}))
+        params = {"id": reply_id, "now": to_ts(now)}
+        await self._call(lambda c: c.execute(Q["set_reply_sent"], params))
 
     async def mark_reply_retry(
         self, reply_id: int, *, due: datetime, error: str, now: datetime
@@ -575,7 +616,14 @@ def _accept(
         row = c.execute(Q["flood_state"], {"number": number}).fetchone()
         if row is not None:
             flood[number] = lim.FloodState(last_at=from_ts(row[0]), streak=row[1])
-    charged = c.execute(Q["charged"], {"account": intake.account}).fetchone()
+    # The charge only matters against a balance; the reply count and the IP's
+    # errors only when the plan queues a reply or counts an error: read those
+    # when needed (a second, identical plan), not for every accepted mail.
+    charged = (
+        c.execute(Q["charged"], {"account": intake.account}).fetchone()
+        if intake.balance is not None
+        else None
+    )
     duplicates = (
         c.execute(
             Q["count_duplicates"], {"fingerprint": fingerprint, "since": dup_since, "now": now_ts}
@@ -583,34 +631,46 @@ def _accept(
         if fingerprint is not None
         else 0
     )
-    replies = (
-        c.execute(
-            Q["count_replies"],
-            {
-                "recipient": intake.reply.to,
-                "since": to_ts(now - lim.REPLY_RATE_WINDOW),
-                "now": now_ts,
-            },
-        ).fetchone()[0]
-        if intake.reply is not None
-        else 0
-    )
-    ip_errors = tuple(
-        from_ts(r[0])
-        for r in c.execute(
-            Q["ip_errors"], {"ip": intake.client_ip, "since": ip_since, "now": now_ts}
-        )
-    )
     snapshot = IntakeSnapshot(
-        duplicates=duplicates,
-        flood=flood,
-        charged=charged[0] if charged else 0,
-        replies_last_hour=replies,
-        ip_errors=ip_errors,
+        duplicates=duplicates, flood=flood, charged=charged[0] if charged else 0
     )
     plan = plan_intake(
         intake, snapshot, limits=limits, reply_rate_per_hour=reply_rate_per_hour, now=now
     )
+    reply_candidate = intake.reply is not None and (plan.error is not None or intake.test == 1)
+    if plan.ip_error or reply_candidate:
+        replies = (
+            c.execute(
+                Q["count_replies"],
+                {
+                    "recipient": intake.reply.to,
+                    "since": to_ts(now - lim.REPLY_RATE_WINDOW),
+                    "now": now_ts,
+                },
+            ).fetchone()[0]
+            if intake.reply is not None and reply_candidate
+            else 0
+        )
+        ip_errors = (
+            tuple(
+                from_ts(r[0])
+                for r in c.execute(
+                    Q["ip_errors"], {"ip": intake.client_ip, "since": ip_since, "now": now_ts}
+                )
+            )
+            if plan.ip_error
+            else ()
+        )
+        snapshot = IntakeSnapshot(
+            duplicates=duplicates,
+            flood=flood,
+            charged=snapshot.charged,
+            replies_last_hour=replies,
+            ip_errors=ip_errors,
+        )
+        plan = plan_intake(
+            intake, snapshot, limits=limits, reply_rate_per_hour=reply_rate_per_hour, now=now
+        )
     reply = intake.reply
     cur = c.execute(
         Q["insert_request"],
@@ -758,10 +818,11 @@ def _mark_failed(
     answer: str,
     now: datetime,
     reply_rate_per_hour: int,
-) -> None:
+) -> bool:
+    """The work of ``mark_failed``; True when the follow-up reply was queued."""
     row = c.execute(Q["sending_row"], {"id": sms_id}).fetchone()
     if row is None:
-        return
+        return False
     (_, parts, pk, request_id, account, charged, error, test, followup_sent, *reply) = row
     if provider is not None:
         _attempt(c, sms_id, provider, failure_outcome(state), answer, now)
@@ -779,7 +840,7 @@ def _mark_failed(
         c.execute(Q["charge"], {"account": account, "parts": -parts})
     reply_to, subject, in_reply_to, references = reply
     if error is not None or test != 1 or followup_sent or reply_to is None:
-        return
+        return False
     sent = c.execute(
         Q["count_replies"],
         {
@@ -789,7 +850,7 @@ def _mark_failed(
         },
     ).fetchone()[0]
     if not lim.reply_allowed(sent, reply_rate_per_hour):
-        return
+        return False
     c.execute(Q["set_followup_sent"], {"pk": pk})
     c.execute(
         Q["insert_reply"],
@@ -803,6 +864,7 @@ def _mark_failed(
             "now": to_ts(now),
         },
     )
+    return True
 
 
 def _summary(c: sqlite3.Connection, row: Sequence[Any]) -> RequestSummary:
@@ -843,6 +905,18 @@ def _show_request(c: sqlite3.Connection, *, request_id: str) -> RequestDetail | 
         )
         for r in c.execute(Q["request_sms"], {"pk": pk}).fetchall()
     )
+    replies = tuple(
+        ReplyView(
+            reply_id=r[0],
+            to=r[1],
+            state=r[2],
+            attempts=r[3],
+            body=r[4],
+            due=from_ts(r[5]),
+            sent_at=None if r[6] is None else from_ts(r[6]),
+        )
+        for r in c.execute(Q["request_replies"], {"pk": pk}).fetchall()
+    )
     return RequestDetail(
         summary=_summary(c, req),
         client_ip=req[7],
@@ -851,4 +925,5 @@ def _show_request(c: sqlite3.Connection, *, request_id: str) -> RequestDetail | 
         format=req[10],
         due=None if req[11] is None else from_ts(req[11]),
         sms=sms,
+        replies=replies,
     )

@@ -198,7 +198,8 @@ UPDATE replies SET state = 'sending', lease_until = :until WHERE id = :id;
 
 -- set_reply_sent --
 -- The smarthost took the reply
-UPDATE replies SET state = 'sent', attempts = attempts + 1, lease_until = NULL, error = NULL
+UPDATE replies SET state = 'sent', attempts = attempts + 1, lease_until = NULL, error = NULL,
+                   sent_at = :now
  WHERE id = :id AND state != 'sent';
 
 -- set_reply_retry --
@@ -237,6 +238,11 @@ SELECT id, recipient, state, parts, due, provider, provider_id, error
 SELECT a.sms_id, a.at, a.provider, a.outcome, a.answer
   FROM attempts AS a JOIN sms AS s ON s.id = a.sms_id
  WHERE s.request_pk = :pk ORDER BY a.id;
+
+-- request_replies --
+-- The reply mails of a request, oldest first
+SELECT id, recipient, state, attempts, body, due, sent_at
+  FROM replies WHERE request_pk = :pk ORDER BY id;
 
 -- retryable_rows --
 -- Rows an operator may put back to scheduled

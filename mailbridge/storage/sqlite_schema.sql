@@ -126,3 +126,8 @@ CREATE TABLE balances (
     account TEXT PRIMARY KEY,
     charged INTEGER NOT NULL DEFAULT 0
 );
+
+-- migration 2 --
+-- When the smarthost took a reply, and a request's replies found by request (queue show).
+ALTER TABLE replies ADD COLUMN sent_at REAL;
+CREATE INDEX replies_by_request ON replies (request_pk, id);

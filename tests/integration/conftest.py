@@ -7,7 +7,9 @@
 * ``smarthost`` is an aiosmtpd server collecting the reply mails;
 * ``proc_daemon`` runs ``python -m mailbridge.cli serve`` as a subprocess
   (for ``kill -9``);
-* ``tls_files`` is a self-signed certificate made with ``openssl``.
+* ``tls_files`` is a self-signed certificate made with ``openssl``;
+* ``start_clocked_daemon(overrides, clock=FakeClock(...))`` is ``start_daemon``
+  on a clock the test moves by hand (scheduled mail without waiting).
 
 Blocking clients (smtplib, swaks) run in threads or subprocesses: the gateway
 shares the test's event loop.
@@ -29,6 +31,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from pathlib import Path
@@ -483,3 +486,56 @@ def proc_daemon(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], ProcDaemo
 
 def header_names(msg: Message) -> list[str]:
     return [k.lower() for k in msg]
+
+
+# --- the gateway in-process on a clock the test moves -----------------------------------
+
+
+class FakeClock:
+    """A UTC clock that stands still until the test moves it (``set``/``advance``)."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, moment: datetime) -> None:
+        self.now = moment
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+ClockedDaemonFactory = Callable[..., Awaitable[Daemon]]
+
+
+@pytest.fixture
+async def start_clocked_daemon(
+    tmp_path: Path, smarthost: Smarthost
+) -> AsyncIterator[ClockedDaemonFactory]:
+    """Like ``start_daemon``, with ``clock=`` given to the gateway (dispatcher, mailer, SMTP)."""
+    started: list[Daemon] = []
+
+    async def start(
+        overrides: Overrides | None = None,
+        *,
+        clock: Callable[[], datetime],
+        reply: bool = True,
+    ) -> Daemon:
+        folder = tmp_path / f"clocked{len(started)}"
+        folder.mkdir()
+        doc = merge(base_config(folder, smarthost.port if reply else None), overrides or {})
+        gateway = Gateway(settings_from(doc), clock=clock)
+        await gateway.start()
+        host, port = gateway.addresses[0]
+        daemon = Daemon(gateway=gateway, doc=doc, tmp=folder, host=host, port=port)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        await daemon.gateway.stop(drain_s=1.0)

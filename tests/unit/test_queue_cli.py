@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -22,7 +22,7 @@ from mailbridge.queue_cli import (
     run_queue_command,
 )
 from mailbridge.settings import LimitsSettings, Settings
-from mailbridge.storage.base import Intake, Storage
+from mailbridge.storage.base import Intake, ReplyDraft, Storage
 from mailbridge.storage.memory import MemoryStorage
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -162,3 +162,72 @@ class TestCommand:
     def test_parse_state(self, raw: str | None, state: SmsState | None) -> None:
         """States are read case-insensitively."""
         assert parse_state(raw) is state
+
+
+async def _enqueue_replied(storage: MemoryStorage) -> str:
+    """A test=1 request from ops@example.com: its OK line is queued as a reply mail."""
+    request = SmsRequest(
+        account="alex",
+        client_id=None,
+        due=T0,
+        translit=0,
+        format=Format.SMS,
+        sender="Alex",
+        test=1,
+        messages=(Message(text="hi", recipients=("+79990000009",), split=split_text("hi")),),
+    )
+    intake = Intake(
+        received_at=T0,
+        client_ip="127.0.0.1",
+        mail_from="ops@example.com",
+        rcpt_to=("send@localhost",),
+        raw=b"alex:SECRETPW:::,,,1:+79990000009:hi",
+        mode="command",
+        account="alex",
+        client_id=None,
+        request=request,
+        error=None,
+        test=1,
+        reply=ReplyDraft(
+            to="ops@example.com", subject="Re: alert", in_reply_to="<m@example.com>", references=""
+        ),
+    )
+    result = await storage.accept(intake, limits=LimitsSettings(), reply_rate_per_hour=30, now=T0)
+    assert result.reply_queued
+    return result.request_id
+
+
+class TestShowReplies:
+    async def test_queued_reply_is_shown(self, storage: MemoryStorage) -> None:
+        """A reply kept in the database (no smarthost) is listed: to, queued, attempts, line."""
+        rid = await _enqueue_replied(storage)
+        out = io.StringIO()
+        assert await queue_show(storage, rid, out=out) == EXIT_OK
+        lines = out.getvalue().splitlines()
+        (head,) = [line for line in lines if line.lstrip().startswith("reply ")]
+        assert "to ops@example.com" in head
+        assert "queued" in head
+        assert "attempts 0" in head
+        assert "due 2025-03-01T12:00:00Z" in head
+        body = lines[lines.index(head) + 1]
+        assert body == f"    OK - 1 SMS, ID - {rid}"
+        assert "SECRETPW" not in out.getvalue()
+
+    async def test_sent_reply_shows_when(self, storage: MemoryStorage) -> None:
+        """A reply the smarthost took is shown sent, with its time and attempts."""
+        rid = await _enqueue_replied(storage)
+        (job,) = await storage.claim_replies(T0, limit=10, lease_s=60)
+        later = T0 + timedelta(seconds=5)
+        await storage.mark_reply_sent(job.reply_id, later)
+        out = io.StringIO()
+        assert await queue_show(storage, rid, out=out) == EXIT_OK
+        (head,) = [line for line in out.getvalue().splitlines() if "reply " in line]
+        assert "sent" in head
+        assert "attempts 1" in head
+        assert "sent 2025-03-01T12:00:05Z" in head
+
+    async def test_no_reply_no_reply_lines(self, storage: MemoryStorage) -> None:
+        """A request without reply mail prints no reply section."""
+        out = io.StringIO()
+        assert await queue_show(storage, "1", out=out) == EXIT_OK
+        assert "reply " not in out.getvalue()

@@ -18,16 +18,18 @@ from mailbridge.errors import ConfigError, StorageError
 from mailbridge.limits import request_fingerprint
 from mailbridge.models import Encoding, Format, Message, SmsRequest, SmsState, Split
 from mailbridge.settings import LimitsSettings
-from mailbridge.storage.base import Intake, ReplyDraft, Storage
+from mailbridge.storage.base import Intake, ReplyDraft, ReplyView, Storage
 from mailbridge.storage.factory import open_storage
 from mailbridge.storage.memory import MemoryStorage
-from mailbridge.storage.sqlite import QUERIES, SqliteStorage
+from mailbridge.storage.sqlite import MIGRATIONS, QUERIES, SqliteStorage
 from tests.pg import PgCluster, pg_cluster_fixture  # noqa: F401 (the session's server)
 
 try:
+    from mailbridge.storage.postgres import MIGRATIONS as PG_MIGRATIONS
     from mailbridge.storage.postgres import PostgresStorage, redact_url
 except ImportError:  # psycopg is optional: the postgres params skip
     PostgresStorage = None  # type: ignore[assignment,misc]
+    PG_MIGRATIONS = ()
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LIMITS = LimitsSettings()
@@ -757,7 +759,7 @@ class TestSqlite:
                     ("1", "OK - 1 SMS, ID - 1")
                 ]
                 assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-                assert other.execute("PRAGMA user_version").fetchone() == (1,)
+                assert other.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
         finally:
             await storage.close()
 
@@ -1042,14 +1044,14 @@ class TestPostgres:
             await replies.wait()
 
     async def test_instances_starting_together_migrate_once(self, pg_cluster: PgCluster) -> None:
-        """Five storages opening a new database at once: one schema, version 1."""
+        """Five storages opening a new database at once: one schema, the latest version."""
         url = pg_cluster.create_schema()
         storages = [PostgresStorage(url, min_size=1, max_size=2) for _ in range(5)]
         await asyncio.gather(*(s.open() for s in storages))
         try:
             assert (await accept(storages[3], intake()))[0] == "1"
             version = await storages[0]._tx(_fetch_one("SELECT version FROM mailbridge_schema"))
-            assert version == 1
+            assert version == len(PG_MIGRATIONS)
         finally:
             await asyncio.gather(*(s.close() for s in storages))
 
@@ -1119,3 +1121,120 @@ def _fetch_one(query: str) -> Callable[[Any], Awaitable[Any]]:
         return row[0]
 
     return work
+
+
+class TestReplyViews:
+    """``show_request`` lists a request's reply mails (what ``queue show`` prints)."""
+
+    async def test_no_reply(self, backend: Backend) -> None:
+        """A request answered OK without test=1 has no reply mail."""
+        s = backend.storage
+        rid, _ = await accept(s, intake())
+        detail = await s.show_request(rid)
+        assert detail is not None
+        assert detail.replies == ()
+
+    async def test_queued_then_sent(self, backend: Backend) -> None:
+        """A queued reply shows to/body/due; retried and sent, its attempts and sent time."""
+        s = backend.storage
+        rid, line = await accept(s, intake(error=7))
+        detail = await s.show_request(rid)
+        assert detail is not None
+        (queued,) = detail.replies
+        assert queued == ReplyView(
+            reply_id=queued.reply_id,
+            to=REPLY.to,
+            state="queued",
+            attempts=0,
+            body=line,
+            due=T0,
+            sent_at=None,
+        )
+        (job,) = await s.claim_replies(T0, limit=10, lease_s=60)
+        await s.mark_reply_retry(job.reply_id, due=at(30), error="421 busy", now=at(1))
+        (job,) = await s.claim_replies(at(30), limit=10, lease_s=60)
+        await s.mark_reply_sent(job.reply_id, at(31))
+        detail = await s.show_request(rid)
+        assert detail is not None
+        (sent,) = detail.replies
+        assert (sent.state, sent.attempts, sent.sent_at, sent.body) == ("sent", 2, at(31), line)
+
+    async def test_ok_and_followup(self, backend: Backend) -> None:
+        """A test=1 request whose SMS expired lists its OK reply and the ERROR = 8 follow-up."""
+        s = backend.storage
+        rid, line = await accept(s, intake(test=1))
+        (job,) = await s.claim_due(T0, limit=10, lease_s=30, owner="w")
+        await s.mark_failed(
+            job.sms_id,
+            provider=None,
+            state=SmsState.EXPIRED,
+            answer="validity ended",
+            now=at(5),
+            reply_rate_per_hour=RATE,
+        )
+        detail = await s.show_request(rid)
+        assert detail is not None
+        assert [(r.body, r.state, r.to) for r in detail.replies] == [
+            (line, "queued", REPLY.to),
+            (f"ERROR = 8 (Message cannot be delivered), ID - {rid}", "queued", REPLY.to),
+        ]
+        assert detail.replies[0].reply_id < detail.replies[1].reply_id
+        assert detail.replies[1].due == at(5)
+
+    async def test_replies_of_the_newest_request_only(self, backend: Backend) -> None:
+        """Two requests with one client id: show lists the newest one's replies only."""
+        s = backend.storage
+        await accept(s, intake(error=8, client_id="dup"))
+        rid, line = await accept(s, intake(error=6, client_id="dup", now=at(1)))
+        detail = await s.show_request(rid)
+        assert detail is not None
+        assert [r.body for r in detail.replies] == [line]
+
+    async def test_sqlite_followup_wakes_reply_subscribers(self, tmp_path: Path) -> None:
+        """SQLite calls subscribe_replies callbacks when mark_failed queues a follow-up only."""
+        storage = SqliteStorage(tmp_path / "mb.db")
+        await storage.open()
+        calls: list[str] = []
+        unsubscribe = storage.subscribe_replies(lambda: calls.append("wake"))
+        try:
+            plain = sms_request(message("a", (N1,)))
+            await accept(storage, intake(plain))
+            await accept(storage, intake(test=1, now=at(1)))
+            first, second = await storage.claim_due(at(2), limit=10, lease_s=30, owner="w")
+            for job in (first, second):
+                await storage.mark_failed(
+                    job.sms_id,
+                    provider="main",
+                    state=SmsState.FAILED,
+                    answer="4: rejected",
+                    now=at(3),
+                    reply_rate_per_hour=RATE,
+                )
+                assert calls == ([] if job is first else ["wake"])
+            unsubscribe()
+            unsubscribe()  # twice is harmless
+        finally:
+            await storage.close()
+
+    async def test_sqlite_version_1_database_migrates(self, tmp_path: Path) -> None:
+        """A database made by schema version 1 gains the reply columns and keeps its replies."""
+        path = tmp_path / "v1.db"
+        first = SqliteStorage(path)
+        await first.open()
+        rid, line = await accept(first, intake(error=7))
+        await first.close()
+        with contextlib.closing(sqlite3.connect(path)) as conn:  # back to version 1
+            conn.execute("DROP INDEX replies_by_request")
+            conn.execute("ALTER TABLE replies DROP COLUMN sent_at")
+            conn.execute("PRAGMA user_version = 1")
+            conn.commit()
+        again = SqliteStorage(path)
+        await again.open()
+        try:
+            (job,) = await again.claim_replies(T0, limit=10, lease_s=60)
+            await again.mark_reply_sent(job.reply_id, at(2))
+            detail = await again.show_request(rid)
+            assert detail is not None
+            assert [(r.body, r.state, r.sent_at) for r in detail.replies] == [(line, "sent", at(2))]
+        finally:
+            await again.close()

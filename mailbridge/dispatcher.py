@@ -335,8 +335,15 @@ class Dispatcher:
                         answer=whole.provider_answer,
                         hint="check the provider's credentials and URL",
                     )
-            for job, result in zip(jobs, results, strict=True):
-                await self._settle(lane, job, result, now, duration_ms)
+            if len(jobs) == 1:
+                await self._settle(lane, jobs[0], results[0], now, duration_ms)
+            else:  # one commit group for the batch, not one commit round trip per row
+                await asyncio.gather(
+                    *(
+                        self._settle(lane, job, result, now, duration_ms)
+                        for job, result in zip(jobs, results, strict=True)
+                    )
+                )
         finally:
             lane.active -= 1
             if lane.retired and lane.active == 0:

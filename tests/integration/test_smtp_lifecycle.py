@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from .conftest import (
     ROOT,
     SENDER,
     Daemon,
+    DaemonFactory,
     ProcDaemon,
     Smarthost,
     SmtpTarget,
@@ -172,3 +174,23 @@ class TestSystemdUnit:
             "ExecReload=/bin/kill -HUP $MAINPID",
         ):
             assert key in text, key  # fmt: skip
+
+
+class TestListeners:
+    async def test_ipv4_and_ipv6(self, start_daemon: DaemonFactory) -> None:
+        """One gateway listens on 127.0.0.1 and [::1]; a mail over each gets its 250."""
+        daemon = await start_daemon({"smtp": {"listen": ["127.0.0.1:0", "[::1]:0"]}})
+        addresses = daemon.gateway.addresses
+        assert {host for host, _ in addresses} == {"127.0.0.1", "::1"}
+        answers = []
+        for host, port in addresses:
+            target = replace(daemon, host=host, port=port)
+            answers.append(await target.send(command(mes=f"over {host}")))
+        assert sorted(message for _, message in answers) == [
+            "2.0.0 OK - 1 SMS, ID - 1",
+            "2.0.0 OK - 1 SMS, ID - 2",
+        ]
+        detail = await daemon.detail("2")
+        assert detail.client_ip in {"127.0.0.1", "::1"}
+        first = await daemon.detail("1")
+        assert {first.client_ip, detail.client_ip} == {"127.0.0.1", "::1"}

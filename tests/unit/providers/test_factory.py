@@ -79,3 +79,20 @@ class TestBuildClient:
             assert not client.follow_redirects
         finally:
             await client.aclose()
+
+    async def test_cookies_are_neither_kept_nor_sent(self) -> None:
+        """A ``Set-Cookie`` answer leaves the jar empty: the next request has no Cookie header."""
+        client = build_client(conf("a", "miatel"))
+        try:
+            request = client.build_request("GET", "https://p.test/send")
+            answer = httpx.Response(
+                202,
+                headers=[("Set-Cookie", "session=abc; Path=/"), ("Set-Cookie", "b=2")],
+                request=request,
+            )
+            client.cookies.extract_cookies(answer)
+            client.cookies.set("manual", "1", domain="p.test")
+            assert len(client.cookies) == 0
+            assert "cookie" not in client.build_request("GET", "https://p.test/send").headers
+        finally:
+            await client.aclose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import httpx
 import pytest
 import respx
@@ -104,6 +106,20 @@ class TestSend:
             "text": "Привет & bye",
             "comment": "r-9",
         }
+
+    @pytest.mark.parametrize("sender", ["Alex", ""])
+    async def test_query_order_and_encoding(
+        self, router: respx.Router, provider: MiatelProvider, sender: str
+    ) -> None:
+        """The query string is exactly the seed's parameter order, form-encoded (space as +)."""
+        route = router.get(URL).mock(
+            return_value=httpx.Response(202, text=f"0: Accepted. id:{UUID}. count:1. code:0")
+        )
+        await provider.send([outbound(text="Привет & bye", request_id="r 9", sender=sender)])
+        pairs = [("username", "client"), ("password", PASSWORD)]
+        pairs += [("from", sender)] if sender else []
+        pairs += [("to", "79991234567"), ("text", "Привет & bye"), ("comment", "r 9")]
+        assert route.calls.last.request.url.query.decode() == urlencode(pairs)
 
     async def test_no_sender_no_from(self, router: respx.Router, provider: MiatelProvider) -> None:
         """An empty sender leaves ``from`` out."""

@@ -5,19 +5,24 @@ it does not share this process's CPU):
 
 1. a bare aiohttp client loop, ``--concurrency`` requests in flight (the
    fastest Python client: the reference);
-2. a bare httpx loop the same way (the client library the adapters use);
+2. a bare httpx loop the same way, httpx's own pool (for orientation, on at
+   most 1 000 requests: it is slow);
 3. the dispatcher: ``--n`` single-recipient requests committed to a fresh
    SQLite database, then sent through the ``--kind`` adapter with
    ``concurrency`` = ``--concurrency`` and no rate limit, every state change
    committed (claim → ``sending``, ``mark_sent``); the clock stops when the
-   last ``mark_sent`` has returned;
+   last ``mark_sent`` has returned. Rounds 1 and 3 are repeated ``--repeat``
+   times, each dispatcher run paired with the reference run just before it
+   (the ratio of each pair, and their median, are printed: loopback rates
+   on a shared machine vary by 2× from run to run). CPU time per SMS of this
+   process (the SQLite writer thread included) is printed beside each rate;
 4. the same with the ``jsonapi`` adapter batching 50 recipients of one text
    per request (``max_recipients = 50``), the best case of the wire format;
 5. memory of the dispatcher with 100 / 100 000 rows scheduled for tomorrow;
 6. end-to-end latency with the queue idle: the 250 of an SMTP DATA to the
    provider's receipt of the request (the full gateway, ``mailbridge.app``).
 
-Run: ``.venv/bin/python bench/bench_delivery.py [--n 5000] [--concurrency 50]``.
+Run: ``.venv/bin/python bench/bench_delivery.py [--n 5000] [--concurrency 50] [--repeat 3]``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,11 +53,7 @@ sys.path.insert(0, str(ROOT))
 from mailbridge.dispatcher import Dispatcher  # noqa: E402
 from mailbridge.encoding import split_text  # noqa: E402
 from mailbridge.models import Format, Message, SmsRequest  # noqa: E402
-from mailbridge.providers.base import Provider  # noqa: E402
 from mailbridge.providers.factory import build_providers  # noqa: E402
-from mailbridge.providers.jsonapi import JsonApiProvider  # noqa: E402
-from mailbridge.providers.miatel import MiatelProvider  # noqa: E402
-from mailbridge.providers.smsc import SmscProvider  # noqa: E402
 from mailbridge.settings import (  # noqa: E402
     DeliverySettings,
     LimitsSettings,
@@ -65,11 +66,6 @@ from mailbridge.storage.sqlite import SqliteStorage  # noqa: E402
 
 PATHS = {"miatel": "/miatel/sendsms", "jsonapi": "/jsonapi/message", "smsc": "/smsc/send.php"}
 LIMITS = LimitsSettings(duplicate_max=10**9, flood_max=10**9)
-_ADAPTERS: dict[str, Callable[[ProviderSettings, httpx.AsyncClient], Provider]] = {
-    "miatel": MiatelProvider,
-    "jsonapi": JsonApiProvider,
-    "smsc": SmscProvider,
-}
 
 
 @contextlib.contextmanager
@@ -98,7 +94,8 @@ def _miatel_params(i: int) -> dict[str, str]:
     }
 
 
-async def bare_aiohttp(port: int, n: int, concurrency: int) -> float:
+async def bare_aiohttp(port: int, n: int, concurrency: int) -> tuple[float, float]:
+    """Requests per second and CPU µs per request of a plain aiohttp loop."""
     url = f"http://127.0.0.1:{port}{PATHS['miatel']}"
     counter = iter(range(n))
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -110,12 +107,13 @@ async def bare_aiohttp(port: int, n: int, concurrency: int) -> float:
                     await resp.read()
                     assert resp.status == 202
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return n / (time.perf_counter() - started)
+        return _rate(n, started, cpu)
 
 
-async def bare_httpx(port: int, n: int, concurrency: int) -> float:
+async def bare_httpx(port: int, n: int, concurrency: int) -> tuple[float, float]:
+    """Requests per second and CPU µs per request of a plain httpx loop (its own pool)."""
     url = f"http://127.0.0.1:{port}{PATHS['miatel']}"
     counter = iter(range(n))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -126,40 +124,9 @@ async def bare_httpx(port: int, n: int, concurrency: int) -> float:
                 resp = await client.get(url, params=_miatel_params(i))
                 assert resp.status_code == 202
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return n / (time.perf_counter() - started)
-
-
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """An httpx transport driven by aiohttp: what the ``httpx-aiohttp`` package does.
-
-    Only for this measurement (bodies read whole, no streaming): it shows the
-    rate the dispatcher and storage reach when the HTTP client is not the limit.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._session: aiohttp.ClientSession | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._limit))
-        body = await request.aread()
-        async with self._session.request(
-            request.method,
-            str(request.url),
-            headers=[(k, v) for k, v in request.headers.items() if k != "host"],
-            data=body or None,
-            allow_redirects=False,
-        ) as resp:
-            content = await resp.read()
-            headers = [(k, v) for k, v in resp.headers.items() if k.lower() != "content-encoding"]
-            return httpx.Response(resp.status, headers=headers, content=content, request=request)
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        return _rate(n, started, cpu)
 
 
 class CountingStorage(SqliteStorage):
@@ -174,6 +141,12 @@ class CountingStorage(SqliteStorage):
         self.sent += 1
         if self.sent >= self.target:
             self.done.set()
+
+
+def _rate(n: int, started: float, cpu: float) -> tuple[float, float]:
+    """Items per second since ``started`` and CPU µs per item since ``cpu``."""
+    wall = time.perf_counter() - started
+    return n / wall, (time.process_time() - cpu) / n * 1e6
 
 
 def intake(recipients: list[str], text: str, due: datetime, now: datetime) -> Intake:
@@ -235,26 +208,11 @@ def settings_for(kind: str, port: int, concurrency: int, batch: int) -> Settings
     )
 
 
-def aiohttp_providers(settings: Settings) -> dict[str, Provider]:
-    """The configured providers, their httpx clients driven by :class:`AiohttpTransport`."""
-    providers: dict[str, Provider] = {}
-    for conf in settings.providers:
-        client = httpx.AsyncClient(transport=AiohttpTransport(conf.concurrency))
-        providers[conf.name] = _ADAPTERS[conf.type](conf, client)
-    return providers
-
-
 async def dispatch_rate(
-    port: int,
-    n: int,
-    concurrency: int,
-    *,
-    kind: str,
-    batch: int,
-    folder: Path,
-    transport: str = "httpx",
-) -> float:
-    db = folder / f"bench-{kind}-{batch}-{transport}.db"
+    port: int, n: int, concurrency: int, *, kind: str, batch: int, folder: Path
+) -> tuple[float, float]:
+    """SMS per second and CPU µs per SMS from committed rows to ``mark_sent``."""
+    db = folder / f"bench-{kind}-{batch}-{time.monotonic_ns()}.db"
     storage = CountingStorage(db)
     await storage.open()
     try:
@@ -262,18 +220,14 @@ async def dispatch_rate(
         storage.target = n
         storage.done = asyncio.Event()
         settings = settings_for(kind, port, concurrency, batch)
-        providers = (
-            aiohttp_providers(settings)
-            if transport == "aiohttp"
-            else build_providers(settings.providers)
-        )
+        providers = build_providers(settings.providers)
         dispatcher = Dispatcher(storage, providers, settings, owner="b")
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await dispatcher.start()
         await asyncio.wait_for(storage.done.wait(), 600)
-        elapsed = time.perf_counter() - started
+        result = _rate(n, started, cpu)
         await dispatcher.stop(5)
-        return n / elapsed
+        return result
     finally:
         await storage.close()
 
@@ -382,6 +336,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--kind", default="miatel", choices=sorted(PATHS))
     parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=3, help="reference/dispatcher pairs")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
@@ -390,26 +345,28 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, fake_server() as port:
         folder = Path(tmp)
         await bare_aiohttp(port, min(n, 500), conc)  # warm-up
-        ref = await bare_aiohttp(port, n, conc)
-        print(f"  bare aiohttp loop:            {ref:8.0f} req/s")
-        hx = await bare_httpx(port, n, conc)
-        print(f"  bare httpx loop:              {hx:8.0f} req/s   ({hx / ref:.2f} of aiohttp)")
-        rate = await dispatch_rate(port, n, conc, kind=args.kind, batch=1, folder=folder)
+        hx, hx_cpu = await bare_httpx(port, min(n, 1000), conc)
+        print(f"  bare httpx loop (own pool):   {hx:8.0f} req/s   {hx_cpu:5.0f} µs CPU/req")
+        ratios: list[float] = []
+        for _ in range(max(1, args.repeat)):
+            ref, ref_cpu = await bare_aiohttp(port, n, conc)
+            print(f"  bare aiohttp loop:            {ref:8.0f} req/s   {ref_cpu:5.0f} µs CPU/req")
+            rate, cpu = await dispatch_rate(port, n, conc, kind=args.kind, batch=1, folder=folder)
+            ratios.append(rate / ref)
+            print(
+                f"  dispatcher {args.kind}, 1/request: {rate:8.0f} SMS/s   {cpu:5.0f} µs CPU/SMS"
+                f"   ratio {rate / ref:.2f} of aiohttp"
+            )
         print(
-            f"  dispatcher {args.kind}, 1/request: {rate:8.0f} SMS/s   "
-            f"ratio {rate / ref:.2f} of aiohttp (target >= 0.3)"
+            f"  ratio median {statistics.median(ratios):.2f} "
+            f"(min {min(ratios):.2f}, max {max(ratios):.2f}; target >= 0.3)"
         )
-        fast = await dispatch_rate(
-            port, n, conc, kind=args.kind, batch=1, folder=folder, transport="aiohttp"
+        batched, batched_cpu = await dispatch_rate(
+            port, n, conc, kind="jsonapi", batch=50, folder=folder
         )
-        print(
-            f"  same, httpx over an aiohttp transport: {fast:5.0f} SMS/s   "
-            f"ratio {fast / ref:.2f} of aiohttp"
-        )
-        batched = await dispatch_rate(port, n, conc, kind="jsonapi", batch=50, folder=folder)
         print(
             f"  dispatcher jsonapi, 50/request: {batched:6.0f} SMS/s   "
-            f"ratio {batched / ref:.2f} of aiohttp"
+            f"{batched_cpu:5.0f} µs CPU/SMS   ratio {batched / ref:.2f} of the last aiohttp run"
         )
         if not args.skip_memory:
             small = await memory_with_scheduled(100, folder, port)

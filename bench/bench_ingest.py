@@ -86,6 +86,8 @@ hostname = "mx.bench"
 domains = ["sms.example.com"]
 max_connections = 1000
 max_connections_per_ip = 1000
+# smtp-source -d sends mails/sessions mails on each connection
+command_call_limit = 1000000
 
 [storage]
 url = "sqlite:///{folder / "bench.db"}"

@@ -54,7 +54,7 @@ Headers
     joined before decoding so a character split between words survives; an
     unknown charset decodes in the body's charset, a broken word leaves the
     Subject as it is, never an error; a Subject longer than 4096 characters
-    has only its first 4096 decoded). ``from_address`` is the addr-spec of
+    has only its first 2048 decoded). ``from_address`` is the addr-spec of
     ``From`` as ``parseaddr`` reads it from the first 1024 characters; where
     that fails (nested comments, an unclosed quote, blanks in the result) the
     ``<…>`` part, else the first word with ``@``, else the first word.
@@ -212,7 +212,7 @@ _TOP_FIELDS = frozenset(
 )
 _HEADER_CONTROLS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 #: ``decode_header`` is quadratic in a line of unclosed encoded words.
-_MAX_DECODED_SUBJECT = 4096
+_MAX_DECODED_SUBJECT = 2048
 _MAX_FROM_CHARS = 1024
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*")
@@ -252,7 +252,6 @@ class _Walk:
     """State of one walk through the parsed MIME tree."""
 
     default_codec: str
-    header_bytes: int
     parts: int = 0
     blank_plain: tuple[str, str] | None = None
     html: Message | None = None
@@ -280,12 +279,12 @@ def read_mail(raw: bytes, *, default_charset: str = "koi8-r") -> MailContent:
     header_bytes = block.end() if block is not None else 0
     if header_bytes > MAX_HEADER_BYTES:
         raise RequestError(1, f"more than {MAX_HEADER_BYTES} bytes of headers")
-    cut = _parse_limit(data)
+    cut = _parse_limit(data, header_bytes)
     try:
         root = _PARSER.parsebytes(data[:cut] if cut < len(data) else data)
     except Exception:  # RecursionError or worse on a mail the guards let through
         raise RequestError(1, "the MIME structure cannot be parsed") from None
-    walk = _Walk(default_codec=default_codec, header_bytes=header_bytes)
+    walk = _Walk(default_codec=default_codec)
     found = _walk_entity(walk, root, depth=0)
     if cut < len(data):
         if found is None or found[0] is _last_entity(root):
@@ -334,12 +333,17 @@ def charset_label(name: str) -> str | None:
 # --- guards --------------------------------------------------------------------------------
 
 
-def _parse_limit(data: bytes) -> int:
-    """How much of ``data`` the standard parser may be given (see "Hostile mail")."""
+def _parse_limit(data: bytes, header_bytes: int) -> int:
+    """How much of ``data`` the standard parser may be given (see "Hostile mail").
+
+    ``header_bytes`` is the size of the first header block.
+    """
     cut = len(data)
-    containers = 0
-    boundaries: set[bytes] = set()
-    multiparts = 0
+    containers = multiparts = 0
+    delimiters: set[bytes] = set()
+    #: (where to cut, where a header block starts): after a delimiter line, or
+    #: the header block of the mail inside a message/* part.
+    heads: list[tuple[int, int]] = []
     for match in _CONTENT_TYPE_LINE.finditer(b"\n" + data.lower()):
         value = match.group(1)
         kind = value.partition(b";")[0]
@@ -357,22 +361,36 @@ def _parse_limit(data: bytes) -> int:
             multiparts += 1
             boundary = _boundary(data[match.start(1) - 1 : match.end(1) - 1])
             if boundary is not None:
-                boundaries.add(b"\n--" + boundary)
-    if not multiparts:
-        return cut
-    if sum(data.count(delimiter, 0, cut) for delimiter in boundaries) > _MAX_DELIMITERS:
-        starts: list[int] = []
-        for delimiter in boundaries:
-            position = data.find(delimiter, 0, cut)
-            for _ in range(_MAX_DELIMITERS + 1):
-                if position < 0:
-                    break
-                starts.append(position + 1)
-                position = data.find(delimiter, position + 1, cut)
-        cut = sorted(starts)[_MAX_DELIMITERS]
-    max_lines = _MAX_LINE_LEVELS // multiparts
-    if data.count(b"\n", 0, cut) > max_lines:
-        cut = _line_start(data, max_lines)
+                delimiters.add(b"\n--" + boundary)
+        else:
+            blank = data.find(b"\n\n", match.end(1) - 1)
+            if blank >= 0:
+                heads.append((blank + 2, blank + 2))
+    for delimiter in delimiters:
+        position = data.find(delimiter, 0, cut)
+        for _ in range(_MAX_DELIMITERS + 1):
+            if position < 0:
+                break
+            line_end = data.find(b"\n", position + 1, cut)
+            heads.append((position + 1, cut if line_end < 0 else line_end + 1))
+            position = data.find(delimiter, position + 1, cut)
+    delimiter_lines = 0
+    for line, head in sorted(heads):
+        if line >= cut:
+            break
+        if line != head:
+            delimiter_lines += 1
+            if delimiter_lines > _MAX_DELIMITERS:
+                cut = line
+                break
+        start = head + 1 if data[head : head + 1] == b"\n" else head  # a digest's own mail
+        block = _HEADER_BLOCK.match(data, start, min(cut, start + MAX_HEADER_BYTES + 1))
+        header_bytes += block.end() - start if block is not None else 0
+        if header_bytes > MAX_HEADER_BYTES:
+            cut = line
+            break
+    if multiparts and data.count(b"\n", 0, cut) > _MAX_LINE_LEVELS // multiparts:
+        cut = _line_start(data, _MAX_LINE_LEVELS // multiparts)
     return cut
 
 
@@ -416,12 +434,6 @@ def _walk_entity(walk: _Walk, entity: Message, *, depth: int) -> tuple[Message, 
     walk.parts += 1
     if walk.parts > MAX_PARTS:
         raise RequestError(1, f"more than {MAX_PARTS} MIME parts")
-    if depth:  # the first header block was measured before parsing
-        walk.header_bytes += sum(
-            len(name) + len(str(value)) + 2 for name, value in entity.raw_items()
-        )
-        if walk.header_bytes > MAX_HEADER_BYTES:
-            raise RequestError(1, f"more than {MAX_HEADER_BYTES} bytes of headers")
     content_type = _content_type(entity)
     if content_type.startswith("multipart/"):
         if depth >= MAX_DEPTH:

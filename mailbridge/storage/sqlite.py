@@ -672,9 +672,15 @@ def _accept(
             intake, snapshot, limits=limits, reply_rate_per_hour=reply_rate_per_hour, now=now
         )
     reply = intake.reply
-    cur = c.execute(
+    pk: int = c.execute(Q["next_request_pk"]).fetchone()[0]
+    request_id = intake.client_id or str(pk)
+    line = result_line(plan.error, plan.sms_count, request_id)
+    c.execute(
         Q["insert_request"],
         {
+            "pk": pk,
+            "request_id": request_id,
+            "result": line,
             "account": intake.account,
             "client_ip": intake.client_ip,
             "mail_from": intake.mail_from,
@@ -696,11 +702,6 @@ def _accept(
             "reply_references": reply.references if reply else None,
         },
     )
-    pk = cur.lastrowid
-    assert pk is not None
-    request_id = intake.client_id or str(pk)
-    line = result_line(plan.error, plan.sms_count, request_id)
-    c.execute(Q["set_request_id"], {"pk": pk, "request_id": request_id, "result": line})
     c.execute(Q["insert_mail"], {"request_pk": pk, "raw": intake.raw})
     if request is not None and plan.error is None:
         due = to_ts(request.due)

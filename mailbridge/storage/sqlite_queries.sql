@@ -36,20 +36,22 @@ SELECT until FROM ip_blocks WHERE ip = :ip;
 -- Count a request refused with ERROR = 4
 UPDATE ip_blocks SET refused = refused + 1 WHERE ip = :ip;
 
+-- next_request_pk --
+-- The pk AUTOINCREMENT gives the next request (read inside the write transaction),
+-- so that its request ID and result line are written with the row
+SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'requests'), 0),
+           coalesce((SELECT max(pk) FROM requests), 0)) + 1;
+
 -- insert_request --
--- One mail's request row (request_id and result are set once the pk is known)
-INSERT INTO requests (request_id, account, client_ip, mail_from, rcpt_to, mode, received_at,
+-- One mail's request row, under the pk next_request_pk gave
+INSERT INTO requests (pk, request_id, account, client_ip, mail_from, rcpt_to, mode, received_at,
                       result, error, error_detail, test, sender, format, translit, due,
                       sms_total, charged, reply_to, reply_subject, reply_in_reply_to,
                       reply_references)
-VALUES ('', :account, :client_ip, :mail_from, :rcpt_to, :mode, :received_at,
-        '', :error, :error_detail, :test, :sender, :format, :translit, :due,
+VALUES (:pk, :request_id, :account, :client_ip, :mail_from, :rcpt_to, :mode, :received_at,
+        :result, :error, :error_detail, :test, :sender, :format, :translit, :due,
         :sms_total, :charged, :reply_to, :reply_subject, :reply_in_reply_to,
         :reply_references);
-
--- set_request_id --
--- The request ID and the result line of a new request
-UPDATE requests SET request_id = :request_id, result = :result WHERE pk = :pk;
 
 -- insert_mail --
 -- The raw mail of a request

@@ -152,6 +152,18 @@ def hostile_mails() -> dict[str, bytes]:
         ),
         "subject 7000 unclosed encoded words": b"Subject: " + b"=?a?q?x " * 7000 + b"\n\nbody",
         "from 1024 '@' then 59000 '('": b"From: " + b"@" * 1024 + b"(" * 59000 + b"\n\nbody",
+        "delivery-status, 20000 paragraphs": _mail(
+            b"Content-Type: message/delivery-status\n", b"a:\n\n" * 20000
+        ),
+        "message/rfc822 part, 30000 header lines": _mail(
+            mixed, b"--x\nContent-Type: message/rfc822\n\n" + b"a:\n" * 30000
+        ),
+        "digest, 190 parts of 160 header lines": _mail(
+            b'Content-Type: multipart/digest; boundary="x"\n', (b"--x\n\n" + b"a:\n" * 160) * 190
+        ),
+        "uuencoded text, 47000 lines": _mail(
+            plain + b"Content-Transfer-Encoding: x-uuencode\n", b"begin 644 x\n" + b"a\n" * 47000
+        ),
     }
     return mails
 

@@ -92,8 +92,13 @@ Hostile mail
 
     * the 51st such declaration;
     * a declaration longer than 1024 bytes or with more than 16 ``;``;
+    * a ``message/delivery-status`` declaration (the parser makes a message
+      of each paragraph of such a part, 7 µs each; it holds no text anyway);
     * the 201st delimiter line;
-    * the line where (lines so far) × (multipart declarations) passes 100 000.
+    * the header block (after a delimiter line, or of a ``message/*`` part's
+      mail) that takes the header lines of the mail over ``MAX_HEADER_BYTES``;
+    * the 200 001st line, or the line where (lines so far) × (multipart
+      declarations) passes 100 000.
 
     A mail cut short is read only if its text part lies wholly before the cut
     (some other part starts after it); otherwise it is ``RequestError(1)``.
@@ -193,6 +198,7 @@ _HEADER_BLOCK = re.compile(rb"(?:(?:From |[\x21-\x39\x3b-\x7e]*:|[ \t])[^\n]*(?:
 _CONTENT_TYPE_LINE = re.compile(rb"\ncontent-type:([^\n]*+(?:\n[ \t][^\n]*+)*+)")
 _MAX_CONTAINERS = 50
 _MAX_DELIMITERS = 2 * MAX_PARTS
+_MAX_LINES = 200_000
 _MAX_LINE_LEVELS = 100_000
 #: ``get_param`` is quadratic in the length of a value with many ``;``.
 _MAX_PARAM_HEADER = 1024
@@ -352,6 +358,7 @@ def _parse_limit(data: bytes, header_bytes: int) -> int:
         containers += 1
         if (
             containers > _MAX_CONTAINERS
+            or b"delivery-status" in kind
             or len(value) > _MAX_PARAM_HEADER
             or value.count(b";") > _MAX_PARAM_SEMICOLONS
         ):
@@ -389,8 +396,9 @@ def _parse_limit(data: bytes, header_bytes: int) -> int:
         if header_bytes > MAX_HEADER_BYTES:
             cut = line
             break
-    if multiparts and data.count(b"\n", 0, cut) > _MAX_LINE_LEVELS // multiparts:
-        cut = _line_start(data, _MAX_LINE_LEVELS // multiparts)
+    max_lines = min(_MAX_LINES, _MAX_LINE_LEVELS // multiparts) if multiparts else _MAX_LINES
+    if data.count(b"\n", 0, cut) > max_lines:
+        cut = _line_start(data, max_lines)
     return cut
 
 

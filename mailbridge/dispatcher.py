@@ -46,7 +46,7 @@ from mailbridge.routing import CircuitBreaker, route
 from mailbridge.settings import ProviderSettings, Settings
 from mailbridge.storage.base import SmsJob, Storage
 
-__all__ = ["MAX_IDLE_S", "Dispatcher"]
+__all__ = ["COALESCE_S", "MAX_IDLE_S", "Dispatcher"]
 
 #: Longest sleep with nothing due: rows put back by another process are seen this late at most.
 MAX_IDLE_S = 30.0
@@ -56,6 +56,10 @@ _STUCK_MARGIN_S = 5.0
 
 #: How many rows at most wait for the failover memory (providers tried in this round).
 _TRIED_LIMIT = 10_000
+
+#: Woken while rows of a partial claim are still in flight: claim again when they are all
+#: settled, or this many seconds after that claim, whichever comes first.
+COALESCE_S = 0.005
 
 
 def _utcnow() -> datetime:
@@ -106,6 +110,9 @@ class Dispatcher:
         self._formats: dict[str, frozenset[Format]] = {}
         self._refresh_formats()
         self._wake = asyncio.Event()
+        self._drained = asyncio.Event()  # set when the last row in flight is settled
+        self._last_claim = 0.0  # time.monotonic() of the last claim that reached storage
+        self._last_full = True  # whether it got all it asked for (more may be due)
         self._inflight: dict[int, SmsJob] = {}
         self._tried: dict[int, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -206,25 +213,47 @@ class Dispatcher:
     async def _run(self) -> None:
         errors = 0
         while not self._stopping:
-            self._wake.clear()
+            self._wake.clear()  # before the claim: a wake() from now on is never lost
             try:
                 claimed = await self._claim()
-                if claimed and len(self._inflight) < self._max_inflight():
-                    errors = 0
-                    continue  # there may be more due at once
-                timeout = await self.idle_timeout()
                 errors = 0
+                if claimed and self._last_full and len(self._inflight) < self._max_inflight():
+                    continue  # a full batch: there may be more due at once
+                # woken during the claim (a row came in): no need to look at next_due
+                timeout = 0.0 if self._wake.is_set() else await self.idle_timeout()
             except Exception:
                 errors += 1
                 timeout = min(MAX_IDLE_S, 0.5 * 2 ** min(errors, 6))
                 self._log.exception("dispatcher storage error", retry_in_s=timeout)
-            if timeout <= 0:
-                timeout = 0.05  # due but not claimable yet (a clock edge): do not spin
-            else:
-                timeout += 0.001  # land just after the due instant, not just before
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+            if not self._wake.is_set():
+                if timeout <= 0:
+                    timeout = 0.05  # due but not claimable yet (a clock edge): do not spin
+                else:
+                    timeout += 0.001  # land just after the due instant, not just before
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+            if self._wake.is_set():
+                await self._coalesce()
+
+    async def _coalesce(self) -> None:
+        """Woken while rows of a partial claim are in flight: let new rows gather a moment.
+
+        Under a trickle of new rows each wake would otherwise claim, send and
+        mark one row at a time. Waiting until the rows in flight are settled
+        (at most :data:`COALESCE_S` after the last claim) claims everything that
+        came in meanwhile at once. With nothing in flight (the queue idle) there
+        is no wait.
+        """
+        if not self._inflight or self._last_full or self._stopping:
+            return
+        delay = self._last_claim + COALESCE_S - time.monotonic()
+        if delay <= 0:
+            return
+        self._drained.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._drained.wait()
 
     def _max_inflight(self) -> int:
         """Rows held at most: a claim batch, or twice what keeps every provider busy.
@@ -244,9 +273,12 @@ class Dispatcher:
             return 0
         delivery = self._settings.delivery
         now = self._clock()
+        limit = min(free, delivery.batch_size)
+        self._last_claim = time.monotonic()
         jobs = await self._storage.claim_due(
-            now, limit=min(free, delivery.batch_size), lease_s=delivery.lease_s, owner=self._owner
+            now, limit=limit, lease_s=delivery.lease_s, owner=self._owner
         )
+        self._last_full = len(jobs) >= limit
         fresh = [job for job in jobs if job.sms_id not in self._inflight]
         for job in fresh:
             self._inflight[job.sms_id] = job
@@ -518,6 +550,8 @@ class Dispatcher:
     def _done(self, job: SmsJob) -> None:
         """The row is settled (or left for its lease): free its place, refill when half empty."""
         self._inflight.pop(job.sms_id, None)
+        if not self._inflight:
+            self._drained.set()
         if self._starved and len(self._inflight) * 2 <= self._max_inflight():
             self._starved = False
             self._wake.set()

@@ -3,7 +3,9 @@
 The embedded default, so the gateway runs and can be tried with no account
 anywhere. Each batch is written in one append, flushed and fsynced before
 ``send`` returns (a :class:`Sent` means the line is on disk); the blocking
-write runs in a worker thread and writers are serialised by a lock. The line
+write runs in a worker thread, one write at a time, and batches handed over
+while a write is under way go out together in the next one (one fsync for
+all of them: a group commit). The line
 holds ``at`` (UTC, ISO 8601), ``sms_id``, ``request_id``, ``client_ref``,
 ``recipient``, ``sender``, ``format``, ``text`` and, when set, ``subject``,
 ``voice``, ``param``. ``provider_id`` is the client ref. An empty ``path``
@@ -58,7 +60,8 @@ class FileProvider:
         self.name = settings.name
         self.formats = FILE_FORMATS & (settings.formats or FILE_FORMATS)
         self.path = Path(settings.path or DEFAULT_PATH)
-        self._lock = asyncio.Lock()
+        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         check_batch(self.name, batch, self.max_batch)
@@ -75,22 +78,62 @@ class FileProvider:
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")
             results.append(Sent(provider_id=item.client_ref, answer=f"written to {self.path}"))
         if lines:
-            async with self._lock:
-                try:
-                    await asyncio.to_thread(_append, self.path, "".join(lines))
-                except OSError as exc:
-                    raise TemporaryProviderError(
-                        f"{self.name}: cannot write {self.path}: {exc.strerror or exc}"
-                    ) from exc
+            try:
+                await self._write("".join(lines).encode("utf-8"))
+            except OSError as exc:
+                raise TemporaryProviderError(
+                    f"{self.name}: cannot write {self.path}: {exc.strerror or exc}"
+                ) from exc
         return results
 
     async def aclose(self) -> None:
-        """Nothing stays open between batches."""
+        """Wait for a write under way; nothing stays open between batches."""
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            await asyncio.shield(flusher)
+
+    async def _write(self, data: bytes) -> None:
+        """Append ``data`` durably, together with whatever else is waiting."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((data, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush(), name=f"mailbridge-file-{self.name}")
+        await done
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            group, self._pending = self._pending, []
+            error: BaseException | None = None
+            try:
+                await loop.run_in_executor(None, _append, self.path, b"".join(d for d, _ in group))
+            except BaseException as exc:
+                error = exc
+            for _, done in group:
+                if done.done():  # the caller gave up waiting
+                    continue
+                if error is None:
+                    done.set_result(None)
+                elif isinstance(error, OSError):
+                    done.set_exception(OSError(error.errno, error.strerror, error.filename))
+                else:  # cancelled (the loop is shutting down) or a bug: not written
+                    done.set_exception(OSError(f"write interrupted ({type(error).__name__})"))
+            if error is not None and not isinstance(error, Exception):
+                group, self._pending = self._pending, []
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(OSError("write interrupted"))
+                raise error
 
 
-def _append(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as out:
-        out.write(text)
+def _append(path: Path, data: bytes) -> None:
+    try:
+        out = path.open("ab")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = path.open("ab")
+    with out:
+        out.write(data)
         out.flush()
         os.fsync(out.fileno())

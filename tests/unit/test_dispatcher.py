@@ -6,10 +6,12 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from mailbridge import dispatcher as dispatcher_module
 from mailbridge.dispatcher import Dispatcher
 from mailbridge.encoding import split_text
 from mailbridge.errors import PermanentProviderError, TemporaryProviderError
@@ -154,6 +156,23 @@ async def _states(storage: MemoryStorage, request_id: str) -> list[SmsState]:
     detail = await storage.show_request(request_id)
     assert detail is not None
     return [s.state for s in detail.sms]
+
+
+def _sent_events(storage: MemoryStorage) -> list[asyncio.Event]:
+    """Events set as the 1st, 2nd, … row is committed ``sent`` (append one per row awaited)."""
+    events: list[asyncio.Event] = []
+    original = storage.mark_sent
+    count = 0
+
+    async def mark_sent(sms_id: int, **kwargs: Any) -> None:
+        nonlocal count
+        await original(sms_id, **kwargs)
+        count += 1
+        for event in events[:count]:
+            event.set()
+
+    storage.mark_sent = mark_sent  # type: ignore[method-assign]
+    return events
 
 
 @pytest.fixture
@@ -526,6 +545,63 @@ class TestLoop:
         await d.stop(5)
         assert main.recipients == ["+79990000001"]
         assert main.closed
+
+    async def test_idle_wake_claims_at_once(
+        self, storage: MemoryStorage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With nothing in flight a wake claims at once, whatever the coalescing window."""
+        monkeypatch.setattr(dispatcher_module, "COALESCE_S", 3600.0)
+        main = FakeProvider("main")
+        sent = _sent_events(storage)
+        now = datetime.now(UTC)
+        d = Dispatcher(storage, {"main": main}, _settings("main"), owner="t")
+        await d.start()
+        for number in _numbers(3):
+            sent.append(asyncio.Event())
+            await _enqueue(storage, [number], due=now, now=now)
+            d.wake()
+            await asyncio.wait_for(sent[-1].wait(), 5)
+        await d.stop(5)
+        assert main.recipients == _numbers(3)
+
+    async def test_wakes_while_busy_coalesce_into_one_claim(
+        self, storage: MemoryStorage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Rows that trickle in while a send is under way are claimed together once it settles."""
+        monkeypatch.setattr(dispatcher_module, "COALESCE_S", 3600.0)
+        main = FakeProvider("main", max_batch=10)
+        main.gate = asyncio.Event()
+        claims: list[int] = []
+        original = storage.claim_due
+
+        async def claim_due(now: datetime, *, limit: int, lease_s: float, owner: str) -> Any:
+            jobs = await original(now, limit=limit, lease_s=lease_s, owner=owner)
+            claims.append(len(jobs))
+            return jobs
+
+        storage.claim_due = claim_due  # type: ignore[method-assign]
+        sent = _sent_events(storage)
+        sent.extend(asyncio.Event() for _ in range(5))
+        now = datetime.now(UTC)
+        first = await _enqueue(storage, ["+79990000001"], due=now, now=now)
+        d = Dispatcher(storage, {"main": main}, _settings("main"), owner="t")
+        await d.start()
+        await asyncio.wait_for(main.started.wait(), 5)
+        later = []
+        for number in _numbers(4, start=10):
+            later.append(await _enqueue(storage, [number], due=now, now=now))
+            d.wake()
+            for _ in range(10):
+                await asyncio.sleep(0)
+        busy_claims = list(claims)
+        main.gate.set()
+        await asyncio.wait_for(sent[-1].wait(), 5)
+        await d.stop(5)
+        assert busy_claims == [1]
+        assert claims[:2] == [1, 4]
+        assert [len(b) for b in main.batches] == [1, 4]
+        for rid in [first, *later]:
+            assert await _states(storage, rid) == [SmsState.SENT]
 
     async def test_stop_finishes_sends_under_way(self, storage: MemoryStorage) -> None:
         """stop() lets a started send finish and leaves unsent claimed rows `sending`."""

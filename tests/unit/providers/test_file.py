@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,54 @@ class TestFileProvider:
         text = "x" * 5000
         await asyncio.gather(*(provider.send([outbound(sms_id=i, text=text)]) for i in range(50)))
         assert sorted(int(str(line["sms_id"])) for line in lines(path)) == list(range(50))
+
+    async def test_concurrent_sends_share_one_fsync(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Sends handed over together are written with one fsync (a group commit)."""
+        synced: list[int] = []
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            synced.append(fd)
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        path = tmp_path / "outbox.jsonl"
+        provider = provider_at(path)
+        await asyncio.gather(*(provider.send([outbound(sms_id=i)]) for i in range(20)))
+        assert len(synced) == 1
+        assert [line["sms_id"] for line in lines(path)] == list(range(20))
+
+    async def test_sends_during_a_write_go_in_the_next(self, tmp_path: Path) -> None:
+        """A send handed over while a write is under way is written next, not lost."""
+        path = tmp_path / "outbox.jsonl"
+        provider = provider_at(path)
+        first = asyncio.create_task(provider.send([outbound(sms_id=1)]))
+        await asyncio.sleep(0)
+        second = await provider.send([outbound(sms_id=2)])
+        await first
+        assert isinstance(second[0], Sent)
+        assert [line["sms_id"] for line in lines(path)] == [1, 2]
+
+    async def test_failed_group_write_fails_every_send(self, tmp_path: Path) -> None:
+        """When the shared write fails, each send in it is a temporary failure."""
+        provider = provider_at(tmp_path)
+        outcomes = await asyncio.gather(
+            *(provider.send([outbound(sms_id=i)]) for i in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(o, TemporaryProviderError) for o in outcomes)
+        assert all("cannot write" in str(o) for o in outcomes)
+
+    async def test_aclose_waits_for_a_write(self, tmp_path: Path) -> None:
+        """aclose() returns after a write under way is on disk."""
+        path = tmp_path / "outbox.jsonl"
+        provider = provider_at(path)
+        sending = asyncio.create_task(provider.send([outbound(sms_id=7)]))
+        await asyncio.sleep(0)
+        await provider.aclose()
+        assert [line["sms_id"] for line in lines(path)] == [7]
+        await sending
 
     async def test_unwritable_is_temporary(self, tmp_path: Path) -> None:
         """A path that cannot be written is a temporary failure."""

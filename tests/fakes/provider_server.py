@@ -248,13 +248,14 @@ class FakeProviderServer:
         if self._restore is not None:
             self._restore.cancel()
             self._restore = None
-        self.faults.down = mode
         if mode == "refuse":
+            self.faults.down = mode
             await self._unlisten()
             for writer in list(self._writers):
                 writer.transport.abort()
         else:
-            await self._listen()
+            await self._listen()  # listening again before anyone is told it is up
+            self.faults.down = mode
         if mode is not None and for_s is not None:
             loop = asyncio.get_running_loop()
             self._restore = loop.call_later(for_s, lambda: loop.create_task(self.set_down(None)))

@@ -12,7 +12,6 @@ message is one line and never repeats a secret. Apart from reading the file in
 
 from __future__ import annotations
 
-import codecs
 import difflib
 import math
 import os
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit
 
 from mailbridge.capabilities import TYPE_FORMATS
 from mailbridge.errors import ConfigError
+from mailbridge.mail import charset_label
 from mailbridge.models import Format
 from mailbridge.passwords import PLAIN_PREFIX, is_readable_hash
 from mailbridge.settings import (
@@ -510,12 +510,8 @@ def _smtp(raw: dict[str, Any], base_dir: Path | None) -> SmtpSettings:
         kw["trusted_networks"] = _networks(raw["trusted_networks"], f"{p}.trusted_networks")
     if "default_charset" in raw:
         charset = raw["default_charset"].strip().lower()
-        try:
-            codec = codecs.lookup(charset)
-        except LookupError:
-            raise ConfigError(f"{p}.default_charset", f"unknown charset {_show(charset)}") from None
-        if not getattr(codec, "_is_text_encoding", True):  # base64, rot13, …: not charsets
-            raise ConfigError(f"{p}.default_charset", f"not a text charset: {_show(charset)}")
+        if charset_label(charset) is None:  # unknown, or a codec that is no charset (base64)
+            raise ConfigError(f"{p}.default_charset", f"not a known charset: {_show(charset)}")
         kw["default_charset"] = charset
     if "default_region" in raw:
         region = raw["default_region"].strip()

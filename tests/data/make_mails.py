@@ -345,6 +345,61 @@ def too_many_parts() -> bytes:
     )
 
 
+def dsn_bounce() -> bytes:
+    report = (
+        b"Reporting-MTA: dns; mx.example.com\n"
+        b"Arrival-Date: Mon, 06 May 2024 10:14:58 +0300\n\n"
+        b"Final-Recipient: rfc822; nobody@example.org\n"
+        b"Action: failed\nStatus: 5.1.1\n"
+        b"Diagnostic-Code: smtp; 550 5.1.1 <nobody@example.org>: user unknown\n"
+    )
+    body = (
+        b"--dsn\nContent-Description: Notification\nContent-Type: text/plain; charset=us-ascii\n\n"
+        b"This is the mail system at host mx.example.com.\n\n"
+        b"I'm sorry to have to inform you that your message could not\n"
+        b"be delivered to one or more recipients.\n\n"
+        b"<nobody@example.org>: user unknown\n"
+        b"--dsn\nContent-Description: Delivery report\nContent-Type: message/delivery-status\n\n"
+        + report
+        + b"\n--dsn\nContent-Description: Undelivered Message Headers\n"
+        b"Content-Type: text/rfc822-headers\n\n"
+        b"From: Alex <alex@example.com>\nTo: nobody@example.org\nSubject: report\n"
+        b"--dsn--\n"
+    )
+    headers = [
+        "From: MAILER-DAEMON@mx.example.com (Mail Delivery System)",
+        "To: send@sms.example.com",
+        "Subject: Undelivered Mail Returned to Sender",
+        DATE,
+        "Message-ID: <dsn@mx.example.com>",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="dsn"',
+    ]
+    return _mail(headers, body)
+
+
+def parts_flood_after_text() -> bytes:
+    return _mail(
+        _std("flood after text", "flood-after", 'Content-Type: multipart/mixed; boundary="f"'),
+        b"--f\nContent-Type: text/plain; charset=utf-8\n\n"
+        + f"{CMD}\n".encode()
+        + b"--f\n\n" * 18000
+        + b"--f--\n",
+    )
+
+
+def delivery_status_flood() -> bytes:
+    return _mail(
+        _std("status flood", "status-flood", 'Content-Type: multipart/report; boundary="r"'),
+        b"--r\nContent-Type: message/delivery-status\n\n"
+        + b"Action: failed\n\n" * 5000
+        + b"--r\nContent-Type: text/plain; charset=utf-8\n\n"
+        + f"{CMD}\n".encode()
+        + b"--r--\n",
+    )
+
+
 def huge_header() -> bytes:
     junk = "X-Junk: start\n" + "".join(f" folded line {i:05d} of junk\n" for i in range(4000))
     return _mail([*_std("huge header", "huge-header"), junk.rstrip("\n")], f"{CMD}\n".encode())
@@ -667,6 +722,9 @@ MAILS: dict[str, Callable[[], bytes]] = {
         auto_reply_headers,
         mail_format_subject_line,
         flash_translit_command,
+        dsn_bounce,
+        parts_flood_after_text,
+        delivery_status_flood,
     )
 }
 

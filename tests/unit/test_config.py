@@ -715,3 +715,16 @@ def test_default_charset_must_be_a_text_charset() -> None:
     """A codec that is not a charset (base64) is refused, naming the key."""
     with pytest.raises(ConfigError, match=r"smtp\.default_charset"):
         parse_config('[smtp]\ndefault_charset = "base64"\n')
+
+
+@pytest.mark.parametrize("name", ["idna", "undefined", "unicode-escape", "x-no-such"])
+def test_default_charset_refuses_non_charsets(name: str) -> None:
+    """Codecs that decode no mail text are refused at start-up, naming the key."""
+    with pytest.raises(ConfigError, match=r"smtp\.default_charset"):
+        parse_config(f'[smtp]\ndefault_charset = "{name}"\n')
+
+
+def test_default_charset_accepts_real_ones() -> None:
+    """The charsets people really send are accepted."""
+    for name in ("koi8-r", "windows-1251", "cp866", "utf-8", "iso-8859-5"):
+        assert parse_config(f'[smtp]\ndefault_charset = "{name}"\n').smtp.default_charset

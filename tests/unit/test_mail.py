@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailbridge import mail as mail_module
 from mailbridge.errors import RequestError
 from mailbridge.mail import (
     MAX_DEPTH,
@@ -45,6 +46,12 @@ def mail(body: bytes, *headers: str) -> bytes:
     """A single-part mail with the given header lines (LF line ends)."""
     head = "\n".join(("From: alex@example.com", "Subject: sms", *headers))
     return head.encode() + b"\n\n" + body
+
+
+def uuencode(data: bytes) -> bytes:
+    """``data`` as a uuencoded file."""
+    lines = b"".join(binascii.b2a_uu(data[i : i + 45]) for i in range(0, len(data), 45))
+    return b"begin 644 cmd.txt\n" + lines + b"`\nend\n"
 
 
 def multipart(kind: str, boundary: str, *parts: bytes, headers: tuple[str, ...] = ()) -> bytes:
@@ -206,9 +213,24 @@ CORPUS: dict[str, Expected] = {
         command=_cmd(57, "Бэкап завершён"), charset="utf-8", subject="backup log"
     ),
     "mime_bomb_after_text.eml": Expected(command=CMD, charset="utf-8", subject="bomb after text"),
+    "parts_flood_after_text.eml": Expected(
+        command=CMD, charset="utf-8", subject="flood after text"
+    ),
+    "dsn_bounce.eml": Expected(
+        command="This is the mail system at host mx.example.com.\n\n"
+        "I'm sorry to have to inform you that your message could not\n"
+        "be delivered to one or more recipients.\n\n<nobody@example.org>: user unknown",
+        charset="us-ascii",
+        subject="Undelivered Mail Returned to Sender",
+    ),
 }
 
-HOSTILE = ("mime_bomb_1000_levels.eml", "too_many_parts.eml", "huge_header.eml")
+HOSTILE = (
+    "mime_bomb_1000_levels.eml",
+    "too_many_parts.eml",
+    "huge_header.eml",
+    "delivery_status_flood.eml",
+)
 
 
 class TestCorpus:
@@ -411,10 +433,14 @@ class TestBody:
             ("binary", CMD.encode()),
             ("7bit", CMD.encode()),
             ("x-unknown", CMD.encode()),
+            ('"base64"', base64.encodebytes(CMD.encode())),
+            ("base64 ", base64.encodebytes(CMD.encode())),
+            ("x-uuencode", uuencode(CMD.encode())),
+            ("x-uuencode", CMD.encode()),
         ],
     )
     def test_transfer_encodings(self, encoding: str, payload: bytes) -> None:
-        """base64 (lenient about padding and stray characters), QP and identity encodings."""
+        """base64 (lenient about padding, stray characters, quotes), QP, uuencode, identity."""
         raw = mail(
             payload,
             "Content-Type: text/plain; charset=utf-8",
@@ -506,6 +532,9 @@ class TestHeaders:
             ("=?utf-8?B?0J/RgNC4", "=?utf-8?B?0J/RgNC4"),
             ("=?utf-8?Q?a=0D=0ABcc:_evil?=", "a  Bcc: evil"),
             ("=?utf-8?X?abc?=", "=?utf-8?X?abc?="),
+            ("=?utf-8?B?Y?= x", "=?utf-8?B?Y?= x"),
+            ("C:\\users =?utf-8?q?a?=", "C:\\users a"),
+            ("Привет =?utf-8?q?a?= C:\\u0", "Привет a C:\\u0"),
             ("a\tb", "a b"),
             ("  spaced  ", "spaced"),
             ("", ""),
@@ -516,6 +545,14 @@ class TestHeaders:
         assert read_mail(
             mail(b"x").replace(b"Subject: sms", f"Subject: {subject}".encode())
         ).subject == (decoded)
+
+    def test_long_subject(self) -> None:
+        """Only the first 2048 characters of a Subject are searched for encoded words."""
+        words = "=?utf-8?q?a?= " * 300  # 4200 characters
+        raw = mail(b"x").replace(b"Subject: sms", f"Subject: {words}".encode())
+        subject = read_mail(raw).subject
+        assert subject.startswith("a" * 146 + " =?utf-8?q?a?= ")
+        assert subject.endswith(" =?utf-8?q?a?=")
 
     @pytest.mark.parametrize(
         ("raw_subject", "decoded"),
@@ -545,6 +582,11 @@ class TestHeaders:
             ("root (Cron Daemon)", "root"),
             ("<  alex@example.com  >", "alex@example.com"),
             ("a@x.example, b@y.example", "a@x.example"),
+            ("Alex Smith alex@example.com", "alex@example.com"),
+            ("<<alex@example.com>>", "alex@example.com"),
+            ('"john doe"@example.com', "@example.com"),
+            ("o'neil+sms@example.com", "o'neil+sms@example.com"),
+            ("x" * 1030 + " <alex@example.com>", "x" * 1024),
             ("", ""),
             ("(" * 5000, ""),
             ('"' + "\\" * 5001, ""),
@@ -644,6 +686,8 @@ class TestStructure:
             (mail(CMD.encode(), "Content-Type: garbage"), CMD),
             (mail(CMD.encode(), "Content-Type: application/json"), ""),
             (mail(CMD.encode(), "Content-Type: text/plain", "Content-Disposition: attachment"), ""),
+            (mail(CMD.encode(), "Content-Disposition: attachment filename=x"), ""),
+            (mail(CMD.encode(), "Content-Disposition: inline filename=x"), CMD),
             (mail(b"<b>" + CMD.encode() + b"</b>", "Content-Type: text/html"), CMD),
         ],
     )
@@ -721,6 +765,80 @@ class TestCaps:
             read_mail(b"a" * (MAX_MAIL_BYTES + 1))
 
 
+def error_code(raw: bytes) -> int | None:
+    """The RequestError code read_mail raises, or None when it reads the mail."""
+    try:
+        read_mail(raw)
+    except RequestError as error:
+        return error.code
+    return None
+
+
+IMAGE = b"Content-Type: image/png\n\nxx"
+CONTAINER = b'Content-Type: multipart/mixed; boundary="q"\n\n--q\n' + IMAGE + b"\n--q--"
+LONG_CONTAINER = (
+    b'Content-Type: multipart/mixed; a="' + b";" * 40 + b'"; boundary=q\n\n--q\n' + IMAGE
+)
+STATUS = b"Content-Type: message/delivery-status\n\nAction: failed\n\nStatus: 5.1.1"
+MANY_LINES = b"Content-Type: application/octet-stream\n\n" + b"\n" * 60_000
+
+
+class TestGuards:
+    """The mail given to the standard parser stops before its slow paths; the text may not."""
+
+    @pytest.mark.parametrize(
+        ("after_text", "before_text"),
+        [
+            ([CONTAINER] * 60, [CONTAINER] * 60),
+            ([LONG_CONTAINER], [LONG_CONTAINER]),
+            ([IMAGE] * 300, [IMAGE] * 300),
+            ([b"X-Pad: y\n" * 100 + IMAGE] * 60, [b"X-Pad: y\n" * 100 + IMAGE] * 60),
+            ([STATUS], [STATUS]),
+            ([MANY_LINES], [MANY_LINES]),
+        ],
+        ids=["containers", "long-content-type", "delimiters", "header-lines", "status", "lines"],
+    )
+    def test_text_before_the_cut_is_read(
+        self, after_text: list[bytes], before_text: list[bytes]
+    ) -> None:
+        """Past a cut the text is read when it comes first, and is ERROR = 1 when it comes later."""
+        assert read_mail(multipart("mixed", "p", PLAIN, *after_text)).text == CMD
+        assert error_code(multipart("mixed", "p", *before_text, PLAIN)) == 1
+
+    def test_quoted_declarations_do_not_cut_the_text(self) -> None:
+        """A few Content-Type lines quoted in the text itself leave it whole."""
+        text = (CMD + '\nContent-Type: multipart/mixed; boundary="b"\n\n--b\n') * 20
+        raw = mail(text.encode(), "Content-Type: text/plain; charset=utf-8")
+        assert read_mail(raw).text == text
+
+    @pytest.mark.parametrize(("lines", "code"), [(5000, None), (5001, 1)], ids=["5000", "5001"])
+    def test_header_lines_cap_edge(self, lines: int, code: int | None) -> None:
+        """5000 header lines (fields and continuations) are read; one more is ERROR = 1."""
+        assert error_code(b"X: y\n" * lines + b"\n" + CMD.encode()) == code
+
+    @pytest.mark.parametrize(
+        ("lines", "code"), [(200_000, None), (200_001, 1)], ids=["200000", "200001"]
+    )
+    def test_line_cap_edge(self, lines: int, code: int | None) -> None:
+        """The parser is given at most 200 000 lines: a text running past them is ERROR = 1."""
+        assert error_code(b"Subject: x\n\n" + b"x\n" * (lines - 2)) == code
+
+    def test_huge_content_type_charset(self) -> None:
+        """The charset of a Content-Type too long for get_param is still found."""
+        header = 'Content-Type: text/plain; a="' + ";" * 2000 + '"; charset=koi8-r'
+        content = read_mail(mail(CMD.encode("koi8-r"), header))
+        assert (content.text, content.charset) == (CMD, "koi8-r")
+
+    def test_parser_failure_is_error_1(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Whatever the standard parser raises (RecursionError) becomes ERROR = 1."""
+
+        def explode(data: bytes) -> None:
+            raise RecursionError
+
+        monkeypatch.setattr(mail_module._PARSER, "parsebytes", explode)
+        assert error_code(mail(CMD.encode())) == 1
+
+
 # --- properties ----------------------------------------------------------------------------
 
 CHARSET_NAMES = st.sampled_from(
@@ -792,6 +910,26 @@ def trees(children: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
 
 ENTITIES = st.recursive(leaves(), trees, max_leaves=12)
 
+#: Lines that hit the guards in front of the standard parser.
+JUNK_LINES = st.sampled_from(
+    [
+        b'Content-Type: multipart/mixed; boundary="p"',
+        b"Content-Type: multipart/digest; boundary=q",
+        b'Content-Type: multipart/mixed; a="' + b";" * 40 + b'"; boundary=q',
+        b"Content-Type: message/rfc822",
+        b"Content-Type: message/delivery-status",
+        b"Content-Type: text/plain",
+        b"--p",
+        b"--p--",
+        b"--q",
+        b"X-Pad: " + b"y" * 2000,
+        b" folded",
+        b"",
+        b"\n" * 500,
+        b"x",
+    ]
+)
+
 
 def assert_well_formed(content: MailContent) -> None:
     """Invariants every MailContent keeps."""
@@ -847,6 +985,20 @@ class TestProperties:
         if crlf:
             raw = raw.replace(b"\n", b"\r\n")
         assert_read_or_error_1(raw, default=default)
+
+    @settings(suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        text=st.text(alphabet="abc АБВ:+\n", min_size=1, max_size=300).filter(str.strip),
+        junk=st.lists(JUNK_LINES, max_size=300),
+    )
+    def test_text_first_is_read_whatever_follows(self, text: str, junk: list[bytes]) -> None:
+        """A text part first is read as it is, whatever hostile MIME follows it."""
+        first = b"Content-Type: text/plain; charset=utf-8\n\n" + text.encode()
+        raw = mail(
+            b"--p\n" + first + b"\n--p\n" + b"\n".join(junk),
+            'Content-Type: multipart/mixed; boundary="p"',
+        )
+        assert read_mail(raw).text == text
 
     @given(
         text=st.text(max_size=300),

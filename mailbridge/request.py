@@ -78,11 +78,15 @@ def build_request(
     now: datetime,
     region: str,
     formats: frozenset[Format],
+    bots: bool = False,
 ) -> SmsRequest:
     """Validate ``command`` for ``account`` and build the request to store.
 
-    ``formats`` are the formats the configured providers can carry. Raises
-    ``RequestError`` 1, 5, 6, 7 or 8 (SPEC §1/§2).
+    ``formats`` are the formats the configured providers can carry; ``bots``
+    whether one of them carries Telegram bot messages (``__BOT__:``). No
+    provider adapter does yet, so the gateway passes False and a bot request
+    is refused with ``ERROR = 1`` rather than accepted and sent as a plain SMS
+    to a ``#id`` "number". Raises ``RequestError`` 1, 5, 6, 7 or 8 (SPEC §1/§2).
     """
     client_id = _client_id(command.id)
     due = resolve_due(command.time, command.tz, account_tz=account.tz, now=now)
@@ -91,6 +95,8 @@ def build_request(
     prefix, texts = _strip_prefixes(command)
     fmt = Format(_small_int(command.format, "format", _MAX_FORMAT))
     bot = prefix == "BOT"
+    if bot and not bots:
+        raise RequestError(1, "no provider carries Telegram bot messages")
     if prefix is not None and (prefixed := _PREFIX_FORMATS[prefix]) is not None:
         fmt = prefixed
     if fmt not in formats:

@@ -140,6 +140,13 @@ class TestErrorNumbers:
         received = await smarthost.wait_for(1)
         assert received[0].message.get_content().strip() == line
 
+    async def test_bot_prefix_refused(self, daemon: Daemon) -> None:
+        """No provider carries Telegram bot messages: __BOT__ is ERROR = 1, nothing stored."""
+        code, message = await daemon.send(command("#ops_team", "__BOT__: disk full"))
+        assert (code, message) == (250, "2.0.0 ERROR = 1 (Error in parameters)")
+        detail = await daemon.detail("1")
+        assert detail.sms == ()
+
     async def test_duplicate_9(self, daemon: Daemon) -> None:
         """The third identical request within the window gets ERROR 9."""
         answers = [(await daemon.send(command(mes="same")))[1] for _ in range(3)]

@@ -33,10 +33,11 @@ def build(
     *,
     account: Account = ACCOUNT,
     formats: frozenset[Format] = ALL_FORMATS,
+    bots: bool = True,
 ) -> SmsRequest:
     """The request built from command text for the test account at NOW."""
     return build_request(
-        parse_command(text), account=account, now=NOW, region="RU", formats=formats
+        parse_command(text), account=account, now=NOW, region="RU", formats=formats, bots=bots
     )
 
 
@@ -260,6 +261,12 @@ class TestPrefixes:
         assert req.bot
         assert req.format == Format.SMS
         assert req.recipients == ("#ops_team", "+79991234567")
+
+    def test_bot_prefix_refused_without_a_bot_provider(self) -> None:
+        """With no provider carrying bot messages, __BOT__ is ERROR = 1, not a plain SMS."""
+        with pytest.raises(RequestError) as caught:
+            build(_cmd(phones="#ops_team", text="__BOT__: Hi"), bots=False)
+        assert caught.value.code == 1
 
     def test_prefix_format_must_be_carried(self) -> None:
         """A prefix naming a format no provider carries is ERROR = 1."""

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from mailbridge.answers import parse_result_line
+from tests.tools import skip_unless_ci
 
 from .conftest import (
     APIKEY,
@@ -88,7 +89,7 @@ class TestCommandMode:
         """swaks (the Debian package) gets the same answer."""
         swaks = shutil.which("swaks")
         if swaks is None:
-            pytest.skip("swaks is not installed (CI installs it: apt-get install swaks)")
+            skip_unless_ci("swaks is not installed (CI installs it: apt-get install swaks)")
         proc = await asyncio.create_subprocess_exec(
             swaks, "--server", f"{daemon.host}:{daemon.port}", "--from", SENDER,
             "--to", COMMAND_TO, "--header", "Subject: via swaks", "--body", command(),

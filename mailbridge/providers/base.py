@@ -36,10 +36,12 @@ import httpx
 
 from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
 from mailbridge.models import Format
+from mailbridge.settings import ProviderSettings
 
 __all__ = [
     "ALL_FORMATS",
     "ANSWER_LIMIT",
+    "HttpProvider",
     "Outbound",
     "Provider",
     "SendResult",
@@ -193,6 +195,60 @@ def with_query(url: str, params: Sequence[tuple[str, str]] | None) -> str:
     if not params:
         return url
     return url + ("&" if "?" in url else "?") + urlencode(params)
+
+
+class HttpProvider:
+    """What the HTTP adapters share: their settings, client, concurrency gate and exchange.
+
+    ``fixed`` are the leading query parameters of every request (credentials
+    for the GET-style APIs), encoded into the URL once. ``carried`` is what the
+    wire format can carry; a provider's ``formats`` may narrow it.
+    """
+
+    max_batch = 1
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        client: httpx.AsyncClient,
+        *,
+        carried: frozenset[Format],
+        fixed: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.name = settings.name
+        self.formats = carried & (settings.formats or carried)
+        self._username = settings.username
+        self._password = settings.password
+        self._url = with_query(settings.url, fixed) if fixed else settings.url
+        self._deadline = settings.timeout_s
+        self._client = client
+        self._gate = asyncio.Semaphore(max(1, settings.concurrency))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _exchange(
+        self,
+        method: str,
+        *,
+        params: Sequence[tuple[str, str]] | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> tuple[httpx.Response, str]:
+        """One request; a transient status raises, else (response, redacted short answer)."""
+        async with self._gate:  # queue here, not in the connection pool (cheaper)
+            response = await http_request(
+                self._client,
+                method,
+                self._url,
+                name=self.name,
+                deadline_s=self._deadline,
+                params=params,
+                data=data,
+            )
+        transient = transient_status(self.name, response, self._password)
+        if transient is not None:
+            raise transient
+        return response, shorten(redact(response.text, self._password))
 
 
 async def http_request(

@@ -24,7 +24,6 @@ Answers:
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -34,15 +33,13 @@ import httpx
 from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
 from mailbridge.models import Format
 from mailbridge.providers.base import (
+    HttpProvider,
     Outbound,
     SendResult,
     Sent,
     check_batch,
-    http_request,
     redact,
     shorten,
-    transient_status,
-    with_query,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -74,25 +71,13 @@ def _digits(number: str) -> str:
     return number.removeprefix("+")
 
 
-class JsonApiProvider:
+class JsonApiProvider(HttpProvider):
     """The JSON-API ``message`` endpoint, several recipients per request."""
 
     def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
-        self.name = settings.name
-        self.formats = JSONAPI_FORMATS & (settings.formats or JSONAPI_FORMATS)
+        credentials = [("_login", settings.username), ("_password", settings.password)]
+        super().__init__(settings, client, carried=JSONAPI_FORMATS, fixed=credentials)
         self.max_batch = max(1, settings.max_recipients)
-        self._login = settings.username
-        self._password = settings.password
-        # the fixed leading parameters, encoded once
-        self._url = with_query(
-            settings.url, [("_login", self._login), ("_password", self._password)]
-        )
-        self._deadline = settings.timeout_s
-        self._client = client
-        self._gate = asyncio.Semaphore(max(1, settings.concurrency))
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         check_batch(self.name, batch, self.max_batch)
@@ -109,19 +94,7 @@ class JsonApiProvider:
         return [result for result in results if result is not None]
 
     async def _send_many(self, batch: Sequence[Outbound]) -> list[SendResult]:
-        async with self._gate:  # queue here, not in the connection pool (cheaper)
-            response = await http_request(
-                self._client,
-                "POST",
-                self._url,
-                name=self.name,
-                deadline_s=self._deadline,
-                params=self._params(batch),
-            )
-        transient = transient_status(self.name, response, self._password)
-        if transient is not None:
-            raise transient
-        answer = shorten(redact(response.text, self._password))
+        response, answer = await self._exchange("POST", params=self._params(batch))
         status = response.status_code
         try:
             document: Any = json.loads(response.content)

@@ -31,7 +31,6 @@ may send a duplicate.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,15 +40,11 @@ import httpx
 from mailbridge.errors import PermanentProviderError, TemporaryProviderError
 from mailbridge.models import Format
 from mailbridge.providers.base import (
+    HttpProvider,
     Outbound,
     SendResult,
     Sent,
     check_batch,
-    http_request,
-    redact,
-    shorten,
-    transient_status,
-    with_query,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -113,30 +108,16 @@ def classify_miatel_code(code: int) -> str:
     return "temporary"
 
 
-class MiatelProvider:
+class MiatelProvider(HttpProvider):
     """Miatel's ``sendsms`` over HTTP GET, one recipient per request."""
 
-    max_batch = 1
-
     def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
-        self.name = settings.name
-        self.formats = MIATEL_FORMATS & (settings.formats or MIATEL_FORMATS)
-        self._username = settings.username
-        self._password = settings.password
-        # the fixed leading parameters, encoded once
-        self._url = with_query(
-            settings.url, [("username", self._username), ("password", self._password)]
-        )
-        self._deadline = settings.timeout_s
-        self._client = client
-        self._gate = asyncio.Semaphore(max(1, settings.concurrency))
+        credentials = [("username", settings.username), ("password", settings.password)]
+        super().__init__(settings, client, carried=MIATEL_FORMATS, fixed=credentials)
 
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         check_batch(self.name, batch, self.max_batch)
         return [await self._send_one(item) for item in batch]
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def _send_one(self, item: Outbound) -> SendResult:
         if item.format not in self.formats:
@@ -148,19 +129,7 @@ class MiatelProvider:
         ]
         if item.sender:
             params.insert(0, ("from", item.sender))
-        async with self._gate:  # queue here, not in the connection pool (cheaper)
-            response = await http_request(
-                self._client,
-                "GET",
-                self._url,
-                name=self.name,
-                deadline_s=self._deadline,
-                params=params,
-            )
-        transient = transient_status(self.name, response, self._password)
-        if transient is not None:
-            raise transient
-        answer = shorten(redact(response.text, self._password))
+        response, answer = await self._exchange("GET", params=params)
         status = response.status_code
         if status in (401, 403):
             raise PermanentProviderError(

@@ -38,7 +38,6 @@ Answers (``fmt=3``, JSON):
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from types import MappingProxyType
@@ -50,14 +49,11 @@ from mailbridge.errors import PermanentProviderError, TemporaryProviderError
 from mailbridge.models import Format
 from mailbridge.providers.base import (
     ALL_FORMATS,
+    HttpProvider,
     Outbound,
     SendResult,
     Sent,
     check_batch,
-    http_request,
-    redact,
-    shorten,
-    transient_status,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -97,32 +93,20 @@ def classify_smsc_code(code: int) -> str:
     return "temporary"
 
 
-class SmscProvider:
+class SmscProvider(HttpProvider):
     """SMSC's ``send.php`` over HTTP POST, one recipient per request."""
 
-    max_batch = 1
-
     def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
-        self.name = settings.name
-        self.formats = SMSC_FORMATS & (settings.formats or SMSC_FORMATS)
-        self._url = settings.url
-        self._login = settings.username
-        self._password = settings.password
-        self._deadline = settings.timeout_s
-        self._client = client
-        self._gate = asyncio.Semaphore(max(1, settings.concurrency))
+        super().__init__(settings, client, carried=SMSC_FORMATS)
 
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         check_batch(self.name, batch, self.max_batch)
         return [await self._send_one(item) for item in batch]
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
     def form(self, item: Outbound) -> dict[str, str]:
         """The form fields for one SMS (the password included: never log this)."""
         data = {
-            "login": self._login,
+            "login": self._username,
             "psw": self._password,
             "phones": item.recipient,
             "mes": item.text,
@@ -149,19 +133,7 @@ class SmscProvider:
     async def _send_one(self, item: Outbound) -> SendResult:
         if item.format not in self.formats:
             return PermanentProviderError(f"{self.name}: format {int(item.format)} not carried")
-        async with self._gate:  # queue here, not in the connection pool (cheaper)
-            response = await http_request(
-                self._client,
-                "POST",
-                self._url,
-                name=self.name,
-                deadline_s=self._deadline,
-                data=self.form(item),
-            )
-        transient = transient_status(self.name, response, self._password)
-        if transient is not None:
-            raise transient
-        answer = shorten(redact(response.text, self._password))
+        response, answer = await self._exchange("POST", data=self.form(item))
         status = response.status_code
         try:
             document: Any = json.loads(response.content)

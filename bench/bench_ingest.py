@@ -27,7 +27,12 @@ Between measurements the bench waits until mailbridge is idle (the
 dispatcher has caught up). ``--memory N`` also sends N mails (live) and
 prints mailbridge's resident memory along the way.
 
+With ``--workers N`` mailbridge runs ``[smtp] workers = N`` (N SMTP processes
+sharing the port with ``SO_REUSEPORT``, delivery in the parent); its CPU per
+mail is then summed over the parent and its workers.
+
     .venv/bin/python bench/bench_ingest.py [--mails 3000] [--sessions 20] [--memory 100000]
+        [--workers 2] [--modes ingest-only,live] [--shapes one,many]
 """
 
 from __future__ import annotations
@@ -76,12 +81,13 @@ def free_port() -> int:
         return port
 
 
-def config_toml(folder: Path, port: int) -> str:
+def config_toml(folder: Path, port: int, workers: int = 1) -> str:
     from mailbridge.passwords import hash_password
 
     return f"""
 [smtp]
 listen = ["127.0.0.1:{port}"]
+workers = {workers}
 hostname = "mx.bench"
 domains = ["sms.example.com"]
 max_connections = 1000
@@ -253,10 +259,25 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (mailbridge's SMTP workers with ``--workers`` > 1)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+    return out
+
+
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of process ``pid`` and its children (all their threads)."""
+    total = 0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def wait_idle(pid: int, *, limit_s: float = 120.0) -> None:
@@ -384,11 +405,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--modes", default="ingest-only,live", help="comma-separated: ingest-only, live"
     )
+    parser.add_argument(
+        "--shapes", default="one,many", help="comma-separated: one (mail per connection), many"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="mailbridge's [smtp] workers (SMTP processes)"
+    )
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="mailbridge-bench-"))
     mb_port, bare_port = free_port(), free_port()
-    (folder / "config.toml").write_text(config_toml(folder, mb_port))
+    (folder / "config.toml").write_text(config_toml(folder, mb_port, args.workers))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     mb = subprocess.Popen(
         [sys.executable, "-m", "mailbridge.cli", "serve", "--config", str(folder / "config.toml")],
@@ -404,13 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait_port(bare_port, bare)
         print(
             f"{args.sessions} sessions, {args.mails} mails per measurement, "
-            f"cpus={os.cpu_count()}; live = SMS delivered to the file provider meanwhile, "
+            f"cpus={os.cpu_count()}, mailbridge workers={args.workers}; "
+            "live = SMS delivered to the file provider meanwhile, "
             "ingest-only = SMS due in a day"
         )
         start = 0
         for mode in args.modes.split(","):
-            for label in ("1/conn", f"{args.per_connection}/conn"):
-                start = measure(label, mode, servers, args, folder, start)
+            shapes = {"one": "1/conn", "many": f"{args.per_connection}/conn"}
+            for shape in args.shapes.split(","):
+                start = measure(shapes[shape], mode, servers, args, folder, start)
         if args.memory:
             step = max(args.memory // 10, 1)
             wait_idle(mb.pid)

@@ -23,7 +23,7 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from mailbridge.smtp_server import ConnectionGate, MailHandler, SmtpServer
 from mailbridge.storage.base import Storage
 from mailbridge.storage.factory import open_storage
 
-__all__ = ["DRAIN_S", "Gateway", "run", "serve"]
+__all__ = ["DRAIN_S", "STOP_S", "Gateway", "run", "serve"]
 
 #: Longest wait for sessions inside DATA when stopping.
 DRAIN_S = 10.0
@@ -53,6 +53,10 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _nothing() -> None:
+    return None
+
+
 class Gateway:
     """Everything ``serve`` runs, startable and stoppable in-process (tests use it)."""
 
@@ -62,10 +66,27 @@ class Gateway:
         *,
         storage: Storage | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        smtp: bool = True,
+        delivery: bool = True,
+        listen: Sequence[str] | None = None,
+        reuse_port: bool = False,
+        on_request: Callable[[], None] | None = None,
+        on_reply: Callable[[], None] | None = None,
     ) -> None:
+        """``smtp``/``delivery`` pick the halves to run (a worker process runs only the SMTP
+        side, its parent only the dispatcher and mailer); ``listen``/``reuse_port`` go to
+        :class:`SmtpServer`; ``on_request``/``on_reply`` are called after a commit that stored
+        SMS rows or queued a reply, when this process runs no dispatcher or mailer to wake.
+        """
         self.settings = settings
         self._given_storage = storage
         self._clock = clock
+        self._run_smtp = smtp
+        self._run_delivery = delivery
+        self._listen = listen
+        self._reuse_port = reuse_port
+        self._on_request = on_request
+        self._on_reply = on_reply
         self.storage: Storage | None = None
         self.dispatcher: Dispatcher | None = None
         self.mailer: Mailer | None = None
@@ -83,39 +104,49 @@ class Gateway:
         await storage.open()
         self.storage = storage
         try:
-            providers = build_providers(settings.providers)
-            owner = f"{socket.gethostname()}:{os.getpid()}"
-            self.dispatcher = Dispatcher(
-                storage, providers, settings, clock=self._clock, owner=owner
-            )
-            self.mailer = Mailer(storage, settings, clock=self._clock)
-            self.handler = MailHandler(
-                settings=settings,
-                storage=storage,
-                gate=ConnectionGate(),
-                on_request=self.dispatcher.wake,
-                on_reply=self.mailer.wake,
-                clock=self._clock,
-            )
-            self.smtp = SmtpServer(self.handler, settings)
-            await self.smtp.start()
-            await self.dispatcher.start()
-            await self.mailer.start()
+            on_request = self._on_request or _nothing
+            on_reply = self._on_reply or _nothing
+            if self._run_delivery:
+                providers = build_providers(settings.providers)
+                owner = f"{socket.gethostname()}:{os.getpid()}"
+                self.dispatcher = Dispatcher(
+                    storage, providers, settings, clock=self._clock, owner=owner
+                )
+                self.mailer = Mailer(storage, settings, clock=self._clock)
+                on_request, on_reply = self.dispatcher.wake, self.mailer.wake
+            if self._run_smtp:
+                self.handler = MailHandler(
+                    settings=settings,
+                    storage=storage,
+                    gate=ConnectionGate(),
+                    on_request=on_request,
+                    on_reply=on_reply,
+                    clock=self._clock,
+                )
+                self.smtp = SmtpServer(
+                    self.handler, settings, listen=self._listen, reuse_port=self._reuse_port
+                )
+                await self.smtp.start()
+            if self.dispatcher is not None and self.mailer is not None:
+                await self.dispatcher.start()
+                await self.mailer.start()
         except BaseException:
             await self.stop(drain_s=0)
             raise
 
     def reload(self, settings: Settings) -> None:
         """Apply ``settings`` (raises, changing nothing, when providers or TLS cannot be built)."""
-        if self.smtp is None or self.dispatcher is None or self.mailer is None:
+        if self.smtp is None and self.dispatcher is None:
             raise RuntimeError("the gateway is not running")
         if settings.storage != self.settings.storage:
             log.warning("reload_storage_ignored", reason="the storage URL changes on restart")
-        tls = SmtpServer.make_tls(settings)
-        providers = build_providers(settings.providers)
-        self.smtp.reload(settings, tls)
-        self.dispatcher.reload(settings, providers)
-        self.mailer.reload(settings)
+        tls = SmtpServer.make_tls(settings)  # checked in every process: workers build it too
+        providers = build_providers(settings.providers) if self.dispatcher is not None else {}
+        if self.smtp is not None:
+            self.smtp.reload(settings, tls)
+        if self.dispatcher is not None and self.mailer is not None:
+            self.dispatcher.reload(settings, providers)
+            self.mailer.reload(settings)
         self.settings = settings
 
     async def stop(self, *, drain_s: float = DRAIN_S) -> bool:
@@ -146,6 +177,10 @@ async def serve(settings_path: str | Path) -> int:
     configure_logging(settings.logging)
     for warning in config_warnings(settings):
         log.warning("config_warning", message=warning)
+    if settings.smtp.workers > 1:
+        from mailbridge.workers import supervise
+
+        return await supervise(path, settings)
 
     gateway = Gateway(settings)
     try:
@@ -194,6 +229,14 @@ async def serve(settings_path: str | Path) -> int:
     return 0
 
 
-def run(settings_path: str | Path) -> int:
-    """``mailbridge serve``: run :func:`serve` in a fresh event loop."""
+def run(settings_path: str | Path, *, worker: int | None = None) -> int:
+    """``mailbridge serve``: run :func:`serve` in a fresh event loop.
+
+    ``worker``: run as SMTP worker ``worker`` of a ``[smtp] workers > 1`` parent
+    (started by :func:`mailbridge.workers.supervise`, never by hand).
+    """
+    if worker is not None:
+        from mailbridge.workers import serve_worker
+
+        return asyncio.run(serve_worker(settings_path, worker))
     return asyncio.run(serve(settings_path))

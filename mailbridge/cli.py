@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the gateway (SIGTERM drains, SIGHUP reloads)")
     _add_config(p)
+    # internal: how a [smtp] workers > 1 parent starts its SMTP workers
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
 
     p = sub.add_parser("check-config", help="check the config file and exit")
     _add_config(p)
@@ -107,7 +109,7 @@ def _hash_password(from_stdin: bool, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _serve(arg: str | None, err: TextIO) -> int:
+def _serve(arg: str | None, err: TextIO, worker: int | None = None) -> int:
     from mailbridge.app import run
     from mailbridge.config import load_config
     from mailbridge.errors import ConfigError
@@ -118,7 +120,7 @@ def _serve(arg: str | None, err: TextIO) -> int:
     except ConfigError as exc:
         print(str(exc), file=err)
         return 1
-    return run(path)
+    return run(path, worker=worker)
 
 
 def _parse(file: str, arg: str | None, client_ip: str, out: TextIO, err: TextIO) -> int:
@@ -161,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out, err = sys.stdout, sys.stderr
     if args.command == "serve":
-        return _serve(args.config, err)
+        return _serve(args.config, err, args.worker)
     if args.command == "check-config":
         return _check_config(args.config, out, err)
     if args.command == "hash-password":

@@ -109,6 +109,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
         "command_call_limit": _k("int", 100),
         "max_connections": _k("int", 200),
         "max_connections_per_ip": _k("int", 50),
+        "workers": _k("int", 1),
     },
     "storage": {
         "url": _k("str", "sqlite:///mailbridge.db"),
@@ -535,7 +536,7 @@ def _smtp(raw: dict[str, Any], base_dir: Path | None) -> SmtpSettings:
     if "timeout_s" in raw:
         _positive(raw["timeout_s"], f"{p}.timeout_s")
         kw["timeout_s"] = float(raw["timeout_s"])
-    for key in ("command_call_limit", "max_connections", "max_connections_per_ip"):
+    for key in ("command_call_limit", "max_connections", "max_connections_per_ip", "workers"):
         if key in raw:
             _at_least(raw[key], 1, f"{p}.{key}")
             kw[key] = raw[key]

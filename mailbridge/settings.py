@@ -55,6 +55,7 @@ class SmtpSettings:
     command_call_limit: int = 100
     max_connections: int = 200
     max_connections_per_ip: int = 50
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

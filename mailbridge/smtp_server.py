@@ -645,10 +645,22 @@ class MailHandler:
 class SmtpServer:
     """The listeners: one ``asyncio.Server`` per ``[smtp] listen`` entry."""
 
-    def __init__(self, handler: MailHandler, settings: Settings) -> None:
+    def __init__(
+        self,
+        handler: MailHandler,
+        settings: Settings,
+        *,
+        listen: Sequence[str] | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        """``listen`` replaces ``[smtp] listen`` (a worker gets the addresses its parent bound);
+        ``reuse_port``: bind with ``SO_REUSEPORT``, sharing each address with other processes.
+        """
         self.handler = handler
         self.gate = handler.gate
         self._settings = settings
+        self._listen = tuple(listen) if listen is not None else None
+        self._reuse_port = reuse_port
         self._tls = self.make_tls(settings)
         self._servers: list[asyncio.base_events.Server] = []
 
@@ -693,10 +705,15 @@ class SmtpServer:
         logging.getLogger("mail.log").setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         try:
-            for entry in self._settings.smtp.listen:
+            for entry in self._listen or self._settings.smtp.listen:
                 host, port = parse_listen(entry)
                 server = await loop.create_server(
-                    self._factory, host or None, port, reuse_address=True, backlog=512
+                    self._factory,
+                    host or None,
+                    port,
+                    reuse_address=True,
+                    reuse_port=self._reuse_port or None,
+                    backlog=512,
                 )
                 self._servers.append(server)
         except BaseException:

@@ -361,6 +361,7 @@ BAD: list[tuple[str, str]] = [
     ("[smtp]\ntimeout_s = inf\n", "smtp.timeout_s"),
     ("[smtp]\ntimeout_s = nan\n", "smtp.timeout_s"),
     ("[smtp]\nmax_connections = 5\nmax_connections_per_ip = 10\n", "smtp.max_connections_per_ip"),
+    ("[smtp]\nworkers = 0\n", "smtp.workers"),
     ("[storage]\nurl = 'mysql://x'\n", "storage.url"),
     ("[storage]\nurl = 'sqlite:///:memory:'\n", "storage.url"),
     ("[storage]\nurl = 'sqlite:///'\n", "storage.url"),

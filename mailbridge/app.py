@@ -57,6 +57,10 @@ def _nothing() -> None:
     return None
 
 
+def _nothing_due(due: datetime | None) -> None:
+    return None
+
+
 class Gateway:
     """Everything ``serve`` runs, startable and stoppable in-process (tests use it)."""
 
@@ -70,7 +74,7 @@ class Gateway:
         delivery: bool = True,
         listen: Sequence[str] | None = None,
         reuse_port: bool = False,
-        on_request: Callable[[], None] | None = None,
+        on_request: Callable[[datetime | None], None] | None = None,
         on_reply: Callable[[], None] | None = None,
     ) -> None:
         """``smtp``/``delivery`` pick the halves to run (a worker process runs only the SMTP
@@ -104,7 +108,7 @@ class Gateway:
         await storage.open()
         self.storage = storage
         try:
-            on_request = self._on_request or _nothing
+            on_request = self._on_request or _nothing_due
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
                 providers = build_providers(settings.providers)

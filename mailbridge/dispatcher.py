@@ -33,7 +33,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
@@ -110,6 +110,8 @@ class Dispatcher:
         self._formats: dict[str, frozenset[Format]] = {}
         self._refresh_formats()
         self._wake = asyncio.Event()
+        #: While the loop sleeps: when it will look again anyway (clock time).
+        self._next_look: datetime | None = None
         self._drained = asyncio.Event()  # set when the last row in flight is settled
         self._last_claim = 0.0  # time.monotonic() of the last claim that reached storage
         self._last_full = True  # whether it got all it asked for (more may be due)
@@ -159,8 +161,18 @@ class Dispatcher:
         for lane in self._lanes.values():
             await self._close(lane)
 
-    def wake(self) -> None:
-        """A row became due (a commit of the SMTP side, a retry): look again now."""
+    def wake(self, due: datetime | None = None) -> None:
+        """Rows were committed (by the SMTP side, a retry): look again now.
+
+        ``due``: the earliest due time of those rows, when known. Rows due no
+        earlier than the loop's next look (it sleeps until the earliest due
+        row, at most :data:`MAX_IDLE_S`) need no wake: the loop finds them
+        then (an SMS scheduled for tomorrow wakes nothing). Without ``due``
+        the loop always wakes.
+        """
+        planned = self._next_look
+        if due is not None and planned is not None and due >= planned:
+            return
         self._wake.set()
 
     def reload(self, settings: Settings, providers: Mapping[str, Provider]) -> None:
@@ -230,9 +242,13 @@ class Dispatcher:
                     timeout = 0.05  # due but not claimable yet (a clock edge): do not spin
                 else:
                     timeout += 0.001  # land just after the due instant, not just before
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
+                self._next_look = self._clock() + timedelta(seconds=timeout)
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(timeout):
+                            await self._wake.wait()
+                finally:
+                    self._next_look = None
             if self._wake.is_set():
                 await self._coalesce()
 

@@ -295,7 +295,7 @@ class MailHandler:
         settings: Settings,
         storage: Storage,
         gate: ConnectionGate | None = None,
-        on_request: Callable[[], None] = lambda: None,
+        on_request: Callable[[datetime | None], None] = lambda due: None,
         on_reply: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = _utcnow,
         hash_workers: int = 4,
@@ -574,7 +574,7 @@ class MailHandler:
             now=now,
         )
         if result.error is None:
-            self._on_request()
+            self._on_request(intake.request.due if intake.request is not None else None)
         if result.reply_queued:
             self._on_reply()
         fields.update(

@@ -48,6 +48,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -94,6 +95,8 @@ _DUE = b"d"
 _REPLY = b"r"
 _READY = b"ready "
 _RELOADED = b"reloaded "
+#: Separates the kinds of a wake datagram from the earliest due time (epoch seconds).
+_AT = b"@"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +166,14 @@ def reserve_addresses(listen: Sequence[str]) -> tuple[list[socket.socket], list[
 # --- the worker side ----------------------------------------------------------------
 
 
+def _due_time(stamp: bytes) -> datetime | None:
+    """The due time a wake datagram carries; None (wake regardless) when absent or unreadable."""
+    try:
+        return datetime.fromtimestamp(float(stamp), UTC) if stamp else None
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 class WakeSender:
     """Tells the parent about commits: one datagram per turn of the event loop at most."""
 
@@ -170,9 +181,16 @@ class WakeSender:
         self._sock = sock
         self._pending = bytearray()
         self._scheduled = False
+        #: The earliest due time of this turn's rows; None: unknown (wake regardless).
+        self._due: float | None = None
+        self._due_unknown = False
 
-    def request(self) -> None:
-        """SMS rows were committed: wake the dispatcher."""
+    def request(self, due: datetime | None = None) -> None:
+        """SMS rows (due at ``due``) were committed: wake the dispatcher."""
+        if due is None:
+            self._due_unknown = True
+        elif self._due is None or due.timestamp() < self._due:
+            self._due = due.timestamp()
         self._mark(_DUE)
 
     def reply(self) -> None:
@@ -189,6 +207,9 @@ class WakeSender:
     def _flush(self) -> None:
         self._scheduled = False
         data, self._pending = bytes(self._pending), bytearray()
+        if _DUE in data and self._due is not None and not self._due_unknown:
+            data += _AT + repr(self._due).encode("ascii")  # e.g. b"d@1764000000.25"
+        self._due, self._due_unknown = None, False
         self.send(data)
 
     def send(self, data: bytes) -> None:
@@ -345,9 +366,10 @@ class _Supervisor:
                     event: asyncio.Event = getattr(self.workers[int(data[len(prefix) :])], attr)
                     event.set()
                 return
-        if _DUE in data and self.gateway.dispatcher is not None:
-            self.gateway.dispatcher.wake()
-        if _REPLY in data and self.gateway.mailer is not None:
+        kinds, _, stamp = data.partition(_AT)
+        if _DUE in kinds and self.gateway.dispatcher is not None:
+            self.gateway.dispatcher.wake(_due_time(stamp))
+        if _REPLY in kinds and self.gateway.mailer is not None:
             self.gateway.mailer.wake()
 
     async def spawn(self, worker: _Worker) -> None:

@@ -546,6 +546,41 @@ class TestLoop:
         assert main.recipients == ["+79990000001"]
         assert main.closed
 
+    async def test_wake_for_rows_due_after_the_next_look_is_skipped(
+        self, storage: MemoryStorage
+    ) -> None:
+        """A wake for rows due after the loop's next look claims nothing; an earlier one does."""
+        main = FakeProvider("main")
+        sent = _sent_events(storage)
+        sent.append(asyncio.Event())
+        claims: list[int] = []
+        original = storage.claim_due
+
+        async def claim_due(now: datetime, *, limit: int, lease_s: float, owner: str) -> Any:
+            jobs = await original(now, limit=limit, lease_s=lease_s, owner=owner)
+            claims.append(len(jobs))
+            return jobs
+
+        storage.claim_due = claim_due  # type: ignore[method-assign]
+        now = datetime.now(UTC)
+        d = Dispatcher(storage, {"main": main}, _settings("main"), owner="t")
+        await d.start()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert claims == [0]  # the first look; asleep now (at most MAX_IDLE_S)
+        tomorrow = now + timedelta(days=1)
+        await _enqueue(storage, ["+79990000002"], due=tomorrow, now=now)
+        d.wake(tomorrow)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert claims == [0]  # not woken: the loop looks again before tomorrow anyway
+        await _enqueue(storage, ["+79990000001"], due=now, now=now)
+        d.wake(now)
+        await asyncio.wait_for(sent[-1].wait(), 5)
+        await d.stop(5)
+        assert main.recipients == ["+79990000001"]
+        assert claims[:2] == [0, 1]
+
     async def test_idle_wake_claims_at_once(
         self, storage: MemoryStorage, monkeypatch: pytest.MonkeyPatch
     ) -> None:

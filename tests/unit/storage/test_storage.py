@@ -799,6 +799,57 @@ class TestSqlite:
             gate.set()
             await storage.close()
 
+    async def test_a_write_failing_inside_a_group_is_rolled_back_alone(
+        self, tmp_path: Path
+    ) -> None:
+        """Operations run without savepoints first; a failure reruns the group with them."""
+        storage = SqliteStorage(tmp_path / "mb.db")
+        await storage.open()
+        entered, gate = threading.Event(), threading.Event()
+        runs = {"failing": 0}
+
+        def hold(_conn: sqlite3.Connection) -> bool:
+            entered.set()
+            return gate.wait(10)
+
+        def failing(conn: sqlite3.Connection) -> None:
+            runs["failing"] += 1
+            conn.execute("INSERT INTO balances (account, charged) VALUES ('half-done', 1)")
+            conn.execute("INSERT INTO balances (account, charged) VALUES ('half-done', 2)")
+
+        try:
+            blocker = asyncio.ensure_future(storage._call(hold, write=False))
+            await asyncio.to_thread(entered.wait, 10)
+            before = storage.stats
+            tasks = [
+                asyncio.ensure_future(accept(storage, intake(sms_request(message("a"))))),
+                asyncio.ensure_future(storage._call(failing)),
+                asyncio.ensure_future(accept(storage, intake(sms_request(message("b"))))),
+            ]
+            for _ in range(3):
+                await asyncio.sleep(0)
+            gate.set()
+            await blocker
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            after = storage.stats
+            assert results[0] == ("1", "OK - 1 SMS, ID - 1")
+            assert isinstance(results[1], StorageError)
+            assert "UNIQUE" in str(results[1])
+            assert results[2] == ("2", "OK - 1 SMS, ID - 2")
+            assert runs["failing"] == 2  # once optimistically, once inside its savepoint
+            # the holding read's transaction, then the three queued behind it in one
+            assert (
+                after.transactions - before.transactions,
+                after.operations - before.operations,
+            ) == (2, 4)
+            charged = await storage._call(
+                lambda c: c.execute("SELECT count(*) FROM balances").fetchone()[0], write=False
+            )
+            assert charged == 0  # the failing operation's first insert was rolled back
+        finally:
+            gate.set()
+            await storage.close()
+
     async def test_claiming_uses_the_partial_indexes(self, tmp_path: Path) -> None:
         """The claim query searches the due and lease indexes, never scans the rows."""
         storage = SqliteStorage(tmp_path / "mb.db")

@@ -174,6 +174,27 @@ def _aborted(exc: BaseException) -> StorageError:
     return err
 
 
+#: Least seconds between two prunings of the flood and duplicate tables. Their
+#: queries ignore rows outside the windows; pruning only keeps the tables small.
+PRUNE_EVERY_S = 1.0
+
+
+class _Connection(sqlite3.Connection):
+    """The writer's connection; remembers when the limit tables were last pruned."""
+
+    pruned_at: float | None = None
+
+
+def _prune_now(c: sqlite3.Connection, now_ts: float) -> bool:
+    """Whether to prune the limit tables in this transaction (at most every PRUNE_EVERY_S)."""
+    last = getattr(c, "pruned_at", None)
+    if last is not None and 0 <= now_ts - last < PRUNE_EVERY_S:
+        return False
+    if isinstance(c, _Connection):
+        c.pruned_at = now_ts
+    return True
+
+
 class _Writer:
     """The thread that owns the connection and commits operations in groups."""
 
@@ -212,6 +233,7 @@ class _Writer:
                 timeout=self._busy_timeout_s,
                 isolation_level=None,
                 check_same_thread=True,
+                factory=_Connection,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL").fetchone()
@@ -808,9 +830,10 @@ def _accept(
             for n, s in plan.flood.items()
         ],
     )
-    c.execute(Q["prune_flood"], {"before": to_ts(lim.since(now, limits.flood_gap_s))})
-    if plan.duplicate is not None:
+    if _prune_now(c, now_ts):
+        c.execute(Q["prune_flood"], {"before": to_ts(lim.since(now, limits.flood_gap_s))})
         c.execute(Q["prune_duplicates"], {"before": dup_since})
+    if plan.duplicate is not None:
         c.execute(Q["insert_duplicate"], {"fingerprint": plan.duplicate, "at": now_ts})
     if plan.charge and intake.account is not None:
         c.execute(Q["charge"], {"account": intake.account, "parts": plan.charge})

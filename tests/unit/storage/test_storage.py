@@ -850,6 +850,31 @@ class TestSqlite:
             gate.set()
             await storage.close()
 
+    async def test_limit_tables_are_pruned_at_most_every_second(self, tmp_path: Path) -> None:
+        """Old flood and duplicate rows go, at the first intake a second or more after the last."""
+        path = tmp_path / "mb.db"
+        storage = SqliteStorage(path)
+        await storage.open()
+        limits = replace(LIMITS, duplicate_window_s=0.5, flood_gap_s=0.5)
+
+        def rows() -> tuple[int, int]:
+            with sqlite3.connect(path) as other:
+                flood = other.execute("SELECT count(*) FROM flood").fetchone()[0]
+                dups = other.execute("SELECT count(*) FROM duplicates").fetchone()[0]
+            return flood, dups
+
+        def numbered(i: int, at: datetime) -> Intake:
+            return intake(sms_request(message(f"m{i}", (f"+7999000000{i}",))), now=at)
+
+        try:
+            for i, offset in enumerate((0.0, 0.6, 0.9)):
+                await accept(storage, numbered(i, T0 + timedelta(seconds=offset)), limits=limits)
+            assert rows() == (3, 3)  # pruned at the first, not again within the second
+            await accept(storage, numbered(3, T0 + timedelta(seconds=1.2)), limits=limits)
+            assert rows() == (2, 2)  # those older than 0.5 s at 1.2 s are gone
+        finally:
+            await storage.close()
+
     async def test_claiming_uses_the_partial_indexes(self, tmp_path: Path) -> None:
         """The claim query searches the due and lease indexes, never scans the rows."""
         storage = SqliteStorage(tmp_path / "mb.db")

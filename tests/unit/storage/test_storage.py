@@ -179,6 +179,40 @@ async def states(storage: Storage, request_id: str) -> list[SmsState]:
     return [s.state for s in detail.sms]
 
 
+async def _queued_together(
+    storage: SqliteStorage, *calls: Callable[[], Awaitable[Any]]
+) -> tuple[list[Any], tuple[int, int]]:
+    """Run ``calls`` while the writer thread is held, so they queue up for one group.
+
+    Returns their results (exceptions included) and the (transactions,
+    operations) committed meanwhile: the holding read's own transaction, then
+    the group.
+    """
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold(_conn: sqlite3.Connection) -> bool:
+        entered.set()
+        return gate.wait(10)
+
+    try:
+        blocker = asyncio.ensure_future(storage._call(hold, write=False))
+        await asyncio.to_thread(entered.wait, 10)
+        before = storage.stats
+        tasks = [asyncio.ensure_future(call()) for call in calls]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        gate.set()
+        await blocker
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        gate.set()
+    after = storage.stats
+    return results, (
+        after.transactions - before.transactions,
+        after.operations - before.operations,
+    )
+
+
 class TestAccept:
     async def test_ok(self, backend: Backend) -> None:
         """A request is stored: the answer counts parts × recipients, rows are scheduled."""
@@ -767,36 +801,18 @@ class TestSqlite:
         """Intakes queued together commit in one transaction; a failing one is rolled back alone."""
         storage = SqliteStorage(tmp_path / "mb.db")
         await storage.open()
-        entered, gate = threading.Event(), threading.Event()
-
-        def hold(_conn: sqlite3.Connection) -> bool:
-            entered.set()
-            return gate.wait(10)
-
         try:
-            blocker = asyncio.ensure_future(storage._call(hold, write=False))
-            await asyncio.to_thread(entered.wait, 10)
-            before = storage.stats
-            tasks = [
-                asyncio.ensure_future(accept(storage, intake(sms_request(message("a"))))),
-                asyncio.ensure_future(accept(storage, intake(client_id="bad id"))),
-                asyncio.ensure_future(accept(storage, intake(sms_request(message("b"))))),
-            ]
-            for _ in range(3):
-                await asyncio.sleep(0)
-            gate.set()
-            await blocker
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            after = storage.stats
+            results, groups = await _queued_together(
+                storage,
+                lambda: accept(storage, intake(sms_request(message("a")))),
+                lambda: accept(storage, intake(client_id="bad id")),
+                lambda: accept(storage, intake(sms_request(message("b")))),
+            )
             assert results[0] == ("1", "OK - 1 SMS, ID - 1")
             assert isinstance(results[1], ValueError)
             assert results[2] == ("2", "OK - 1 SMS, ID - 2")
-            assert (
-                after.transactions - before.transactions,
-                after.operations - before.operations,
-            ) == (2, 4)
+            assert groups == (2, 4)
         finally:
-            gate.set()
             await storage.close()
 
     async def test_a_write_failing_inside_a_group_is_rolled_back_alone(
@@ -805,12 +821,7 @@ class TestSqlite:
         """Operations run without savepoints first; a failure reruns the group with them."""
         storage = SqliteStorage(tmp_path / "mb.db")
         await storage.open()
-        entered, gate = threading.Event(), threading.Event()
         runs = {"failing": 0}
-
-        def hold(_conn: sqlite3.Connection) -> bool:
-            entered.set()
-            return gate.wait(10)
 
         def failing(conn: sqlite3.Connection) -> None:
             runs["failing"] += 1
@@ -818,36 +829,23 @@ class TestSqlite:
             conn.execute("INSERT INTO balances (account, charged) VALUES ('half-done', 2)")
 
         try:
-            blocker = asyncio.ensure_future(storage._call(hold, write=False))
-            await asyncio.to_thread(entered.wait, 10)
-            before = storage.stats
-            tasks = [
-                asyncio.ensure_future(accept(storage, intake(sms_request(message("a"))))),
-                asyncio.ensure_future(storage._call(failing)),
-                asyncio.ensure_future(accept(storage, intake(sms_request(message("b"))))),
-            ]
-            for _ in range(3):
-                await asyncio.sleep(0)
-            gate.set()
-            await blocker
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            after = storage.stats
+            results, groups = await _queued_together(
+                storage,
+                lambda: accept(storage, intake(sms_request(message("a")))),
+                lambda: storage._call(failing),
+                lambda: accept(storage, intake(sms_request(message("b")))),
+            )
             assert results[0] == ("1", "OK - 1 SMS, ID - 1")
             assert isinstance(results[1], StorageError)
             assert "UNIQUE" in str(results[1])
             assert results[2] == ("2", "OK - 1 SMS, ID - 2")
             assert runs["failing"] == 2  # once optimistically, once inside its savepoint
-            # the holding read's transaction, then the three queued behind it in one
-            assert (
-                after.transactions - before.transactions,
-                after.operations - before.operations,
-            ) == (2, 4)
+            assert groups == (2, 4)
             charged = await storage._call(
                 lambda c: c.execute("SELECT count(*) FROM balances").fetchone()[0], write=False
             )
             assert charged == 0  # the failing operation's first insert was rolled back
         finally:
-            gate.set()
             await storage.close()
 
     async def test_limit_tables_are_pruned_at_most_every_second(self, tmp_path: Path) -> None:

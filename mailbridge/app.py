@@ -53,11 +53,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _nothing() -> None:
-    return None
-
-
-def _nothing_due(due: datetime | None) -> None:
+def _nothing(*_args: object) -> None:
     return None
 
 
@@ -108,7 +104,7 @@ class Gateway:
         await storage.open()
         self.storage = storage
         try:
-            on_request = self._on_request or _nothing_due
+            on_request = self._on_request or _nothing
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
                 providers = build_providers(settings.providers)

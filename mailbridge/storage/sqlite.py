@@ -187,11 +187,11 @@ class _Connection(sqlite3.Connection):
 
 def _prune_now(c: sqlite3.Connection, now_ts: float) -> bool:
     """Whether to prune the limit tables in this transaction (at most every PRUNE_EVERY_S)."""
-    last = getattr(c, "pruned_at", None)
-    if last is not None and 0 <= now_ts - last < PRUNE_EVERY_S:
+    if not isinstance(c, _Connection):  # a connection the writer did not open: always
+        return True
+    if c.pruned_at is not None and 0 <= now_ts - c.pruned_at < PRUNE_EVERY_S:
         return False
-    if isinstance(c, _Connection):
-        c.pruned_at = now_ts
+    c.pruned_at = now_ts
     return True
 
 
@@ -362,7 +362,7 @@ class _Writer:
                     if guarded:
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
-                    elif op.write and not savepoints:
+                    elif op.write:  # no savepoint to go back to
                         conn.execute("ROLLBACK")
                         if not alone:
                             return None

@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
 
+from mailbridge.core.grammar import parse_command
+from mailbridge.core.mail import read_mail
+from mailbridge.core.request import build_request
 from mailbridge.errors import RequestError
-from mailbridge.grammar import parse_command
-from mailbridge.mail import read_mail
 from mailbridge.models import Format
-from mailbridge.request import build_request
 from mailbridge.settings import Account
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ it does not share this process's CPU):
    per request (``max_recipients = 50``), the best case of the wire format;
 5. memory of the dispatcher with 100 / 100 000 rows scheduled for tomorrow;
 6. end-to-end latency with the queue idle: the 250 of an SMTP DATA to the
-   provider's receipt of the request (the full gateway, ``mailbridge.app``).
+   provider's receipt of the request (the full gateway, ``mailbridge.runtime.app``).
 
 Run: ``.venv/bin/python bench/bench_delivery.py [--n 5000] [--concurrency 50] [--repeat 3]``.
 """
@@ -50,8 +50,8 @@ import structlog
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mailbridge.dispatcher import Dispatcher  # noqa: E402
-from mailbridge.encoding import split_text  # noqa: E402
+from mailbridge.core.encoding import split_text  # noqa: E402
+from mailbridge.delivery.dispatcher import Dispatcher  # noqa: E402
 from mailbridge.models import Format, Message, SmsRequest  # noqa: E402
 from mailbridge.providers.factory import build_providers  # noqa: E402
 from mailbridge.settings import (  # noqa: E402
@@ -255,8 +255,8 @@ async def memory_with_scheduled(rows: int, folder: Path, port: int) -> float:
 
 async def latency(folder: Path, samples: int) -> tuple[float, float, float]:
     """p50/p99/max ms from the 250 of DATA to the provider receiving the request."""
-    from mailbridge.app import Gateway
-    from mailbridge.config import parse_config
+    from mailbridge.core.config import parse_config
+    from mailbridge.runtime.app import Gateway
 
     log = folder / "provider-requests.jsonl"
     with fake_server(log) as port:

@@ -82,7 +82,7 @@ def free_port() -> int:
 
 
 def config_toml(folder: Path, port: int, workers: int = 1) -> str:
-    from mailbridge.passwords import hash_password
+    from mailbridge.core.passwords import hash_password
 
     return f"""
 [smtp]

@@ -22,9 +22,9 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 
-from mailbridge import mail
+from mailbridge.core import mail
+from mailbridge.core.mail import read_mail
 from mailbridge.errors import RequestError
-from mailbridge.mail import read_mail
 
 __all__ = ["bare_parse", "bare_us", "best_us", "hostile_mails", "main", "read", "read_cold"]
 
@@ -46,7 +46,7 @@ def read(raw: bytes) -> None:
 
 
 def read_cold(raw: bytes) -> None:
-    """``read`` with the header-value caches of mailbridge.mail emptied first."""
+    """``read`` with the header-value caches of mailbridge.core.mail emptied first."""
     mail._charset_param.cache_clear()
     mail._address.cache_clear()
     read(raw)

@@ -49,8 +49,8 @@ import structlog
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mailbridge.dispatcher import Dispatcher  # noqa: E402
-from mailbridge.encoding import split_text  # noqa: E402
+from mailbridge.core.encoding import split_text  # noqa: E402
+from mailbridge.delivery.dispatcher import Dispatcher  # noqa: E402
 from mailbridge.models import Format, Message, SmsRequest  # noqa: E402
 from mailbridge.providers.factory import build_providers  # noqa: E402
 from mailbridge.settings import (  # noqa: E402

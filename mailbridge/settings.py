@@ -1,6 +1,6 @@
 """The configuration as frozen values (SPEC §5).
 
-``mailbridge.config`` reads TOML into these; everything else only reads them.
+``mailbridge.core.config`` reads TOML into these; everything else only reads them.
 Defaults here are the embedded defaults: a gateway started on an empty
 ``[smtp]`` listens on loopback, stores in SQLite and delivers to the ``file``
 provider.

@@ -3,7 +3,7 @@
 A backend reads an :class:`IntakeSnapshot` of its counters inside its
 transaction, asks :func:`plan_intake` what to write, writes it, and builds the
 answer with :func:`result_line`. The limit decisions themselves live in
-:mod:`mailbridge.limits`; this module binds them to the storage records.
+:mod:`mailbridge.core.limits`; this module binds them to the storage records.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mailbridge import limits as lim
-from mailbridge.answers import error_line, ok_line
+from mailbridge.core import limits as lim
+from mailbridge.core.answers import error_line, ok_line
 from mailbridge.models import Encoding, SmsRequest, SmsState
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Intake
@@ -145,7 +145,7 @@ def plan_intake(
     """Decide the final answer of ``intake`` and what it writes (SPEC §2).
 
     A request already refused before storage keeps its error; an accepted one
-    goes through :func:`mailbridge.limits.decide_request`. The parts are
+    goes through :func:`mailbridge.core.limits.decide_request`. The parts are
     charged only when the account has a configured balance. A reply is queued
     when the mail may get one, the answer is an error or the test flag is 1,
     and the recipient is within ``reply_rate_per_hour``.

@@ -1,7 +1,7 @@
 """``MemoryStorage``: the storage contract in plain dicts, for tests of the other modules.
 
 Same behaviour as the SQLite backend (the decisions come from
-:mod:`mailbridge.storage.common` and :mod:`mailbridge.limits`), nothing
+:mod:`mailbridge.storage.common` and :mod:`mailbridge.core.limits`), nothing
 durable. Every method runs without awaiting anything, so each one is atomic
 on the event loop. Set ``fail_writes`` to make every write raise
 :class:`~mailbridge.errors.StorageError`, as a full disk would.
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from mailbridge import limits as lim
-from mailbridge.answers import error_line
+from mailbridge.core import limits as lim
+from mailbridge.core.answers import error_line
 from mailbridge.errors import StorageError
 from mailbridge.models import Encoding, Format, SmsState
 from mailbridge.settings import LimitsSettings

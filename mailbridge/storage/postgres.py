@@ -2,7 +2,7 @@
 
 Same contract and behaviour as :class:`~mailbridge.storage.sqlite.SqliteStorage`
 (the decisions come from :mod:`mailbridge.storage.common` and
-:mod:`mailbridge.limits`); what changes is how concurrency is made safe when
+:mod:`mailbridge.core.limits`); what changes is how concurrency is made safe when
 several processes on several hosts write at once:
 
 * every method is one transaction (READ COMMITTED) on a connection of a pool
@@ -54,8 +54,8 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from mailbridge import limits as lim
-from mailbridge.answers import error_line
+from mailbridge.core import limits as lim
+from mailbridge.core.answers import error_line
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
 from mailbridge.models import Encoding, Format, SmsState

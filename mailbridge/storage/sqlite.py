@@ -41,8 +41,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mailbridge import limits as lim
-from mailbridge.answers import error_line
+from mailbridge.core import limits as lim
+from mailbridge.core.answers import error_line
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
 from mailbridge.models import Encoding, Format, SmsState

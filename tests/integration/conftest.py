@@ -1,6 +1,6 @@
 """Fixtures for integration tests: a real gateway on 127.0.0.1:0, a real smarthost, real clients.
 
-* ``start_daemon(**overrides)`` starts :class:`mailbridge.app.Gateway` in the
+* ``start_daemon(**overrides)`` starts :class:`mailbridge.runtime.app.Gateway` in the
   test's event loop on a fresh SQLite file, from a config built in code
   (a dict written out as TOML and read by ``parse_config``, so the real
   config path is exercised);
@@ -41,9 +41,9 @@ import aiosmtplib
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from mailbridge.app import Gateway
-from mailbridge.config import parse_config
-from mailbridge.passwords import hash_password
+from mailbridge.core.config import parse_config
+from mailbridge.core.passwords import hash_password
+from mailbridge.runtime.app import Gateway
 from mailbridge.settings import Settings
 from mailbridge.storage.base import RequestDetail
 from tests.tools import skip_unless_ci

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from mailbridge.dispatcher import Dispatcher
-from mailbridge.encoding import split_text
+from mailbridge.core.encoding import split_text
+from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.models import Format, Message, SmsRequest, SmsState
 from mailbridge.providers import build_providers
 from mailbridge.settings import (

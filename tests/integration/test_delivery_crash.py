@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from mailbridge.encoding import split_text
+from mailbridge.core.encoding import split_text
 from mailbridge.models import Format, Message, SmsRequest, SmsState
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Intake

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mailbridge.answers import parse_result_line
+from mailbridge.core.answers import parse_result_line
 from tests.tools import skip_unless_ci
 
 from .conftest import (

@@ -1,4 +1,4 @@
-"""Tests for mailbridge.answers: the SPEC §2 result lines and SMTP replies."""
+"""Tests for mailbridge.core.answers: the SPEC §2 result lines and SMTP replies."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbridge.answers import ResultLine, error_line, ok_line, parse_result_line, smtp_reply
+from mailbridge.core.answers import ResultLine, error_line, ok_line, parse_result_line, smtp_reply
 
 # (N, line without an ID, line with ID 42)
 ERROR_CASES = [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailbridge.cli import main
-from mailbridge.passwords import verify_password
+from mailbridge.core.passwords import verify_password
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "config.example.toml"

@@ -1,4 +1,4 @@
-"""Tests of mailbridge.config: TOML into Settings, and the errors that name the key."""
+"""Tests of mailbridge.core.config: TOML into Settings, and the errors that name the key."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailbridge.config import (
+from mailbridge.core.config import (
     DEFAULT_CONFIG_PATH,
     SCHEMA,
     config_warnings,
@@ -19,9 +19,9 @@ from mailbridge.config import (
     parse_config,
     resolve_config_path,
 )
+from mailbridge.core.passwords import DUMMY_HASH
 from mailbridge.errors import ConfigError
 from mailbridge.models import Format
-from mailbridge.passwords import DUMMY_HASH
 from mailbridge.settings import (
     DeliverySettings,
     LimitsSettings,

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from mailbridge import dispatcher as dispatcher_module
-from mailbridge.dispatcher import Dispatcher
-from mailbridge.encoding import split_text
+from mailbridge.core.encoding import split_text
+from mailbridge.delivery import dispatcher as dispatcher_module
+from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.errors import PermanentProviderError, TemporaryProviderError
 from mailbridge.models import Format, Message, SmsRequest, SmsState
 from mailbridge.providers.base import Outbound, SendResult, Sent

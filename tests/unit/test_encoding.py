@@ -1,4 +1,4 @@
-"""Tests for mailbridge.encoding: GSM 7-bit length and SMS part splitting."""
+"""Tests for mailbridge.core.encoding: GSM 7-bit length and SMS part splitting."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbridge.encoding import (
+from mailbridge.core.encoding import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     InvalidBinaryError,

@@ -1,4 +1,4 @@
-"""Tests for mailbridge.grammar: the SMSC command text split into its fields."""
+"""Tests for mailbridge.core.grammar: the SMSC command text split into its fields."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from mailbridge.core.grammar import parse_command
 from mailbridge.errors import RequestError
-from mailbridge.grammar import parse_command
 from mailbridge.models import Command, CommandEntry
 
 # Every example of seeds/smsc-smtp-email-gateway.txt, with the fields it names:

@@ -1,4 +1,4 @@
-"""Tests for mailbridge.htmltext: the text a reader sees in the HTML of a mail."""
+"""Tests for mailbridge.core.mail.html: the text a reader sees in the HTML of a mail."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbridge.htmltext import html_to_text
+from mailbridge.core.mail.html import html_to_text
 
 CASES = [
     # line breaks

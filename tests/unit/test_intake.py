@@ -1,4 +1,4 @@
-"""Tests for mailbridge.intake: mailboxes, templates, reply drafts, intake assembly."""
+"""Tests for mailbridge.core.intake: mailboxes, templates, reply drafts, intake assembly."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbridge import intake
-from mailbridge.encoding import split_text
+from mailbridge.core import intake
+from mailbridge.core.encoding import split_text
+from mailbridge.core.phones import normalize_number
 from mailbridge.errors import RequestError
 from mailbridge.models import Command, CommandEntry, Format, MailContent, Message, SmsRequest
-from mailbridge.phones import normalize_number
 from mailbridge.settings import (
     Account,
     ForwardAlias,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailbridge import limits as lim
-from mailbridge.limits import FloodState
+from mailbridge.core import limits as lim
+from mailbridge.core.limits import FloodState
 from mailbridge.models import Encoding, Format, Message, SmsRequest, Split
 from mailbridge.settings import LimitsSettings
 

@@ -1,4 +1,4 @@
-"""Tests for mailbridge.mail: the bytes of an e-mail become a MailContent (SPEC §1)."""
+"""Tests for mailbridge.core.mail: the bytes of an e-mail become a MailContent (SPEC §1)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailbridge import mail as mail_module
-from mailbridge.errors import RequestError
-from mailbridge.mail import (
+from mailbridge.core import mail as mail_module
+from mailbridge.core.mail import (
     MAX_DEPTH,
     MAX_HEADER_BYTES,
     MAX_MAIL_BYTES,
@@ -25,6 +24,7 @@ from mailbridge.mail import (
     charset_label,
     read_mail,
 )
+from mailbridge.errors import RequestError
 from mailbridge.models import MailContent
 
 DATA = Path(__file__).resolve().parents[1] / "data"

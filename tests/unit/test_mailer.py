@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from mailbridge.mailer import Mailer
+from mailbridge.delivery.mailer import Mailer
 from mailbridge.settings import Settings
 from mailbridge.storage.memory import MemoryStorage
 

@@ -1,4 +1,4 @@
-"""Tests of mailbridge.passwords: scrypt hashes, plain passwords, the verification cache."""
+"""Tests of mailbridge.core.passwords: scrypt hashes, plain passwords, the verification cache."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailbridge import passwords
-from mailbridge.passwords import (
+from mailbridge.core import passwords
+from mailbridge.core.passwords import (
     DUMMY_HASH,
     VerifiedCache,
     hash_password,

@@ -1,4 +1,4 @@
-"""Tests for mailbridge.phones: phone numbers, groups, Telegram ids and e-mail recipients."""
+"""Tests for mailbridge.core.phones: phone numbers, groups, Telegram ids and e-mail recipients."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailbridge.core.phones import expand_recipients, is_email, normalize_number
 from mailbridge.errors import RequestError
 from mailbridge.models import Format
-from mailbridge.phones import expand_recipients, is_email, normalize_number
 
 # (id, raw, region, E.164)
 GOOD_NUMBERS = [

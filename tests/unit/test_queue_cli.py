@@ -8,9 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailbridge.encoding import split_text
-from mailbridge.models import Format, Message, SmsRequest, SmsState
-from mailbridge.queue_cli import (
+from mailbridge.cli.queue import (
     EXIT_BAD_ARGS,
     EXIT_NOT_FOUND,
     EXIT_OK,
@@ -21,6 +19,8 @@ from mailbridge.queue_cli import (
     queue_show,
     run_queue_command,
 )
+from mailbridge.core.encoding import split_text
+from mailbridge.models import Format, Message, SmsRequest, SmsState
 from mailbridge.settings import LimitsSettings, Settings
 from mailbridge.storage.base import Intake, ReplyDraft, Storage
 from mailbridge.storage.memory import MemoryStorage

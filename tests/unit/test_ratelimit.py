@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailbridge.ratelimit import TokenBucket
+from mailbridge.delivery.ratelimit import TokenBucket
 
 
 class TestTokenBucket:

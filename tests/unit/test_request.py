@@ -1,4 +1,4 @@
-"""Tests for mailbridge.request: a parsed command validated against its account."""
+"""Tests for mailbridge.core.request: a parsed command validated against its account."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailbridge.core.grammar import parse_command
+from mailbridge.core.request import build_request
 from mailbridge.errors import ConfigError, RequestError
-from mailbridge.grammar import parse_command
 from mailbridge.models import Command, CommandEntry, Encoding, Format, SmsRequest
-from mailbridge.request import build_request
 from mailbridge.settings import Account
 
 NOW = datetime(2025, 3, 10, 9, 30, tzinfo=UTC)  # 12:30 in Moscow

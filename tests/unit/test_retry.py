@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailbridge.core.retry import RetryAction, backoff_ceiling_s, decide, expires_at
 from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
 from mailbridge.models import SmsState
-from mailbridge.retry import RetryAction, backoff_ceiling_s, decide, expires_at
 from mailbridge.settings import DeliverySettings
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from mailbridge.core.routing import BreakerState, CircuitBreaker, route
 from mailbridge.models import Format
-from mailbridge.routing import BreakerState, CircuitBreaker, route
 from mailbridge.settings import RouteRule, RoutingSettings
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

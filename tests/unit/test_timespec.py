@@ -1,4 +1,4 @@
-"""Tests for mailbridge.timespec: the <time>,<tz> fields resolved against a fixed clock."""
+"""Tests for mailbridge.core.timespec: the <time>,<tz> fields resolved against a fixed clock."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailbridge.core.timespec import resolve_due, zone_for
 from mailbridge.errors import RequestError
-from mailbridge.timespec import resolve_due, zone_for
 
 # 2025-03-10 09:30 UTC is 12:30 in Moscow (UTC+3 all year).
 NOW = datetime(2025, 3, 10, 9, 30, tzinfo=UTC)

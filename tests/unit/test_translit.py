@@ -1,4 +1,4 @@
-"""Tests for mailbridge.translit: SMSC translit modes 0, 1 and 2."""
+"""Tests for mailbridge.core.translit: SMSC translit modes 0, 1 and 2."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbridge.encoding import gsm7_length
-from mailbridge.translit import LATIN, LOOKALIKE, transliterate
+from mailbridge.core.encoding import gsm7_length
+from mailbridge.core.translit import LATIN, LOOKALIKE, transliterate
 
 RUSSIAN_LOWER = "абвгдеёжзийклмнопрстуфхцчшщъыьэюя"
 RUSSIAN_UPPER = "АБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯ"

@@ -1,4 +1,4 @@
-"""The wake datagrams SMTP worker processes send their parent (``mailbridge.workers``)."""
+"""The wake datagrams SMTP worker processes send their parent (``mailbridge.runtime.workers``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailbridge.workers import WakeSender, _due_time
+from mailbridge.runtime.workers import WakeSender, _due_time
 
 
 @pytest.fixture

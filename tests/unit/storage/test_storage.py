@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from mailbridge.core.limits import request_fingerprint
 from mailbridge.errors import ConfigError, StorageError
-from mailbridge.limits import request_fingerprint
 from mailbridge.models import Encoding, Format, Message, SmsRequest, SmsState, Split
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Intake, ReplyDraft, ReplyView, Storage

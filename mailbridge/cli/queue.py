@@ -5,7 +5,7 @@ and a text stream, returning the exit status: 0 done, 1 no such request,
 2 bad arguments, 3 storage failed. They work on the live database while the
 daemon runs: SQLite in WAL mode lets this process read and write beside it,
 and every action is one transaction. A running daemon notices rows put back
-by ``retry`` within :data:`mailbridge.dispatcher.MAX_IDLE_S` seconds.
+by ``retry`` within :data:`mailbridge.delivery.dispatcher.MAX_IDLE_S` seconds.
 
 Output is plain text for people; times are UTC, ISO 8601 to the second.
 Provider answers are shown as stored (already shortened and free of

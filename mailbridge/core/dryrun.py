@@ -17,15 +17,15 @@ import io
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailbridge.answers import error_line, ok_line
-from mailbridge.capabilities import carried_formats
+from mailbridge.core.answers import error_line, ok_line
+from mailbridge.core.capabilities import carried_formats
+from mailbridge.core.grammar import parse_command
+from mailbridge.core.intake import client_id_of, ip_in
+from mailbridge.core.mail import read_mail
+from mailbridge.core.passwords import verify_password
+from mailbridge.core.request import build_request
 from mailbridge.errors import RequestError
-from mailbridge.grammar import parse_command
-from mailbridge.intake import client_id_of, ip_in
-from mailbridge.mail import read_mail
 from mailbridge.models import Command, Format, SmsRequest
-from mailbridge.passwords import verify_password
-from mailbridge.request import build_request
 from mailbridge.settings import Account, Settings
 
 __all__ = ["DryRun", "dry_run"]

@@ -27,15 +27,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailbridge.config import config_warnings, load_config
-from mailbridge.dispatcher import Dispatcher
+from mailbridge.core.config import config_warnings, load_config
+from mailbridge.delivery.dispatcher import Dispatcher
+from mailbridge.delivery.mailer import Mailer
 from mailbridge.errors import ConfigError, StorageError
 from mailbridge.log import configure_logging, get_logger
-from mailbridge.mailer import Mailer
 from mailbridge.providers.factory import build_providers
-from mailbridge.sdnotify import notify
+from mailbridge.runtime.sdnotify import notify
 from mailbridge.settings import Settings
-from mailbridge.smtp_server import ConnectionGate, MailHandler, SmtpServer
+from mailbridge.smtp.server import ConnectionGate, MailHandler, SmtpServer
 from mailbridge.storage.base import Storage
 from mailbridge.storage.factory import open_storage
 
@@ -178,7 +178,7 @@ async def serve(settings_path: str | Path) -> int:
     for warning in config_warnings(settings):
         log.warning("config_warning", message=warning)
     if settings.smtp.workers > 1:
-        from mailbridge.workers import supervise
+        from mailbridge.runtime.workers import supervise
 
         return await supervise(path, settings)
 
@@ -233,10 +233,10 @@ def run(settings_path: str | Path, *, worker: int | None = None) -> int:
     """``mailbridge serve``: run :func:`serve` in a fresh event loop.
 
     ``worker``: run as SMTP worker ``worker`` of a ``[smtp] workers > 1`` parent
-    (started by :func:`mailbridge.workers.supervise`, never by hand).
+    (started by :func:`mailbridge.runtime.workers.supervise`, never by hand).
     """
     if worker is not None:
-        from mailbridge.workers import serve_worker
+        from mailbridge.runtime.workers import serve_worker
 
         return asyncio.run(serve_worker(settings_path, worker))
     return asyncio.run(serve(settings_path))

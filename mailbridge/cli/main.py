@@ -71,13 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_path(arg: str | None) -> Path:
-    from mailbridge.config import resolve_config_path
+    from mailbridge.core.config import resolve_config_path
 
     return resolve_config_path(arg, os.environ)
 
 
 def _check_config(arg: str | None, out: TextIO, err: TextIO) -> int:
-    from mailbridge.config import config_warnings, load_config
+    from mailbridge.core.config import config_warnings, load_config
     from mailbridge.errors import ConfigError
 
     path = _config_path(arg)
@@ -93,7 +93,7 @@ def _check_config(arg: str | None, out: TextIO, err: TextIO) -> int:
 
 
 def _hash_password(from_stdin: bool, out: TextIO, err: TextIO) -> int:
-    from mailbridge.passwords import hash_password
+    from mailbridge.core.passwords import hash_password
 
     if from_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
@@ -110,9 +110,9 @@ def _hash_password(from_stdin: bool, out: TextIO, err: TextIO) -> int:
 
 
 def _serve(arg: str | None, err: TextIO, worker: int | None = None) -> int:
-    from mailbridge.app import run
-    from mailbridge.config import load_config
+    from mailbridge.core.config import load_config
     from mailbridge.errors import ConfigError
+    from mailbridge.runtime.app import run
 
     path = _config_path(arg)
     try:
@@ -124,8 +124,8 @@ def _serve(arg: str | None, err: TextIO, worker: int | None = None) -> int:
 
 
 def _parse(file: str, arg: str | None, client_ip: str, out: TextIO, err: TextIO) -> int:
-    from mailbridge.config import load_config
-    from mailbridge.dryrun import dry_run
+    from mailbridge.core.config import load_config
+    from mailbridge.core.dryrun import dry_run
     from mailbridge.errors import ConfigError
     from mailbridge.settings import Settings
 
@@ -146,9 +146,9 @@ def _parse(file: str, arg: str | None, client_ip: str, out: TextIO, err: TextIO)
 
 
 def _queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from mailbridge.config import load_config
+    from mailbridge.cli.queue import run_queue_command
+    from mailbridge.core.config import load_config
     from mailbridge.errors import ConfigError
-    from mailbridge.queue_cli import run_queue_command
 
     path = _config_path(args.config)
     try:
@@ -174,6 +174,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _queue(args, out, err)
     raise AssertionError(args.command)  # argparse refuses other commands
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

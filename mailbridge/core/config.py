@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from mailbridge.capabilities import TYPE_FORMATS
+from mailbridge.core.capabilities import TYPE_FORMATS
+from mailbridge.core.mail import charset_label
+from mailbridge.core.passwords import PLAIN_PREFIX, is_readable_hash
 from mailbridge.errors import ConfigError
-from mailbridge.mail import charset_label
 from mailbridge.models import Format
-from mailbridge.passwords import PLAIN_PREFIX, is_readable_hash
 from mailbridge.settings import (
     Account,
     DeliverySettings,

@@ -34,9 +34,9 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from ipaddress import ip_address
 
-from mailbridge.encoding import truncate_to_parts
+from mailbridge.core.encoding import truncate_to_parts
+from mailbridge.core.limits import request_fingerprint
 from mailbridge.errors import ERRORS_WITH_ID, RequestError
-from mailbridge.limits import request_fingerprint
 from mailbridge.models import Command, CommandEntry, MailContent, SmsRequest
 from mailbridge.settings import Account, ForwardAlias, Network, Settings
 from mailbridge.storage.base import Intake, ReplyDraft

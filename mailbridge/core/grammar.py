@@ -3,7 +3,7 @@
 Each fragment below quotes the line of ``seeds/smsc-smtp-email-gateway.txt``
 it implements and is compiled once. The parser only splits the command into
 its fields, still as strings; what the fields mean (numbers, phones, times,
-prefixes) is checked by :mod:`mailbridge.request`. Any text either parses or
+prefixes) is checked by :mod:`mailbridge.core.request`. Any text either parses or
 raises ``RequestError(1)``.
 
 Decisions where the seed is silent:

@@ -53,13 +53,13 @@ from pathlib import Path
 
 import structlog
 
-from mailbridge.app import DRAIN_S, Gateway
-from mailbridge.config import load_config
+from mailbridge.core.config import load_config
 from mailbridge.errors import ConfigError, StorageError
 from mailbridge.log import configure_logging, get_logger
-from mailbridge.sdnotify import notify
+from mailbridge.runtime.app import DRAIN_S, Gateway
+from mailbridge.runtime.sdnotify import notify
 from mailbridge.settings import Settings, StorageSettings
-from mailbridge.smtp_server import parse_listen
+from mailbridge.smtp.server import parse_listen
 
 __all__ = [
     "READY_TIMEOUT_S",

@@ -13,7 +13,7 @@ reply's row), so the receiving side can drop it.
 
 The mail is built with :class:`email.message.EmailMessage` and
 ``email.policy.SMTP``, which refuses CR/LF inside a header value; every value
-taken from the incoming mail is also cleaned (:func:`~mailbridge.intake.clean_header`)
+taken from the incoming mail is also cleaned (:func:`~mailbridge.core.intake.clean_header`)
 first, so nothing from it can add a header.
 
 Without a smarthost replies stay queued; that is logged once.
@@ -37,7 +37,7 @@ from email.utils import format_datetime
 
 import aiosmtplib
 
-from mailbridge.intake import clean_header
+from mailbridge.core.intake import clean_header
 from mailbridge.log import get_logger
 from mailbridge.settings import Settings
 from mailbridge.storage.base import ReplyJob, Storage

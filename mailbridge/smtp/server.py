@@ -43,18 +43,18 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope
 
-from mailbridge import intake as intake_mod
-from mailbridge.answers import error_line, smtp_reply
-from mailbridge.capabilities import carried_formats
+from mailbridge.core import intake as intake_mod
+from mailbridge.core.answers import error_line, smtp_reply
+from mailbridge.core.capabilities import carried_formats
+from mailbridge.core.grammar import parse_command
+from mailbridge.core.intake import MailEnvelope, Route, RouteKind
+from mailbridge.core.mail import read_mail
+from mailbridge.core.passwords import DUMMY_HASH, VerifiedCache, verify_password
+from mailbridge.core.phones import normalize_number
+from mailbridge.core.request import build_request
 from mailbridge.errors import RequestError, StorageError
-from mailbridge.grammar import parse_command
-from mailbridge.intake import MailEnvelope, Route, RouteKind
 from mailbridge.log import get_logger
-from mailbridge.mail import read_mail
 from mailbridge.models import Command, MailContent, SmsRequest
-from mailbridge.passwords import DUMMY_HASH, VerifiedCache, verify_password
-from mailbridge.phones import normalize_number
-from mailbridge.request import build_request
 from mailbridge.settings import Account, Settings
 from mailbridge.storage.base import Intake, Storage
 

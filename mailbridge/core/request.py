@@ -31,13 +31,13 @@ import functools
 import re
 from datetime import datetime
 
-from mailbridge.encoding import split_text
+from mailbridge.core.encoding import split_text
+from mailbridge.core.phones import expand_recipients, is_email, normalize_number
+from mailbridge.core.timespec import resolve_due
+from mailbridge.core.translit import transliterate
 from mailbridge.errors import ConfigError, RequestError
 from mailbridge.models import Command, Format, Message, SmsRequest
-from mailbridge.phones import expand_recipients, is_email, normalize_number
 from mailbridge.settings import Account
-from mailbridge.timespec import resolve_due
-from mailbridge.translit import transliterate
 
 __all__ = ["MAX_ID", "MAX_TEXT_LENGTH", "build_request"]
 

@@ -10,13 +10,13 @@ back by ``mailbridge queue retry`` from another process, are picked up.
 
 For each claimed row: expired rows (``now > first_due + validity_s``) are
 marked ``expired``; the rest go to the first provider of their route
-(:func:`mailbridge.routing.route`) whose circuit breaker lets traffic through,
+(:func:`mailbridge.core.routing.route`) whose circuit breaker lets traffic through,
 in batches of rows with identical text, sender and format (up to the
 provider's ``max_batch``), each provider capped by its ``concurrency``
 (a semaphore) and ``rate_per_s`` (a token bucket). Each outcome is committed:
 ``mark_sent``; a temporary failure with another healthy provider left on the
 route → ``mark_retry`` due now (failover, the attempt is recorded); otherwise
-:func:`mailbridge.retry.decide` → ``mark_retry`` at the backoff time or
+:func:`mailbridge.core.retry.decide` → ``mark_retry`` at the backoff time or
 ``mark_failed`` (``failed``/``expired``). Every attempt logs one ``delivery``
 line.
 
@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mailbridge.core.retry import RetryAction, decide, expires_at
+from mailbridge.core.routing import CircuitBreaker, route
+from mailbridge.delivery.ratelimit import TokenBucket
 from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
 from mailbridge.log import get_logger
 from mailbridge.models import Format, SmsState
 from mailbridge.providers.base import Outbound, Provider, SendResult, Sent
-from mailbridge.ratelimit import TokenBucket
-from mailbridge.retry import RetryAction, decide, expires_at
-from mailbridge.routing import CircuitBreaker, route
 from mailbridge.settings import ProviderSettings, Settings
 from mailbridge.storage.base import SmsJob, Storage
 

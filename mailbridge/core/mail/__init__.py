@@ -3,7 +3,7 @@
 What is read
     The text is the first ``text/plain`` part that is not an attachment
     (``Content-Disposition: attachment``) and not blank; else the first
-    ``text/html`` part rendered to text (:mod:`mailbridge.htmltext`); else a
+    ``text/html`` part rendered to text (:mod:`mailbridge.core.mail.html`); else a
     blank ``text/plain`` part; else nothing (empty text). Parts are walked
     depth first in mail order through any ``multipart/*``; a
     ``message/rfc822`` part is somebody else's mail and is not entered.
@@ -129,8 +129,8 @@ from email.utils import collapse_rfc2231_value, parseaddr
 
 import charset_normalizer
 
+from mailbridge.core.mail.html import html_to_text
 from mailbridge.errors import RequestError
-from mailbridge.htmltext import html_to_text
 from mailbridge.models import MailContent
 
 __all__ = [

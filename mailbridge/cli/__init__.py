@@ -1,0 +1,5 @@
+"""The ``mailbridge`` command line."""
+
+from mailbridge.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""Due SMS to providers, reply mail out."""

@@ -1,0 +1,1 @@
+"""Composition root, process model, signals, sd_notify."""

@@ -1,0 +1,1 @@
+"""aiosmtpd as the shell: listeners, session overrides, the thin handler."""

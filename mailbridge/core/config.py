@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from mailbridge.core.capabilities import TYPE_FORMATS
 from mailbridge.core.mail import charset_label
 from mailbridge.core.passwords import PLAIN_PREFIX, is_readable_hash
+from mailbridge.core.patterns import PatternError, compile_linear
 from mailbridge.errors import ConfigError
 from mailbridge.models import Format
 from mailbridge.settings import (
@@ -661,9 +662,9 @@ def _account(raw: dict[str, Any], i: int) -> Account:
     deny_text = tuple(raw.get("deny_text", []))
     for j, pattern in enumerate(deny_text):
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(f"{p}.deny_text[{j}]", f"bad regular expression: {exc}") from None
+            compile_linear(pattern)
+        except PatternError as exc:
+            raise ConfigError(f"{p}.deny_text[{j}]", f"{pattern!r}: {exc}") from None
     return Account(
         login=login,
         password_hash=password_hash,

@@ -36,6 +36,7 @@ from ipaddress import ip_address
 
 from mailbridge.core.encoding import truncate_to_parts
 from mailbridge.core.limits import request_fingerprint
+from mailbridge.core.patterns import wildcard_match
 from mailbridge.errors import ERRORS_WITH_ID, RequestError
 from mailbridge.models import Command, CommandEntry, MailContent, SmsRequest
 from mailbridge.settings import Account, ForwardAlias, Network, Settings
@@ -150,8 +151,7 @@ def sender_allowed(mail_from: str, patterns: Iterable[str]) -> bool:
             if pat == sender:
                 return True
             continue
-        regex = ".*".join(re.escape(piece) for piece in pat.split("*"))
-        if re.fullmatch(regex, sender, re.DOTALL):
+        if wildcard_match(pat, sender):
             return True
     return False
 

@@ -32,6 +32,7 @@ import re
 from datetime import datetime
 
 from mailbridge.core.encoding import split_text
+from mailbridge.core.patterns import LinearPattern, PatternError, any_match, compile_linear
 from mailbridge.core.phones import expand_recipients, is_email, normalize_number
 from mailbridge.core.timespec import resolve_due
 from mailbridge.core.translit import transliterate
@@ -126,7 +127,7 @@ def build_request(
     deny = _deny_patterns(account.deny_text)
     if deny:
         written = [*texts, *sent, subject or ""]
-        if any(p.search(t) for p in deny for t in written):
+        if any_match(deny, written):
             raise RequestError(6, "text matches deny_text")
 
     blacklist = _blacklist(account.blacklist, region)
@@ -207,12 +208,12 @@ def _sender(raw: str, account: Account, fmt: Format) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _deny_patterns(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
-    compiled: list[re.Pattern[str]] = []
+def _deny_patterns(patterns: tuple[str, ...]) -> tuple[LinearPattern, ...]:
+    compiled: list[LinearPattern] = []
     for pattern in patterns:
         try:
-            compiled.append(re.compile(pattern))
-        except re.error as exc:
+            compiled.append(compile_linear(pattern))
+        except PatternError as exc:
             raise ConfigError("accounts.deny_text", f"invalid regular expression: {exc}") from exc
     return tuple(compiled)
 

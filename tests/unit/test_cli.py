@@ -43,6 +43,28 @@ class TestCheckConfig:
         assert len(err.strip().splitlines()) == 1
         assert "smtp.listn" in err
 
+    def test_pattern_not_run_is_named(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A deny_text pattern the linear-time engine cannot run is named, with its index."""
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(
+            "[[accounts]]\nlogin = 'a'\npassword = 'x'\n"
+            "deny_text = ['(?i)casino', '(a+)+$', '(x)\\1']\n"
+        )
+        assert main(["check-config", "--config", str(cfg)]) == 1
+        _, err = capsys.readouterr()
+        assert len(err.strip().splitlines()) == 1
+        assert "accounts[0].deny_text[2]" in err
+        assert "'(x)\\\\1'" in err
+        assert "linear time" in err
+
+    def test_catastrophic_pattern_is_accepted(self, tmp_path: Path) -> None:
+        """(a+)+$ is run in linear time, so check-config accepts it."""
+        cfg = tmp_path / "c.toml"
+        cfg.write_text("[[accounts]]\nlogin = 'a'\npassword = 'x'\ndeny_text = ['(a+)+$']\n")
+        assert main(["check-config", "--config", str(cfg)]) == 0
+
     def test_config_from_environment(self, tmp_path: Path) -> None:
         """Without --config, $MAILBRIDGE_CONFIG names the file."""
         cfg = tmp_path / "c.toml"

@@ -431,6 +431,8 @@ BAD: list[tuple[str, str]] = [
         A + "deny_text = ['ok', '(unclosed']\n",
         "accounts[0].deny_text[1]",
     ),
+    (A + "deny_text = ['ok', '(\\w)\\1']\n", "accounts[0].deny_text[1]"),
+    (A + "deny_text = ['(?<=a)b']\n", "accounts[0].deny_text[0]"),
     (A + "blacklist = ['']\n", "accounts[0].blacklist[0]"),
     (
         A + "[[accounts]]\nlogin = 'a'\npassword = 'y'\n",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ProcDaemon, SmtpTarget, Smarthost, base_config, make_mail
+from .conftest import ProcDaemon, Smarthost, SmtpTarget, base_config, make_mail
 
 ONCALL = "oncall@sms.example.com"
 ZABBIX = "zabbix@example.com"

@@ -14,6 +14,12 @@ callers see only mailbridge errors. The provider password never appears in an
 error message, an answer string or a log line: every text taken from a response
 goes through :func:`redact` and is shortened by :func:`shorten`.
 
+A response body is read up to :data:`BODY_LIMIT` (64 KiB, after content
+decoding, so a compressed bomb is stopped as early as a plain one); a longer
+one is not read further: the request is a temporary error and one warning
+line says so. Provider answers are a few hundred bytes; 30 MB of answer used
+to cost ≈ 110 MB of memory each.
+
 A 2xx answer whose body cannot be read is ambiguous (the provider may have
 taken the SMS): it is a temporary error, and the duplicate that a retry may
 cause is left to providers that drop repeats of the same client id
@@ -35,12 +41,14 @@ from urllib.parse import quote, quote_plus, urlencode
 import httpx
 
 from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
+from mailbridge.log import get_logger
 from mailbridge.models import Format
 from mailbridge.settings import ProviderSettings
 
 __all__ = [
     "ALL_FORMATS",
     "ANSWER_LIMIT",
+    "BODY_LIMIT",
     "HttpProvider",
     "Outbound",
     "Provider",
@@ -58,10 +66,14 @@ __all__ = [
 #: How much of a provider's answer is kept (in answers and error texts).
 ANSWER_LIMIT = 200
 
+#: The most of a response body that is read (bytes, after content decoding).
+BODY_LIMIT = 64 * 1024
+
 #: Every format of the SMSC grammar.
 ALL_FORMATS: frozenset[Format] = frozenset(Format)
 
 _SPACES = re.compile(r"\s+")
+_log = get_logger("mailbridge.providers")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,23 +272,59 @@ async def http_request(
     deadline_s: float,
     params: Sequence[tuple[str, str]] | None = None,
     data: Mapping[str, str] | None = None,
+    limit: int = BODY_LIMIT,
 ) -> httpx.Response:
     """Send one request under an overall deadline; library errors become provider errors.
 
     ``params`` go into the query string in the order given, repeated keys
     included (httpx's own ``params`` would group repeated keys). The returned
-    response has its body read. No part of the request (its URL carries the
-    password for some providers) goes into the error text.
+    response has its body read, at most ``limit`` bytes of it: a longer body
+    is a :class:`TemporaryProviderError` (and a warning line). No part of the
+    request (its URL carries the password for some providers) goes into the
+    error text.
     """
     try:
         async with asyncio.timeout(deadline_s):
-            return await client.request(method, with_query(url, params), data=data)
+            request = client.build_request(method, with_query(url, params), data=data)
+            response = await client.send(request, stream=True)
+            try:
+                body = await _read_capped(response, limit)
+            finally:
+                await response.aclose()
     except TimeoutError as exc:
         raise TemporaryProviderError(f"{name}: no answer within {deadline_s:g} s") from exc
     except httpx.HTTPError as exc:
         raise TemporaryProviderError(f"{name}: {_describe(exc)}") from exc
     except httpx.InvalidURL as exc:
         raise PermanentProviderError(f"{name}: invalid provider URL") from exc
+    if body is None:
+        _log.warning(
+            "provider answer too large",
+            provider=name,
+            status=response.status_code,
+            limit_bytes=limit,
+            content_length=response.headers.get("content-length"),
+        )
+        raise TemporaryProviderError(
+            f"{name}: answer larger than {limit} bytes, not read (HTTP {response.status_code})"
+        )
+    response._content = body  # what ``Response.aread`` would have set
+    return response
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The decoded body, or ``None`` as soon as it exceeds ``limit`` bytes."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit and "content-encoding" not in response.headers:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 _DESCRIPTIONS: tuple[tuple[type[Exception], str], ...] = (

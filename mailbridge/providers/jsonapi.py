@@ -98,7 +98,7 @@ class JsonApiProvider(HttpProvider):
         status = response.status_code
         try:
             document: Any = json.loads(response.content)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             document = None
         if isinstance(document, dict) and isinstance(document.get("errors"), list):
             raise self._request_error(document["errors"], status, answer)

@@ -137,7 +137,7 @@ class SmscProvider(HttpProvider):
         status = response.status_code
         try:
             document: Any = json.loads(response.content)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             document = None
         if isinstance(document, dict) and "error_code" in document:
             return self._failure(document["error_code"], answer)

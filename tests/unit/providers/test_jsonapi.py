@@ -214,7 +214,14 @@ class TestAnswers:
 
     @pytest.mark.parametrize(
         ("status", "body"),
-        [(200, '{"data": ['), (200, "OK"), (200, "{}"), (200, '{"data": 5}'), (404, "nope")],
+        [
+            (200, '{"data": ['),
+            (200, "OK"),
+            (200, "{}"),
+            (200, '{"data": 5}'),
+            (404, "nope"),
+            (200, '{"data": ' + "[" * 20_000 + "]" * 20_000 + "}"),  # past the parser's depth
+        ],
     )
     async def test_unreadable_answer_is_temporary(
         self, router: respx.Router, provider: JsonApiProvider, status: int, body: str

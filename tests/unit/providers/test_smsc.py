@@ -149,6 +149,7 @@ class TestAnswers:
             (200, '{"error": "x", "error_code": "??"}'),
             (200, "[]"),
             (404, "Not Found"),
+            (200, '{"id": ' + "[" * 20_000 + "]" * 20_000 + "}"),  # past the parser's depth
         ],
     )
     async def test_unreadable_answer_is_temporary(

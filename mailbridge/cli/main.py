@@ -79,10 +79,12 @@ def _config_path(arg: str | None) -> Path:
 def _check_config(arg: str | None, out: TextIO, err: TextIO) -> int:
     from mailbridge.core.config import config_warnings, load_config
     from mailbridge.errors import ConfigError
+    from mailbridge.runtime.preflight import preflight
 
     path = _config_path(arg)
     try:
         settings = load_config(path)
+        preflight(settings)
     except ConfigError as exc:
         print(str(exc), file=err)
         return 1

@@ -482,6 +482,9 @@ def _smtp(raw: dict[str, Any], base_dir: Path | None) -> SmtpSettings:
             raise ConfigError(f"{p}.listen", "at least one address is needed")
         _no_duplicates(listen, f"{p}.listen", "address")
         kw["listen"] = listen
+    for key in ("hostname", "ident"):
+        if key in raw:
+            _one_line(raw[key], f"{p}.{key}")
     hostname = _hostname(raw["hostname"].strip(), f"{p}.hostname") if "hostname" in raw else None
     if hostname is not None:
         kw["hostname"] = hostname
@@ -547,6 +550,12 @@ def _smtp(raw: dict[str, Any], base_dir: Path | None) -> SmtpSettings:
     return SmtpSettings(**kw)
 
 
+def _one_line(value: str, key: str) -> None:
+    """A value that goes into a header or the greeting: no CR, LF or other line break."""
+    if any(ch in value for ch in "\r\n\x0b\x0c\x85\u2028\u2029"):
+        raise ConfigError(key, "must be on one line (no CR or LF): it goes into a header")
+
+
 def _delivery(raw: dict[str, Any]) -> DeliverySettings:
     kw: dict[str, Any] = {}
     for key in ("validity_s", "retry_first_s", "retry_max_s", "lease_s"):
@@ -568,6 +577,8 @@ def _reply(raw: dict[str, Any], smtp: SmtpSettings) -> ReplySettings:
         kw["smarthost"] = _host_port(
             raw["smarthost"].strip(), "reply.smarthost", default_port=25, allow_port_zero=False
         )
+    if "from" in raw:
+        _one_line(raw["from"], "reply.from")
     address = raw.get("from", f"mailbridge@{smtp.hostname}").strip()
     if not _ADDRESS_RE.fullmatch(address):
         raise ConfigError("reply.from", f"not an e-mail address: {_show(address)}")

@@ -33,6 +33,7 @@ from mailbridge.delivery.mailer import Mailer
 from mailbridge.errors import ConfigError, StorageError
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.providers.factory import build_providers
+from mailbridge.runtime.preflight import preflight
 from mailbridge.runtime.sdnotify import notify
 from mailbridge.settings import Settings
 from mailbridge.smtp.server import ConnectionGate, MailHandler, SmtpServer
@@ -171,6 +172,7 @@ async def serve(settings_path: str | Path) -> int:
     path = Path(settings_path)
     try:
         settings = load_config(path)
+        preflight(settings)  # TLS files and the SQLite file, named by key and path
     except ConfigError as exc:
         print(str(exc), flush=True)
         return 1

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +17,16 @@ import pytest
 
 from tests.fakes.big_body import BodyServer, serving
 
-from .conftest import ProcDaemon, Smarthost, SmtpTarget, base_config, command, make_mail
+from .conftest import (
+    ROOT,
+    ProcDaemon,
+    Smarthost,
+    SmtpTarget,
+    base_config,
+    command,
+    make_mail,
+    to_toml,
+)
 
 ONCALL = "oncall@sms.example.com"
 ZABBIX = "zabbix@example.com"
@@ -109,3 +122,63 @@ class TestProviderBodyCap:
         assert peak - baseline < 20 * 1024
         assert log.count('"provider answer too large"') == 4
         assert "Traceback" not in log
+
+
+def run_cli(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "mailbridge.cli", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestStartupChecks:
+    @pytest.mark.parametrize("command_name", ["serve", "check-config"])
+    def test_missing_tls_file_named(
+        self, tmp_path: Path, tls_files: tuple[Path, Path], command_name: str
+    ) -> None:
+        """A missing tls_key: serve and check-config stop with one line naming key and path."""
+        cert, _ = tls_files
+        doc = base_config(tmp_path, None)
+        doc["smtp"].update(tls_cert=str(cert), tls_key=str(tmp_path / "gone.pem"))
+        config = tmp_path / "c.toml"
+        config.write_text(to_toml(doc))
+        result = run_cli(command_name, config=config)
+        assert result.returncode == 1
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        assert len(lines) == 1, lines
+        assert "smtp.tls_key" in lines[0]
+        assert str(tmp_path / "gone.pem") in lines[0]
+
+    @pytest.mark.parametrize("damage", ["garbage", "corrupt pages"])
+    @pytest.mark.parametrize("command_name", ["serve", "check-config"])
+    def test_bad_database_refused(self, tmp_path: Path, damage: str, command_name: str) -> None:
+        """A garbage file or corrupt pages: refused at start with one line naming key and path."""
+        doc = base_config(tmp_path, None)
+        db = tmp_path / "mailbridge.db"
+        if damage == "garbage":
+            db.write_bytes(os.urandom(16384))
+        else:
+            conn = sqlite3.connect(db)
+            conn.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)")
+            conn.execute("CREATE INDEX ib ON t (b)")
+            conn.executemany(
+                "INSERT INTO t (b) VALUES (?)", [(f"{'x' * 100}{i}",) for i in range(2000)]
+            )
+            conn.commit()
+            conn.close()
+            with db.open("r+b") as f:
+                f.seek(4096 * 5 + 100)
+                f.write(os.urandom(2000))
+        config = tmp_path / "c.toml"
+        config.write_text(to_toml(doc))
+        result = run_cli(command_name, config=config)
+        assert result.returncode == 1
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        assert len(lines) == 1, lines
+        assert "storage.url" in lines[0]
+        assert str(db) in lines[0]

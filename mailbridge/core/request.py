@@ -40,16 +40,20 @@ from mailbridge.errors import ConfigError, RequestError
 from mailbridge.models import Command, Format, Message, SmsRequest
 from mailbridge.settings import Account
 
-__all__ = ["MAX_ID", "MAX_TEXT_LENGTH", "build_request"]
+__all__ = ["MAX_ID", "MAX_RECIPIENTS", "MAX_TEXT_LENGTH", "build_request"]
 
 #: Longest ``<mes>`` after prefix removal, in characters.
 MAX_TEXT_LENGTH = 1000
+#: Most recipients of one request, summed over the messages of a list (after
+#: groups are expanded). More gets ERROR = 1 before any number is parsed.
+MAX_RECIPIENTS = 1000
 #: Largest numeric client id.
 MAX_ID = 2_147_483_647
 
 _NUMERIC_ID_RE = re.compile(r"\d+", re.ASCII)
 _STRING_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,40}", re.ASCII)
 _SMALL_INT_RE = re.compile(r"\d{1,2}", re.ASCII)
+_PHONE_SEPARATORS_RE = re.compile(r"[,;]")
 _SENDER_NAME_RE = re.compile(r"[A-Za-z0-9 \-._&!?'+]{1,11}", re.ASCII)
 _SENDER_DIGITS_RE = re.compile(r"\+?\d{1,15}", re.ASCII)
 # seed: "__CALL__: message", "__VIBER__: message", "__SOC__: message", "__MAIL__: message",
@@ -104,12 +108,22 @@ def build_request(
         raise RequestError(1, f"format {int(fmt)} is not carried by any provider")
     sender = _sender(command.sender, account, fmt)
 
+    written_entries = sum(
+        1
+        for entry in command.entries
+        for e in _PHONE_SEPARATORS_RE.split(entry.phones)
+        if e.strip()
+    )
+    if written_entries > MAX_RECIPIENTS:
+        raise RequestError(1, f"more than {MAX_RECIPIENTS} recipients")
     recipients = [
         expand_recipients(entry.phones, region=region, groups=account.groups, fmt=fmt, bot=bot)
         for entry in command.entries
     ]
     if not recipients:
         raise RequestError(7, "no recipients")
+    if sum(len(rs) for rs in recipients) > MAX_RECIPIENTS:
+        raise RequestError(1, f"more than {MAX_RECIPIENTS} recipients")
 
     subject = command.subject if fmt is Format.EMAIL else None
     if fmt is Format.EMAIL and not subject:

@@ -73,6 +73,10 @@ log = get_logger("mailbridge.smtp")
 #: Mails larger than this are parsed in a worker thread, so that one big mail
 #: cannot stall the other sessions (measured: see docs/operations.md).
 PARSE_IN_THREAD_BYTES = 16 * 1024
+#: Commands longer than this (characters) are parsed and built in a thread: a
+#: thousand numbers cost ≈ 100 ms of phone parsing, which would hold every
+#: other session; in a thread the event loop still runs every switch interval.
+BUILD_IN_THREAD_CHARS = 2048
 
 #: Most number addresses in one mail.
 MAX_NUMBER_RCPTS = 50
@@ -412,15 +416,20 @@ class MailHandler:
             )
         build = self._builder(settings, now)
         if mode == RouteKind.COMMAND:
+            large = len(content.command) > BUILD_IN_THREAD_CHARS
             try:
-                command = parse_command(content.command)
+                if large:
+                    command = await asyncio.to_thread(parse_command, content.command)
+                else:
+                    command = parse_command(content.command)
             except RequestError as exc:
                 return intake_mod.error_intake(
                     env, mode=mode, code=exc.code, detail=exc.detail, settings=settings,
                     content=content,
                 )  # fmt: skip
             verified = await self._verify_login(command.login, command.psw, settings)
-            return intake_mod.command_intake(
+            make_intake = partial(
+                intake_mod.command_intake,
                 env,
                 settings=settings,
                 content=content,
@@ -429,6 +438,7 @@ class MailHandler:
                 login_known=verified.login_known,
                 build=build,
             )
+            return await asyncio.to_thread(make_intake) if large else make_intake()
         if mode == RouteKind.FORWARD:
             alias = routes[0].alias
             assert alias is not None

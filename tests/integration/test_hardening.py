@@ -182,3 +182,76 @@ class TestStartupChecks:
         assert len(lines) == 1, lines
         assert "storage.url" in lines[0]
         assert str(db) in lines[0]
+
+
+class NoopProbe:
+    """A second session sending NOOP in a loop: the longest wait for an answer is the stall."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.worst_ms = 0.0
+        self.count = 0
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        await reader.readline()
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            writer.write(b"NOOP\r\n")
+            await writer.drain()
+            await reader.readline()
+            self.worst_ms = max(self.worst_ms, (time.perf_counter() - started) * 1000)
+            self.count += 1
+            if self.count % 90 == 0:  # stay under command_call_limit: a new session
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                await reader.readline()
+            await asyncio.sleep(0.002)
+        writer.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class TestLargeRequests:
+    @pytest.mark.slow
+    async def test_recipient_cap_and_stall(
+        self,
+        tmp_path: Path,
+        smarthost: Smarthost,
+        proc_daemon: Callable[[dict[str, Any]], ProcDaemon],
+    ) -> None:
+        """7 000 numbers: ERROR = 1 at once; 1 000: accepted; neither holds a NOOP long.
+
+        The SMS are scheduled an hour ahead, so what is measured is the mail's
+        intake (parsing, 1 000 numbers, the commit), not their delivery.
+        """
+        doc = base_config(tmp_path, smarthost.port)
+        doc["limits"] = {"flood_max": 100000}
+        daemon = proc_daemon(doc)
+        await asyncio.to_thread(daemon.start)
+        target = SmtpTarget(port=daemon.port)
+        stalls: dict[int, float] = {}
+        for n in (7000, 1000):
+            phones = ",".join(f"8999{1000000 + i}" for i in range(n))
+            text = command(phones, f"to {n}", id=str(n), time="+60")
+            raw = make_mail(text, cte="quoted-printable")
+            probe = NoopProbe(daemon.port)
+            probing = asyncio.create_task(probe.run())
+            await asyncio.sleep(0.2)
+            baseline_ms = probe.worst_ms
+            code, message = await target.send(raw)
+            await asyncio.sleep(0.5)
+            probe.stop()
+            await probing
+            stalls[n] = probe.worst_ms
+            print(f"{n} recipients: {message}; worst NOOP {probe.worst_ms:.1f} ms "
+                  f"(idle {baseline_ms:.1f} ms, {probe.count} NOOPs)")  # fmt: skip
+            assert code == 250
+            if n > 1000:
+                assert message == "2.0.0 ERROR = 1 (Error in parameters)"
+            else:
+                assert message == f"2.0.0 OK - {n} SMS, ID - {n}"
+        assert await asyncio.to_thread(daemon.terminate, 20) == 0
+        assert max(stalls.values()) < 100, stalls

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailbridge.core.grammar import parse_command
-from mailbridge.core.request import build_request
+from mailbridge.core.request import MAX_RECIPIENTS, build_request
 from mailbridge.errors import ConfigError, RequestError
 from mailbridge.models import Command, CommandEntry, Encoding, Format, SmsRequest
 from mailbridge.settings import Account
@@ -48,6 +48,33 @@ def error_code(
     with pytest.raises(RequestError) as info:
         build(text, account=account, formats=formats)
     return info.value.code
+
+
+class TestRecipientCap:
+    def test_at_the_cap_is_accepted(self) -> None:
+        """MAX_RECIPIENTS numbers are one request."""
+        phones = ",".join(f"8999{1000000 + i}" for i in range(MAX_RECIPIENTS))
+        request = build(f"alex:pw::::{phones}:hi")
+        assert sum(len(m.recipients) for m in request.messages) == MAX_RECIPIENTS
+
+    def test_over_the_cap_is_error_1(self) -> None:
+        """One number more is ERROR = 1, even when entries repeat or are invalid."""
+        phones = ",".join(["89991234567"] * (MAX_RECIPIENTS + 1))
+        assert error_code(f"alex:pw::::{phones}:hi") == 1
+        assert error_code("alex:pw::::" + ";".join(["x"] * (MAX_RECIPIENTS + 1)) + ":hi") == 1
+
+    def test_list_mode_counts_every_line(self) -> None:
+        """In list mode the recipients of every line add up."""
+        half = MAX_RECIPIENTS // 2 + 1
+        line_a = ",".join(f"8999{1000000 + i}" for i in range(half))
+        line_b = ",".join(f"8999{2000000 + i}" for i in range(half))
+        assert error_code(f"alex:pw:::::\n{line_a}:a\n{line_b}:b") == 1
+
+    def test_groups_count_after_expansion(self) -> None:
+        """A group counts as its members."""
+        members = tuple(f"+7999{1000000 + i}" for i in range(MAX_RECIPIENTS))
+        account = replace(ACCOUNT, groups={1: members})
+        assert error_code("alex:pw::::G1,89990000001:hi", account=account) == 1
 
 
 class TestSeedExamples:

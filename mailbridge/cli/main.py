@@ -112,7 +112,7 @@ def _hash_password(from_stdin: bool, out: TextIO, err: TextIO) -> int:
 def _serve(arg: str | None, err: TextIO, worker: int | None = None) -> int:
     from mailbridge.core.config import load_config
     from mailbridge.errors import ConfigError
-    from mailbridge.runtime.app import run
+    from mailbridge.runtime.process import run
 
     path = _config_path(arg)
     try:
@@ -173,4 +173,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "queue":
         return _queue(args, out, err)
     raise AssertionError(args.command)  # argparse refuses other commands
-

@@ -29,13 +29,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from ipaddress import ip_address
 
 from mailbridge.core.encoding import truncate_to_parts
 from mailbridge.core.limits import request_fingerprint
+from mailbridge.core.mail.headers import decode_subject, header_text
 from mailbridge.core.patterns import wildcard_match
 from mailbridge.errors import ERRORS_WITH_ID, RequestError
 from mailbridge.models import Command, CommandEntry, MailContent, SmsRequest
@@ -237,12 +237,14 @@ def reply_draft(mail_from: str, content: MailContent) -> ReplyDraft | None:
 
 
 def _header_text(value: object) -> str:
+    """A header of a mail the core could not read, decoded as ``read_mail`` does its own."""
     if value is None:
         return ""
-    try:
-        return str(make_header(decode_header(str(value))))
-    except (ValueError, LookupError, UnicodeError):
-        return str(value)
+    raw = str(value).encode("utf-8", "surrogateescape")  # the parser's 8-bit bytes back
+    return decode_subject(header_text(raw, _FALLBACK_CODEC), _FALLBACK_CODEC)
+
+
+_FALLBACK_CODEC = "koi8_r"  # SMSC's default charset, as `[smtp] default_charset`
 
 
 def fallback_content(raw: bytes) -> MailContent:

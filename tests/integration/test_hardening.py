@@ -18,7 +18,10 @@ import pytest
 from tests.fakes.big_body import BodyServer, serving
 
 from .conftest import (
+    COMMAND_TO,
     ROOT,
+    SENDER,
+    DaemonFactory,
     ProcDaemon,
     Smarthost,
     SmtpTarget,
@@ -255,3 +258,38 @@ class TestLargeRequests:
                 assert message == f"2.0.0 OK - {n} SMS, ID - {n}"
         assert await asyncio.to_thread(daemon.terminate, 20) == 0
         assert max(stalls.values()) < 100, stalls
+
+
+class TestUndecodableFields:
+    async def test_literal_escapes_in_subject_are_stored(
+        self, start_daemon: DaemonFactory, smarthost: Smarthost
+    ) -> None:
+        """Encoded word, 8-bit and a literal \\ud83d in the Subject: 250 and a reply, not 451."""
+        daemon = await start_daemon()
+        subject = "=?utf-8?q?caf=C3=A9?= привет \\ud83d\\ude00 \\U0001F600"
+        raw = (
+            f"From: {SENDER}\r\nTo: {COMMAND_TO}\r\nSubject: {subject}\r\n"
+            "Message-ID: <esc@example.com>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            + command(options=",,,1")
+            + "\r\n"
+        ).encode()
+        code, message = await daemon.send(raw)
+        assert code == 250, message
+        assert "OK - 1 SMS" in message
+        (reply,) = await smarthost.wait_for(1)
+        assert reply.message["Subject"] == "Re: café привет \\ud83d\\ude00 \\U0001F600"
+
+    async def test_unreadable_mail_with_8bit_subject_is_answered(
+        self, start_daemon: DaemonFactory, smarthost: Smarthost
+    ) -> None:
+        """A mail the core cannot read, whose Subject has bytes of no charset: 250 ERROR = 1."""
+        daemon = await start_daemon()
+        raw = (
+            f"From: {SENDER}\r\nTo: {COMMAND_TO}\r\n".encode()
+            + b"Subject: \xff\xfe\xed\xa0\xbd \\ud83d\r\n"
+            + b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"
+            + b"Content-Type: image/png\r\n\r\nnot text\r\n--x--\r\n"
+        )
+        code, message = await daemon.send(raw)
+        assert code == 250, message
+        assert "ERROR = 1" in message

@@ -108,6 +108,22 @@ class TestParse:
         assert "Privet iz mailbridge!" in out
         assert out.rstrip().endswith("answer:   OK - 1 SMS, ID - <assigned>")
 
+    def test_literal_escapes_in_subject(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """An encoded word, 8-bit text and a literal \\ud83d in the Subject: no traceback."""
+        mail = tmp_path / "m.eml"
+        subject = "=?utf-8?q?caf=C3=A9?= привет \\ud83d\\ude00 \\U0001F600"
+        mail.write_bytes(
+            f"From: ops@example.com\r\nTo: send@localhost\r\nSubject: {subject}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+            "demo:demo::::+79991234567:hi\r\n".encode()
+        )
+        assert main(["parse", str(mail), "--config", str(EXAMPLE_CONFIG)]) == 0
+        out = capsys.readouterr().out
+        assert "OK - 1 SMS" in out
+        out.encode("utf-8")
+
     def test_wrong_password(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A bad password is ERROR = 2, exit 2, and the password is not echoed."""
         mail = tmp_path / "m.eml"

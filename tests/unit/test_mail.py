@@ -24,6 +24,7 @@ from mailbridge.core.mail import (
     read_mail,
 )
 from mailbridge.core.mail import guards as mail_guards
+from mailbridge.core.mail.headers import no_surrogates
 from mailbridge.errors import RequestError
 from mailbridge.models import MailContent
 
@@ -935,6 +936,10 @@ def assert_well_formed(content: MailContent) -> None:
     """Invariants every MailContent keeps."""
     assert "\r" not in content.text
     assert content.command in content.text
+    for name in content.__slots__:
+        value = getattr(content, name)
+        assert isinstance(value, str)
+        value.encode("utf-8")  # valid UTF-8: no lone surrogate in any field
     for value in (
         content.subject,
         content.from_address,
@@ -958,8 +963,76 @@ def assert_read_or_error_1(raw: bytes, *, default: str) -> None:
         assert_well_formed(result)
 
 
+#: Pieces of a hostile Subject: encoded words, 8-bit bytes, literal escapes.
+SUBJECT_PIECES = st.sampled_from(
+    [
+        b"=?utf-8?q?caf=C3=A9?=",
+        b"=?utf-8?b?0L/RgNC40LLQtdGC?=",
+        b"=?koi8-r?q?=F0=D2=C9?=",
+        b"=?utf-7?q?+2D0-?=",
+        b"\\ud83d\\ude00",
+        b"\\U0001F600",
+        b"\\x41",
+        b"\\N{SNOWMAN}",
+        b"\\",
+        b"\xd0\xbf\xd1\x80",
+        b"\xff\xfe",
+        b"\xed\xa0\xbd",
+        b" ",
+        b"plain",
+    ]
+)
+
+
+def subject_mail(subject: bytes, body: bytes = b"hi") -> bytes:
+    """A plain mail whose one Subject is ``subject`` as raw bytes."""
+    return b"From: a@example.com\nSubject: " + subject + b"\n\n" + body
+
+
+class TestLiteralEscapes:
+    """Every decoded field is valid UTF-8; escape sequences written in a mail stay literal."""
+
+    RAW_SUBJECT = "=?utf-8?q?caf=C3=A9?= привет \\ud83d\\ude00 и \\U0001F600 x\\y"
+
+    def test_subject_with_encoded_word_8bit_and_escapes(self) -> None:
+        """The reproduced Subject: decoded word, 8-bit text, escapes kept as written."""
+        raw = subject_mail(self.RAW_SUBJECT.encode())
+        content = read_mail(raw)
+        assert content.subject == "café привет \\ud83d\\ude00 и \\U0001F600 x\\y"
+        content.subject.encode("utf-8")
+
+    def test_escapes_in_an_ascii_subject(self) -> None:
+        """In an ASCII Subject with encoded words the escapes stay literal too."""
+        raw = subject_mail(b"=?utf-8?q?a?= \\ud83d \\U0001F600")
+        assert read_mail(raw).subject == "a \\ud83d \\U0001F600"
+
+    def test_no_surrogates(self) -> None:
+        """A lone surrogate becomes U+FFFD; valid text is returned as it is."""
+        assert no_surrogates("a\ud83db") == "a\ufffdb"
+        text = "привет 😀"
+        assert no_surrogates(text) is text
+
+
 class TestProperties:
     """Any bytes give a MailContent or a RequestError, never anything else."""
+
+    @settings(suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        pieces=st.lists(SUBJECT_PIECES, max_size=12),
+        default=st.sampled_from(["koi8-r", "utf-8", "windows-1251"]),
+    )
+    def test_hostile_subjects(self, pieces: list[bytes], default: str) -> None:
+        """Encoded words, 8-bit bytes and escapes in any order: every field encodes as UTF-8."""
+        subject = b" ".join(pieces)
+        try:
+            content = read_mail(subject_mail(subject), default_charset=default)
+        except RequestError:
+            return
+        assert_well_formed(content)
+        assert "\U0001f600" not in content.subject  # a literal \\U0001F600 is no emoji
+        assert "\u2603" not in content.subject  # nor \\N{SNOWMAN} a snowman
+        if b"\\U0001F600" in subject:
+            assert "\\U0001F600" in content.subject
 
     @given(st.binary(max_size=2000))
     def test_any_bytes(self, raw: bytes) -> None:

@@ -13,7 +13,7 @@ from email.utils import parseaddr
 
 from mailbridge.core.mail.charset import codec_name, detect
 
-__all__ = ["decode_subject", "from_address", "header_text", "top_fields"]
+__all__ = ["decode_subject", "from_address", "header_text", "no_surrogates", "top_fields"]
 
 # --- headers -------------------------------------------------------------------------------
 
@@ -31,6 +31,9 @@ _QUOTED_STRING = re.compile(r'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
 _COMMENT = re.compile(r"\([^()]*\)")
 _ANGLE_ADDR = re.compile(r"<\s*([^<>\s]*)\s*>")
 _ADDRESS_SPLIT = re.compile(r"[\s,;()<>\"]+")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+#: An RFC 2047 encoded word, as ``email.header.decode_header`` finds it (its ``ecre``).
+_ENCODED_WORD = re.compile(r"=\?[^?]*?\?[qQbB]\?.*?\?=", re.MULTILINE)
 
 # --- headers -------------------------------------------------------------------------------
 
@@ -67,19 +70,48 @@ def decode_subject(text: str, fallback_codec: str) -> str:
         end = text.rfind(" ", 0, _MAX_DECODED_SUBJECT)
         end = end if end > 0 else _MAX_DECODED_SUBJECT
         head, tail = text[:end], text[end:]
+    ascii_only = head.isascii()
+    if not ascii_only:
+        head = _protect_backslashes(head)
     out: list[str] = []
     try:
         for chunk, charset in decode_header(head):
             if isinstance(chunk, str):  # no encoded word at all
                 out.append(chunk)
             elif charset is None:  # text between words, as raw-unicode-escape bytes
-                out.append(_unencoded(chunk, ascii_only=head.isascii()))
+                out.append(_unencoded(chunk, ascii_only=ascii_only))
             else:  # an RFC 2231 language suffix (utf-8*ru) is no part of the name
                 codec = codec_name(charset.split("*", 1)[0]) or fallback_codec
                 out.append(chunk.decode(codec, "replace"))
     except (HeaderParseError, LookupError, UnicodeError, ValueError):
         return text  # a broken base64 word: the Subject stays as it came
-    return _HEADER_CONTROLS.sub(" ", "".join(out) + tail).strip()
+    return no_surrogates(_HEADER_CONTROLS.sub(" ", "".join(out) + tail).strip())
+
+
+def no_surrogates(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD, so that it encodes as UTF-8."""
+    return _SURROGATES.sub("\ufffd", text) if _SURROGATES.search(text) else text
+
+
+def _protect_backslashes(text: str) -> str:
+    """Backslashes outside encoded words written as ``\\u005c``.
+
+    ``decode_header`` hands back the text between encoded words as
+    ``raw-unicode-escape`` bytes when the header is not ASCII: characters
+    above U+00FF become ``\\uXXXX``, but a backslash stays as it is, so a
+    literal ``\\ud83d`` or ``\\U0001F600`` in the Subject would be read back as
+    a surrogate or an emoji. Written as ``\\u005c`` it comes back a backslash.
+    """
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    at = 0
+    for word in _ENCODED_WORD.finditer(text):
+        out.append(text[at : word.start()].replace("\\", "\\u005c"))
+        out.append(word.group(0))
+        at = word.end()
+    out.append(text[at:].replace("\\", "\\u005c"))
+    return "".join(out)
 
 
 def _unencoded(chunk: bytes, *, ascii_only: bool) -> str:
@@ -87,7 +119,7 @@ def _unencoded(chunk: bytes, *, ascii_only: bool) -> str:
     if not ascii_only:
         try:
             return chunk.decode("raw-unicode-escape")
-        except UnicodeDecodeError:  # a literal backslash-u in the text
+        except UnicodeDecodeError:  # cannot happen once backslashes are protected
             pass
     return chunk.decode("latin-1")
 

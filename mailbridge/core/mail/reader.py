@@ -21,7 +21,13 @@ from mailbridge.core.mail.guards import (
     last_entity,
     parse_limit,
 )
-from mailbridge.core.mail.headers import decode_subject, from_address, header_text, top_fields
+from mailbridge.core.mail.headers import (
+    decode_subject,
+    from_address,
+    header_text,
+    no_surrogates,
+    top_fields,
+)
 from mailbridge.core.mail.html import html_to_text
 from mailbridge.errors import RequestError
 from mailbridge.models import MailContent
@@ -94,6 +100,7 @@ def read_mail(raw: bytes, *, default_charset: str = "koi8-r") -> MailContent:
     def header(name: str) -> str:
         return header_text(fields.get(name, b""), header_codec)
 
+    text = no_surrogates(text)  # a codec such as UTF-7 can decode to a lone surrogate
     return MailContent(
         subject=decode_subject(header("subject"), header_codec),
         text=text,

@@ -61,6 +61,8 @@ class SmtpSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StorageSettings:
     url: str = "sqlite:///mailbridge.db"
+    retention_days: float = 90.0  # finished requests and all that hangs off them; 0: forever
+    raw_retention_days: float = 14.0  # the raw mails of requests; 0: as long as the request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -114,6 +114,8 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
     },
     "storage": {
         "url": _k("str", "sqlite:///mailbridge.db"),
+        "retention_days": _k("float", 90.0),
+        "raw_retention_days": _k("float", 14.0),
     },
     "delivery": {
         "validity_s": _k("float", 86400.0),
@@ -550,6 +552,21 @@ def _smtp(raw: dict[str, Any], base_dir: Path | None) -> SmtpSettings:
     return SmtpSettings(**kw)
 
 
+def _retention(raw: dict[str, Any]) -> dict[str, float]:
+    """``retention_days`` and ``raw_retention_days``: 0 (keep) or positive; raw not longer."""
+    d = StorageSettings()
+    kw = {
+        key: float(raw.get(key, getattr(d, key))) for key in ("retention_days", "raw_retention_days")
+    }
+    for key, value in kw.items():
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"storage.{key}", "must be 0 (keep) or a positive number of days")
+    keep, raw_keep = kw["retention_days"], kw["raw_retention_days"]
+    if keep and (not raw_keep or raw_keep > keep):
+        kw["raw_retention_days"] = keep  # a raw mail never outlives its request
+    return kw
+
+
 def _one_line(value: str, key: str) -> None:
     """A value that goes into a header or the greeting: no CR, LF or other line break."""
     if any(ch in value for ch in "\r\n\x0b\x0c\x85\u2028\u2029"):
@@ -942,7 +959,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     smtp = _smtp(section("smtp"), base_dir)
     storage_raw = section("storage")
     storage = StorageSettings(
-        url=_storage_url(storage_raw.get("url", StorageSettings().url), base_dir, "storage.url")
+        url=_storage_url(storage_raw.get("url", StorageSettings().url), base_dir, "storage.url"),
+        **_retention(storage_raw),
     )
     delivery = _delivery(section("delivery"))
     reply = _reply(section("reply"), smtp)

@@ -56,6 +56,17 @@ class SmtpSettings:
     max_connections: int = 200
     max_connections_per_ip: int = 50
     workers: int = 1
+    # sessions from outside trusted_networks until they authenticate
+    untrusted_timeout_s: float = 30.0  # from connect; NOOP and the like do not extend it
+    untrusted_command_limit: int = 10
+    untrusted_max_connections: int = 0  # 0: a quarter of max_connections (at least 1)
+
+    @property
+    def untrusted_share(self) -> int:
+        """Sessions that untrusted, unauthenticated clients may hold at once."""
+        if self.untrusted_max_connections:
+            return self.untrusted_max_connections
+        return max(1, self.max_connections // 4)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -111,6 +111,9 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
         "max_connections": _k("int", 200),
         "max_connections_per_ip": _k("int", 50),
         "workers": _k("int", 1),
+        "untrusted_timeout_s": _k("float", 30.0),
+        "untrusted_command_limit": _k("int", 10),
+        "untrusted_max_connections": _k("int", 0),
     },
     "storage": {
         "url": _k("str", "sqlite:///mailbridge.db"),
@@ -539,16 +542,28 @@ def _smtp(raw: dict[str, Any], base_dir: Path | None) -> SmtpSettings:
         if raw["require_starttls"] and "tls_cert" not in kw:
             raise ConfigError(f"{p}.require_starttls", "needs tls_cert and tls_key")
         kw["require_starttls"] = raw["require_starttls"]
-    if "timeout_s" in raw:
-        _positive(raw["timeout_s"], f"{p}.timeout_s")
-        kw["timeout_s"] = float(raw["timeout_s"])
+    for key in ("timeout_s", "untrusted_timeout_s"):
+        if key in raw:
+            _positive(raw[key], f"{p}.{key}")
+            kw[key] = float(raw[key])
+    if "untrusted_command_limit" in raw:
+        _at_least(raw["untrusted_command_limit"], 3, f"{p}.untrusted_command_limit")
+        kw["untrusted_command_limit"] = raw["untrusted_command_limit"]
     for key in ("command_call_limit", "max_connections", "max_connections_per_ip", "workers"):
         if key in raw:
             _at_least(raw[key], 1, f"{p}.{key}")
             kw[key] = raw[key]
     per_ip = kw.get("max_connections_per_ip", d.max_connections_per_ip)
-    if per_ip > kw.get("max_connections", d.max_connections):
+    total = kw.get("max_connections", d.max_connections)
+    if per_ip > total:
         raise ConfigError(f"{p}.max_connections_per_ip", "must not exceed max_connections")
+    if "untrusted_max_connections" in raw:
+        share = raw["untrusted_max_connections"]
+        if not 1 <= share < total:
+            raise ConfigError(
+                f"{p}.untrusted_max_connections", "must be at least 1 and below max_connections"
+            )
+        kw["untrusted_max_connections"] = share
     return SmtpSettings(**kw)
 
 

@@ -44,6 +44,7 @@ from typing import Any
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope
 
 from mailbridge.core import intake as intake_mod
+from mailbridge.core.addresses import recipient_problem, sender_problem
 from mailbridge.core.answers import error_line, smtp_reply
 from mailbridge.core.capabilities import carried_formats
 from mailbridge.core.grammar import parse_command
@@ -489,6 +490,9 @@ class MailHandler:
             return _SHUTTING_DOWN
         if not self._trusted(session):
             return "530 5.7.0 Authentication required"
+        problem = sender_problem(address, smtputf8=bool(envelope.smtp_utf8))
+        if problem is not None:
+            return problem
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
@@ -499,6 +503,9 @@ class MailHandler:
         settings = self.settings
         if not self._trusted(session):
             return "530 5.7.0 Authentication required"
+        problem = recipient_problem(address, smtputf8=bool(envelope.smtp_utf8))
+        if problem is not None:
+            return problem
         region = settings.smtp.default_region
         route = intake_mod.classify_recipient(
             address, settings, normalize=partial(normalize_number, region=region)

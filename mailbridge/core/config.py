@@ -571,7 +571,8 @@ def _retention(raw: dict[str, Any]) -> dict[str, float]:
     """``retention_days`` and ``raw_retention_days``: 0 (keep) or positive; raw not longer."""
     d = StorageSettings()
     kw = {
-        key: float(raw.get(key, getattr(d, key))) for key in ("retention_days", "raw_retention_days")
+        key: float(raw.get(key, getattr(d, key)))
+        for key in ("retention_days", "raw_retention_days")
     }
     for key, value in kw.items():
         if not math.isfinite(value) or value < 0:

@@ -57,6 +57,7 @@ from mailbridge.errors import RequestError, StorageError
 from mailbridge.log import get_logger
 from mailbridge.models import Command, MailContent, SmsRequest
 from mailbridge.settings import Account, Settings
+from mailbridge.smtp.untrusted import UntrustedPolicy, UntrustedSession, UntrustedShare
 from mailbridge.storage.base import Intake, Storage
 
 __all__ = [
@@ -123,6 +124,7 @@ class ConnectionGate:
     """Counts open sessions (overall and per IP) and sessions inside DATA."""
 
     def __init__(self) -> None:
+        self.untrusted = UntrustedShare()
         self.sessions: set[_Session] = set()
         self.per_ip: dict[str, int] = {}
         self.in_data = 0
@@ -211,7 +213,7 @@ def _hook_names(cls: type) -> list[str]:
     return cached
 
 
-class _Session(SMTP):
+class _Session(UntrustedSession, SMTP):
     """One SMTP connection: aiosmtpd's protocol with the gate in front.
 
     aiosmtpd builds its command and AUTH tables per connection with
@@ -223,7 +225,16 @@ class _Session(SMTP):
     def __dir__(self) -> list[str]:
         return _hook_names(type(self))
 
-    def __init__(self, gate: ConnectionGate, limits: tuple[int, int], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        gate: ConnectionGate,
+        limits: tuple[int, int],
+        untrusted: UntrustedPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._untrusted_init(untrusted, gate.untrusted)
+        self._in_connection_made = False
+        self._mail_refused = False
         super().__init__(**kwargs)
         self._gate = gate
         self._limits = limits
@@ -250,19 +261,59 @@ class _Session(SMTP):
                     transport.write(_TOO_MANY)
                 transport.close()
                 return
-        super().connection_made(transport)
+            policy = self._policy
+            trusted = policy is None or intake_mod.ip_in(self._ip, policy.trusted_networks)
+            if not self._untrusted_admit(transport, trusted):
+                self._refused = True
+                self._gate.release(self, self._ip)
+                return
+        self._in_connection_made = True
+        try:
+            super().connection_made(transport)
+        finally:
+            self._in_connection_made = False
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
+        self._untrusted_done()
         self._gate.release(self, self._ip)
         super().connection_lost(error)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        if self._in_handler:  # the gateway's own work on a mail is no client idleness
+            return
+        super()._reset_timeout(duration)
+        if not self._in_connection_made:
+            self._untrusted_command()
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command != "DATA":
+            status = await super()._call_handler_hook(command, *args)
+            if command == "MAIL":
+                self._mail_refused = isinstance(status, str) and status.startswith("530")
+            return status
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        self._in_handler = True
+        try:
+            return await super()._call_handler_hook(command, *args)
+        finally:
+            self._in_handler = False
+            if self.transport is not None and not self.transport.is_closing():
+                self._reset_timeout()
 
     def eof_received(self) -> bool | None:
         if self._refused:
             return False
         result: bool | None = super().eof_received()
         return result
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        self._mail_refused = False
+        await super().smtp_MAIL(arg)
+        if self._mail_refused:  # the 530 is out: close when there is no way to log in
+            self._untrusted_refused()
 
     async def smtp_DATA(self, arg: str) -> None:
         self._gate.data_started()
@@ -280,6 +331,10 @@ class _Session(SMTP):
             with contextlib.suppress(Exception):
                 transport.write(_SHUTTING_DOWN.encode("ascii") + b"\r\n")
         transport.close()
+
+
+class _SessionGone(Exception):
+    """The client's connection closed before the commit: nothing is stored."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -545,7 +600,10 @@ class MailHandler:
         reject = mode != RouteKind.COMMAND or settings.smtp.on_error == "reject"
         fields: dict[str, Any] = {"client_ip": ip, "mode": mode}
         try:
-            answer = await self._data(envelope, routes, settings, now, ip, reject, fields)
+            answer = await self._data(envelope, routes, settings, now, ip, reject, fields, server)
+        except _SessionGone:
+            answer = _TEMPFAIL  # nobody reads it: the client sends the mail again
+            fields["result"] = "session closed before the commit"
         except StorageError as exc:
             answer = _TEMPFAIL
             fields["result"] = "storage failure"
@@ -568,6 +626,7 @@ class MailHandler:
         ip: str,
         reject: bool,
         fields: dict[str, Any],
+        server: SMTP | None = None,
     ) -> str:
         storage = self.storage
         if await storage.ip_blocked(ip, now, settings.limits):
@@ -584,6 +643,9 @@ class MailHandler:
             raw=envelope.original_content or b"",
         )
         intake = await self._intake(env, routes, settings, now)
+        transport = server.transport if server is not None else None
+        if server is not None and (transport is None or transport.is_closing()):
+            raise _SessionGone  # a 250 nobody sees would store a mail the client sends again
         result = await storage.accept(
             intake,
             limits=settings.limits,
@@ -704,6 +766,13 @@ class SmtpServer:
         return _Session(
             self.gate,
             (smtp.max_connections, smtp.max_connections_per_ip),
+            UntrustedPolicy(
+                trusted_networks=smtp.trusted_networks,
+                timeout_s=smtp.untrusted_timeout_s,
+                command_limit=smtp.untrusted_command_limit,
+                share=smtp.untrusted_share,
+                can_authenticate=self._tls is not None,
+            ),
             handler=self.handler,
             data_size_limit=smtp.max_message_size,
             enable_SMTPUTF8=True,

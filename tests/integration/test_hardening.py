@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sqlite3
@@ -293,3 +294,29 @@ class TestUndecodableFields:
         code, message = await daemon.send(raw)
         assert code == 250, message
         assert "ERROR = 1" in message
+
+
+class TestIdleTimerDuringCommit:
+    async def test_slow_commit_is_not_idleness(self, start_daemon: DaemonFactory) -> None:
+        """timeout_s 1 s, the database write-locked 2.5 s: the client gets its 250, stored once.
+
+        aiosmtpd's idle timer used to run while the gateway committed: it closed
+        the session after 1 s, and the mail was stored when the lock went away
+        without the client ever seeing a 250 (so it sends the mail again).
+        """
+        daemon = await start_daemon({"smtp": {"timeout_s": 1.0}})
+        db = daemon.tmp / "mailbridge.db"
+        locker = sqlite3.connect(db, timeout=5, isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")
+        release = asyncio.get_running_loop().call_later(2.5, locker.execute, "COMMIT")
+        try:
+            code, message = await daemon.send(command(id="slow-1"))
+        finally:
+            release.cancel()
+            with contextlib.suppress(sqlite3.Error):
+                locker.execute("COMMIT")
+            locker.close()
+        assert code == 250, message
+        assert message == "2.0.0 OK - 1 SMS, ID - slow-1"
+        detail = await daemon.detail("slow-1")
+        assert len(detail.sms) == 1

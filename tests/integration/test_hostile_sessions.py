@@ -34,7 +34,7 @@ class TestAuthGuessing:
         self, start_daemon: DaemonFactory, tls_files: tuple[Path, Path]
     ) -> None:
         """error_block_after wrong AUTH block the IP: then even the right password is refused."""
-        daemon = await tls_daemon(start_daemon, tls_files)
+        daemon = await tls_daemon(start_daemon, tls_files, untrusted_command_limit=100)
         client = await tls_client(daemon)
         after = daemon.settings.limits.error_block_after
         for _ in range(after):
@@ -57,7 +57,7 @@ class TestAuthGuessing:
         self, start_daemon: DaemonFactory, tls_files: tuple[Path, Path]
     ) -> None:
         """Fewer failures than the limit: the right password still logs in."""
-        daemon = await tls_daemon(start_daemon, tls_files)
+        daemon = await tls_daemon(start_daemon, tls_files, untrusted_command_limit=100)
         client = await tls_client(daemon)
         for _ in range(daemon.settings.limits.error_block_after - 1):
             with pytest.raises(aiosmtplib.SMTPAuthenticationError):

@@ -37,7 +37,7 @@ def received(server: FakeProviderServer) -> set[str]:
 async def test_resume_after_kill_9_within_30_s(
     tmp_path: Path, smarthost: Smarthost, proc_daemon: Callable[[dict[str, Any]], ProcDaemon]
 ) -> None:
-    """kill -9 with SMS in flight, default lease: all acknowledged SMS reach the provider in 30 s."""
+    """kill -9 with SMS in flight, default lease: acknowledged SMS all at the provider in 30 s."""
     server = await FakeProviderServer(username=USER, password=PASSWORD).start()
     try:
         server.faults.delay_s = 1.0

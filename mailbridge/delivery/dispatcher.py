@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +50,8 @@ __all__ = ["COALESCE_S", "MAX_IDLE_S", "Dispatcher"]
 
 #: Longest sleep with nothing due: rows put back by another process are seen this late at most.
 MAX_IDLE_S = 30.0
+#: First wait before an outcome storage could not take is tried again (doubling).
+UNRECORDED_RETRY_S = 0.5
 
 #: Extra seconds after a provider's own timeouts before a send is abandoned as stuck.
 _STUCK_MARGIN_S = 5.0
@@ -122,6 +124,9 @@ class Dispatcher:
         self._stopping = False
         self._starved = False
         self._unsubscribe: Callable[[], None] | None = None
+        #: Outcomes of sends that storage could not take yet, by SMS id (see _keep_unrecorded).
+        self._unrecorded: dict[int, Callable[[], Awaitable[None]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     # --- public ---------------------------------------------------------------
 
@@ -158,6 +163,18 @@ class Dispatcher:
                 await self._loop_task
             self._loop_task = None
         await self._finish_tasks(self._tasks, timeout_s)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        if self._unrecorded:
+            await self._flush_unrecorded(once=True)
+        if self._unrecorded:
+            self._log.error(
+                "delivery outcomes lost at stop; those SMS are sent again after their lease",
+                sms_ids=sorted(self._unrecorded),
+            )
         for lane in self._lanes.values():
             await self._close(lane)
 
@@ -445,7 +462,7 @@ class Dispatcher:
     async def _settle(
         self, lane: _Lane, job: SmsJob, result: SendResult, now: datetime, duration_ms: float
     ) -> None:
-        try:
+        async def record() -> None:
             if isinstance(result, Sent):
                 await self._storage.mark_sent(
                     job.sms_id,
@@ -454,20 +471,64 @@ class Dispatcher:
                     answer=result.answer,
                     now=now,
                 )
-                self._attempt_log(
-                    job, lane.name, "sent", duration_ms, provider_id=result.provider_id
-                )
                 self._tried.pop(job.sms_id, None)
             elif isinstance(result, PermanentProviderError):
-                self._attempt_log(job, lane.name, "permanent", duration_ms, error=str(result))
                 await self._final(job, lane.name, SmsState.FAILED, _answer(result), now)
             else:
-                self._attempt_log(job, lane.name, "temporary", duration_ms, error=str(result))
                 await self._temporary(job, lane.name, result, now)
-        except Exception:
-            self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
-        finally:
-            self._done(job)
+
+        if isinstance(result, Sent):
+            self._attempt_log(job, lane.name, "sent", duration_ms, provider_id=result.provider_id)
+        elif isinstance(result, PermanentProviderError):
+            self._attempt_log(job, lane.name, "permanent", duration_ms, error=str(result))
+        else:
+            self._attempt_log(job, lane.name, "temporary", duration_ms, error=str(result))
+        try:
+            await record()
+        except Exception as exc:
+            self._keep_unrecorded(job, record, exc)
+            return
+        self._done(job)
+
+    def _keep_unrecorded(
+        self, job: SmsJob, record: Callable[[], Awaitable[None]], exc: Exception
+    ) -> None:
+        """The outcome of a send that storage could not take: kept until it can.
+
+        The row stays in flight here, so a claim that hands it out again (its
+        lease ran out meanwhile) is ignored: it is never sent a second time
+        because a write failed. :meth:`_flush_unrecorded` records it when
+        storage is back; only if this process ends first is it sent again after
+        its lease (at-least-once).
+        """
+        self._unrecorded[job.sms_id] = record
+        self._log.warning(
+            "delivery outcome not recorded, kept until storage is back",
+            sms_id=job.sms_id,
+            request_id=job.request_id,
+            error=type(exc).__name__,
+            kept=len(self._unrecorded),
+        )
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_unrecorded())
+
+    async def _flush_unrecorded(self, *, once: bool = False) -> None:
+        delay = UNRECORDED_RETRY_S
+        while self._unrecorded:
+            for sms_id, record in list(self._unrecorded.items()):
+                try:
+                    await record()
+                except Exception:
+                    break  # storage still down: wait, then try from the first again
+                del self._unrecorded[sms_id]
+                self._log.info("delivery outcome recorded", sms_id=sms_id)
+                job = self._inflight.get(sms_id)
+                if job is not None:
+                    self._done(job)
+            if once or not self._unrecorded:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_IDLE_S)
 
     async def _temporary(
         self,

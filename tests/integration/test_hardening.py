@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes import FakeProviderServer
 from tests.fakes.big_body import BodyServer, serving
 
 from .conftest import (
@@ -320,3 +321,59 @@ class TestIdleTimerDuringCommit:
         assert message == "2.0.0 OK - 1 SMS, ID - slow-1"
         detail = await daemon.detail("slow-1")
         assert len(detail.sms) == 1
+
+
+class TestOutcomeKeptWhileStorageFails:
+    @pytest.mark.slow
+    async def test_sent_sms_not_sent_again_after_a_failed_write(
+        self, start_daemon: DaemonFactory
+    ) -> None:
+        """mark_sent fails (database locked past the busy timeout): the SMS is not sent twice.
+
+        The provider takes the SMS while the database is write-locked for longer
+        than the busy timeout, so recording ``sent`` fails and the row stays
+        ``sending`` under a 1 s lease. It used to be claimed and sent again when
+        the lease ran out; now the outcome is kept and recorded when the lock goes.
+        """
+        server = await FakeProviderServer(username="u", password="p").start()
+        try:
+            server.faults.delay_s = 1.5
+            daemon = await start_daemon(
+                {
+                    "delivery": {"lease_s": 1.0, "retry_first_s": 0.2},
+                    "providers": [
+                        {
+                            "name": "main",
+                            "type": "miatel",
+                            "url": server.url("miatel"),
+                            "username": "u",
+                            "password": "p",
+                        }
+                    ],
+                    "routing": {"default": ["main"]},
+                }
+            )
+            code, _ = await daemon.send(command(id="twice-1"))
+            assert code == 250
+            deadline = time.monotonic() + 10
+            while (await daemon.detail("twice-1")).sms[0].state.value != "sending":
+                assert time.monotonic() < deadline, "never claimed"
+                await asyncio.sleep(0.01)
+            locker = sqlite3.connect(daemon.tmp / "mailbridge.db", timeout=5, isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")  # mark_sent waits 5 s for it, then fails
+            await asyncio.sleep(12.0)
+            locker.execute("COMMIT")
+            locker.close()
+
+            async def is_sent() -> bool:
+                detail = await daemon.detail("twice-1")
+                return detail.sms[0].state.value == "sent"
+
+            deadline = time.monotonic() + 10
+            while not await is_sent():
+                assert time.monotonic() < deadline, "the outcome was never recorded"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2.0)  # a second send would come after the lease (1 s)
+            assert len(server.requests_for("miatel")) == 1
+        finally:
+            await server.stop()

@@ -191,10 +191,10 @@ def reply_backoff_s(attempts: int, *, first_s: float, max_s: float) -> float:
 
 def decide_reply(
     *, attempt: int, now: datetime, permanent: bool, settings: DeliverySettings
-) -> RetryDecision:
+) -> datetime:
     """When to try again a reply mail whose try number ``attempt`` (1-based) failed.
 
-    Always a RETRY: a reply is never dropped. The gap doubles from
+    Always a retry, so the decision is its time: a reply is never dropped. The gap doubles from
     ``retry_first_s`` up to ``retry_max_s`` (no jitter: one smarthost, one
     sender); a recipient the smarthost refused for good (``permanent``) waits
     ``retry_max_s``, so it does not loop fast.
@@ -203,6 +203,4 @@ def decide_reply(
         gap = settings.retry_max_s
     else:
         gap = reply_backoff_s(attempt, first_s=settings.retry_first_s, max_s=settings.retry_max_s)
-    return RetryDecision(
-        action=RetryAction.RETRY, at=now + timedelta(seconds=gap), reason=f"retry in {gap:.1f} s"
-    )
+    return now + timedelta(seconds=gap)

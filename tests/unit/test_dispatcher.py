@@ -253,6 +253,24 @@ class TestSending:
         for batch in bulk.batches:
             assert len({o.text for o in batch}) == 1
 
+    async def test_rate_limit_follows_the_clock(
+        self, storage: MemoryStorage, clock: ManualClock
+    ) -> None:
+        """rate_per_s refills by the clock's monotonic time: frozen, nothing past the burst goes."""
+        main = FakeProvider("main")
+        base = _settings("main", concurrency=1)
+        settings = replace(base, providers=(replace(base.providers[0], rate_per_s=20.0),))
+        await _enqueue(storage, _numbers(21))
+        d = Dispatcher(storage, {"main": main}, settings, clock=clock, owner="t")
+        run = asyncio.create_task(d.run_once())
+        for _ in range(20):  # 0.2 s of real time: several 0.05 s waits for a token
+            await asyncio.sleep(0.01)
+        assert len(main.recipients) == 20  # one second's burst; the clock stands still
+        assert not run.done()
+        clock.advance(0.05)  # one token's worth
+        assert await asyncio.wait_for(run, 5) == 21
+        assert main.recipients == _numbers(21)
+
     async def test_concurrency_cap(self, storage: MemoryStorage, clock: ManualClock) -> None:
         """No more requests in flight to a provider than its concurrency."""
         main = FakeProvider("main")

@@ -409,6 +409,64 @@ class TestFailures:
         assert sms.due == T0 + timedelta(seconds=10)  # breaker_reset_s after it opened
         assert "circuit open" in (sms.error or "")
 
+    async def test_open_breaker_after_a_failover_backs_off(
+        self, storage: MemoryStorage, clock: ManualClock
+    ) -> None:
+        """A row that failed over in this round finds the rest paused: backoff, not a wait."""
+        first, second = FakeProvider("first"), FakeProvider("second")
+        routing = RoutingSettings(
+            default=("first", "second"),
+            rules=(RouteRule(prefix="+7888", providers=("second",)),),
+            breaker_failures=1,
+            breaker_reset_s=10,
+        )
+        d = Dispatcher(
+            storage,
+            {"first": first, "second": second},
+            _settings("first", "second", routing=routing),
+            clock=clock,
+            owner="t",
+            rng=lambda: 0.5,
+        )
+        second.failure = TemporaryProviderError("down")  # second's breaker opens at T0
+        opener = await _enqueue(storage, ["+78880000001"])
+        await d.run_once()
+        assert await storage.cancel_request(opener, T0) == 1
+        second.failure = None
+        clock.advance(10)  # second may be probed again
+        probe = await _enqueue(
+            storage, ["+78880000002"], now=clock.now(), due=clock.now() + timedelta(seconds=0.5)
+        )
+        second.gate = asyncio.Event()  # the probe stays out
+        rid = await _enqueue(storage, ["+79990000001"], now=clock.now(), due=clock.now())
+        first.failure = TemporaryProviderError("503")
+        original = first.send
+
+        async def slow_send(batch: Sequence[Outbound]) -> list[SendResult]:
+            clock.advance(1)  # the failover lands after the probe is due
+            return await original(batch)
+
+        first.send = slow_send  # type: ignore[method-assign]
+        run = asyncio.create_task(d.run_once())
+        await asyncio.wait_for(second.started.wait(), 5)
+        for _ in range(100):
+            if await _states(storage, rid) == [SmsState.SCHEDULED]:
+                break
+            await asyncio.sleep(0.01)
+        second.gate.set()
+        await asyncio.wait_for(run, 5)
+        assert first.recipients == ["+79990000001"]
+        assert second.recipients == ["+78880000001", "+78880000002"]
+        assert await _states(storage, probe) == [SmsState.SENT]
+        detail = await storage.show_request(rid)
+        assert detail is not None
+        (sms,) = detail.sms
+        assert sms.state is SmsState.SCHEDULED
+        # attempt 2 (the failover counted): 0.5 x 2 x 2 x retry_first_s after T0 + 11;
+        # waiting for the breakers would have said T0 + 21
+        assert sms.due == T0 + timedelta(seconds=11 + 4)
+        assert "circuit open" in (sms.error or "")
+
     async def test_backoff_when_no_provider_left(
         self, storage: MemoryStorage, clock: ManualClock
     ) -> None:

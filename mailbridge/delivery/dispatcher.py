@@ -421,11 +421,11 @@ class Dispatcher:
         self, job: SmsJob, provider: str, fault: Fault, error: ProviderError, now: datetime
     ) -> None:
         """Apply :func:`~mailbridge.core.retry.next_step` to a row this try did not send."""
-        tried_before = bool(self._tried.get(job.sms_id))
-        tried: set[str] = set()
+        tried = self._tried.get(job.sms_id) or set()  # providers tried in this round
+        tried_before = bool(tried)
         if fault is Fault.TEMPORARY or fault is Fault.PROVIDER_UNAVAILABLE:
-            tried = self._tried.setdefault(job.sms_id, set())
             tried.add(provider)
+            self._tried[job.sms_id] = tried
             if len(self._tried) > _TRIED_LIMIT:
                 self._tried = {job.sms_id: tried}
         order = self._route(job) if fault is not Fault.PERMANENT else ()

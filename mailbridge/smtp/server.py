@@ -333,6 +333,10 @@ class _Session(UntrustedSession, SMTP):
         transport.close()
 
 
+#: AUTH from an IP inside an error block (SPEC §2, ERROR = 4): temporary, as the block is.
+AUTH_BLOCKED = "454 4.7.0 Too many errors from this address, try again later"
+
+
 class _SessionGone(Exception):
     """The client's connection closed before the commit: nothing is stored."""
 
@@ -372,6 +376,9 @@ class MailHandler:
         self._hash_pool = ThreadPoolExecutor(
             max_workers=hash_workers, thread_name_prefix="mailbridge-hash"
         )
+        # AUTH from clients that are not trusted yet gets a pool of its own: password
+        # guessing queues behind itself, never in front of the mails of trusted senders
+        self._auth_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbridge-auth")
 
     def reload(self, settings: Settings) -> None:
         """Use ``settings`` for the next transactions (sessions stay open)."""
@@ -381,6 +388,7 @@ class MailHandler:
 
     def close(self) -> None:
         self._hash_pool.shutdown(wait=False, cancel_futures=True)
+        self._auth_pool.shutdown(wait=False, cancel_futures=True)
 
     # --- helpers ------------------------------------------------------------------
 
@@ -396,7 +404,9 @@ class MailHandler:
             self._trust_cache[ip] = trusted
         return trusted
 
-    async def _check(self, pairs: Sequence[tuple[str, str, str]]) -> int | None:
+    async def _check(
+        self, pairs: Sequence[tuple[str, str, str]], pool: ThreadPoolExecutor | None = None
+    ) -> int | None:
         """Index of the first (key, password, stored) that matches, checking all of them.
 
         Cached credentials answer at once; the rest run scrypt in the hash pool,
@@ -410,7 +420,7 @@ class MailHandler:
             return [verify_password(password, stored) for _, password, stored in pairs]
 
         loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(self._hash_pool, run)
+        results = await loop.run_in_executor(pool or self._hash_pool, run)
         for i, ok in enumerate(results):
             if ok:
                 key, password, stored = pairs[i]
@@ -418,7 +428,14 @@ class MailHandler:
                 return i
         return None
 
-    async def _verify_login(self, login: str, password: str, settings: Settings) -> _Verified:
+    async def _verify_login(
+        self,
+        login: str,
+        password: str,
+        settings: Settings,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> _Verified:
+        check = partial(self._check, pool=pool)
         login = login.strip()
         if not login:
             keyed = [a for a in settings.accounts if a.apikey_hash]
@@ -426,16 +443,16 @@ class MailHandler:
             if not pairs:
                 pairs = [("apikey:", password, DUMMY_HASH)]
                 keyed = []
-            hit = await self._check(pairs)
+            hit = await check(pairs)
             if hit is None or not keyed:
                 return _Verified(account=None, login_known=False)
             return _Verified(account=keyed[hit], login_known=True)
         account = settings.account(login)
         stored = account.password_hash if account is not None else None
         if account is None or not stored or not password:
-            await self._check([("dummy:", password, DUMMY_HASH)])
+            await check([("dummy:", password, DUMMY_HASH)])
             return _Verified(account=None, login_known=account is not None)
-        hit = await self._check([(login, password, stored)])
+        hit = await check([(login, password, stored)])
         return _Verified(account=account if hit is not None else None, login_known=True)
 
     async def _read(self, raw: bytes, settings: Settings) -> MailContent:
@@ -673,16 +690,26 @@ class MailHandler:
     # --- AUTH (only offered over TLS: auth_require_tls) -----------------------------
 
     async def _auth(self, server: SMTP, login: bytes, password: bytes) -> AuthResult:
+        settings = self.settings
+        peer = server.session.peer if server.session is not None else None
+        ip = intake_mod.normalize_ip(peer)
+        now = self._clock()
+        if await self.storage.ip_blocked(ip, now, settings.limits):
+            await self.storage.record_blocked(ip, now)
+            log.info("auth_refused", client_ip=ip, reason="ip blocked")
+            await server.push(AUTH_BLOCKED)
+            return AuthResult(success=False, handled=True)
         try:
             name, secret = login.decode("utf-8"), password.decode("utf-8")
         except UnicodeDecodeError:
-            return AuthResult(success=False, handled=False)
-        if not name:
-            return AuthResult(success=False, handled=False)
-        verified = await self._verify_login(name, secret, self.settings)
+            name, secret = "", ""
+        verified = (
+            await self._verify_login(name, secret, settings, pool=self._auth_pool)
+            if name
+            else _Verified(account=None, login_known=False)
+        )
         if verified.account is None:
-            peer = server.session.peer if server.session is not None else None
-            log.info("auth_failed", client_ip=intake_mod.normalize_ip(peer))
+            log.info("auth_failed", client_ip=ip)
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, handled=False, auth_data=verified.account.login)
 

@@ -53,6 +53,28 @@ class TestAuthGuessing:
         assert again.value.code == 454
         await other.quit()
 
+    async def test_ip_blocked_by_mail_errors_cannot_authenticate(
+        self, start_daemon: DaemonFactory, tls_files: tuple[Path, Path]
+    ) -> None:
+        """An IP under the ERROR = 4 block gets 454 to AUTH, even with the right password."""
+        cert, key = tls_files
+        daemon = await start_daemon(
+            {
+                "smtp": {"tls_cert": str(cert), "tls_key": str(key)},
+                "limits": {"error_block_after": 2},
+            }
+        )
+        for _ in range(2):  # loopback is trusted here: two mails with a wrong password
+            code, message = await daemon.send(command(psw="wrong"))
+            assert "ERROR = 2" in message
+        code, message = await daemon.send(command())
+        assert "ERROR = 4" in message
+        client = await tls_client(daemon)
+        with pytest.raises(aiosmtplib.SMTPResponseException) as info:
+            await client.auth_plain("alex", PASSWORD)
+        assert info.value.code == 454
+        await client.quit()
+
     async def test_right_password_before_the_block(
         self, start_daemon: DaemonFactory, tls_files: tuple[Path, Path]
     ) -> None:

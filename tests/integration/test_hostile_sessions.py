@@ -65,9 +65,9 @@ class TestAuthGuessing:
             }
         )
         for _ in range(2):  # loopback is trusted here: two mails with a wrong password
-            code, message = await daemon.send(command(psw="wrong"))
+            _, message = await daemon.send(command(psw="wrong"))
             assert "ERROR = 2" in message
-        code, message = await daemon.send(command())
+        _, message = await daemon.send(command())
         assert "ERROR = 4" in message
         client = await tls_client(daemon)
         with pytest.raises(aiosmtplib.SMTPResponseException) as info:

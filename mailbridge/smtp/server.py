@@ -36,7 +36,7 @@ import time
 from base64 import b64decode
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -52,6 +52,7 @@ from mailbridge.core.intake import MailEnvelope, Route, RouteKind
 from mailbridge.core.mail import read_mail
 from mailbridge.core.passwords import DUMMY_HASH, VerifiedCache, verify_password
 from mailbridge.core.phones import normalize_number
+from mailbridge.core.redact import mask_raw
 from mailbridge.core.request import build_request
 from mailbridge.errors import RequestError, StorageError
 from mailbridge.log import get_logger
@@ -337,6 +338,17 @@ class _Session(UntrustedSession, SMTP):
 AUTH_BLOCKED = "454 4.7.0 Too many errors from this address, try again later"
 
 
+def stored_raw(raw: bytes, command: Command, content: MailContent, settings: Settings) -> bytes:
+    """The raw mail as it is stored: the command's password (or API key) masked."""
+    return mask_raw(
+        raw,
+        login=command.login.strip(),
+        secret=command.psw.strip(),
+        charset=content.charset,
+        default_charset=settings.smtp.default_charset,
+    )
+
+
 class _SessionGone(Exception):
     """The client's connection closed before the commit: nothing is stored."""
 
@@ -501,6 +513,7 @@ class MailHandler:
                     content=content,
                 )  # fmt: skip
             verified = await self._verify_login(command.login, command.psw, settings)
+            env = replace(env, raw=stored_raw(env.raw, command, content, settings))
             make_intake = partial(
                 intake_mod.command_intake,
                 env,

@@ -16,13 +16,17 @@ from typing import Any
 
 import pytest
 
+from mailbridge.core.mail import read_mail
 from tests.fakes import FakeProviderServer
 from tests.fakes.big_body import BodyServer, serving
 
 from .conftest import (
+    APIKEY,
     COMMAND_TO,
+    PASSWORD,
     ROOT,
     SENDER,
+    Daemon,
     DaemonFactory,
     ProcDaemon,
     Smarthost,
@@ -377,3 +381,33 @@ class TestOutcomeKeptWhileStorageFails:
             assert len(server.requests_for("miatel")) == 1
         finally:
             await server.stop()
+
+
+class TestStoredRawMail:
+    @pytest.mark.parametrize("cte", ["8bit", "quoted-printable", "base64"])
+    async def test_password_masked_in_stored_mail(self, daemon: Daemon, cte: str) -> None:
+        """The stored raw mail has the command's password masked, whatever the encoding."""
+        raw = make_mail(command(id=f"mask-{cte}"), cte=cte)
+        code, message = await daemon.send(raw)
+        assert code == 250, message
+        conn = sqlite3.connect(daemon.tmp / "mailbridge.db")
+        try:
+            (stored,) = conn.execute("SELECT raw FROM mails").fetchone()
+        finally:
+            conn.close()
+        assert PASSWORD.encode() not in stored
+        assert b"s3cret" not in stored
+        text = read_mail(stored).text
+        assert PASSWORD not in text
+        assert text.startswith("alex:***:")
+
+    async def test_api_key_masked_in_stored_mail(self, daemon: Daemon) -> None:
+        """A command with an API key (empty login) is stored with the key masked."""
+        code, message = await daemon.send(command(login="", psw=APIKEY, id="mask-key"))
+        assert code == 250, message
+        conn = sqlite3.connect(daemon.tmp / "mailbridge.db")
+        try:
+            (stored,) = conn.execute("SELECT raw FROM mails").fetchone()
+        finally:
+            conn.close()
+        assert APIKEY.encode() not in stored

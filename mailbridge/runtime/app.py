@@ -20,10 +20,12 @@ runs one until SIGTERM (or supervises SMTP workers that each run one):
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from mailbridge.core.leases import make_owner
 from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.delivery.mailer import Mailer
 from mailbridge.log import get_logger
@@ -102,7 +104,7 @@ class Gateway:
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
                 providers = build_providers(settings.providers)
-                owner = f"{socket.gethostname()}:{os.getpid()}"
+                owner = make_owner(socket.gethostname(), os.getpid(), secrets.token_hex(4))
                 self.dispatcher = Dispatcher(
                     storage, providers, settings, clock=self._clock, owner=owner
                 )

@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 FULL: list[list[str]] = [
     ["bench_core.py"],
     ["bench_patterns.py"],
+    ["bench_auth.py"],
     ["bench_mail.py", "--hostile"],
     ["bench_ingest.py"],
     ["bench_delivery.py"],
@@ -26,6 +27,7 @@ FULL: list[list[str]] = [
 QUICK: list[list[str]] = [
     ["bench_core.py", "--repeat", "300"],
     ["bench_patterns.py"],
+    ["bench_auth.py", "--accounts", "3"],
     ["bench_mail.py"],
     ["bench_ingest.py", "--mails", "1000"],
     ["bench_delivery.py", "--n", "1000", "--skip-memory"],

@@ -25,7 +25,7 @@ from typing import TextIO
 
 from mailbridge.errors import MailbridgeError
 from mailbridge.models import SmsState
-from mailbridge.settings import Settings
+from mailbridge.settings import Settings, StorageSettings
 from mailbridge.storage.base import RequestSummary, Storage
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_STORAGE",
+    "kept_line",
     "parse_state",
     "queue_cancel",
     "queue_list",
@@ -102,15 +103,31 @@ async def queue_list(
     state: SmsState | None = None,
     account: str | None = None,
     limit: int = 100,
+    retention: StorageSettings | None = None,
 ) -> int:
-    """Requests, newest first, with their SMS counted by state."""
+    """Requests, newest first, with their SMS counted by state; then what is kept how long."""
     summaries = await storage.list_requests(state=state, account=account, limit=max(1, limit))
     if not summaries:
         print("no requests", file=out)
-        return EXIT_OK
-    header = ["ID", "ACCOUNT", "RECEIVED", "MODE", "SMS", "STATES", "RESULT"]
-    _table(header, [_row(s) for s in summaries], out)
+    else:
+        header = ["ID", "ACCOUNT", "RECEIVED", "MODE", "SMS", "STATES", "RESULT"]
+        _table(header, [_row(s) for s in summaries], out)
+    if retention is not None:
+        print(kept_line(retention), file=out)
     return EXIT_OK
+
+
+def _days(value: float) -> str:
+    return "for ever" if not value else f"{value:g} days"
+
+
+def kept_line(retention: StorageSettings) -> str:
+    """What ``[storage] retention_days`` and ``raw_retention_days`` keep, in one line."""
+    return (
+        f"kept: finished requests with their SMS, attempts and replies "
+        f"{_days(retention.retention_days)}; raw mails (password masked) "
+        f"{_days(retention.raw_retention_days)} ([storage] retention_days, raw_retention_days)"
+    )
 
 
 async def queue_show(storage: Storage, request_id: str, *, out: TextIO) -> int:
@@ -190,7 +207,12 @@ async def queue_cancel(
     return EXIT_OK
 
 
-async def _dispatch(storage: Storage, args: argparse.Namespace, out: TextIO) -> int:
+async def _dispatch(
+    storage: Storage,
+    args: argparse.Namespace,
+    out: TextIO,
+    retention: StorageSettings | None = None,
+) -> int:
     command = args.queue_command
     if command == "list":
         return await queue_list(
@@ -199,6 +221,7 @@ async def _dispatch(storage: Storage, args: argparse.Namespace, out: TextIO) -> 
             state=parse_state(getattr(args, "state", None)),
             account=getattr(args, "account", None),
             limit=getattr(args, "limit", 100),
+            retention=retention,
         )
     if command == "show":
         return await queue_show(storage, args.id, out=out)
@@ -228,7 +251,7 @@ async def _run(
         print(f"cannot open storage: {exc}", file=err)
         return EXIT_STORAGE
     try:
-        return await _dispatch(storage, args, out)
+        return await _dispatch(storage, args, out, settings.storage)
     except MailbridgeError as exc:
         print(f"storage error: {exc}", file=err)
         return EXIT_STORAGE

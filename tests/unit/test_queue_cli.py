@@ -12,6 +12,7 @@ from mailbridge.cli.queue import (
     EXIT_BAD_ARGS,
     EXIT_NOT_FOUND,
     EXIT_OK,
+    kept_line,
     parse_state,
     queue_cancel,
     queue_list,
@@ -21,7 +22,7 @@ from mailbridge.cli.queue import (
 )
 from mailbridge.core.encoding import split_text
 from mailbridge.models import Format, Message, SmsRequest, SmsState
-from mailbridge.settings import LimitsSettings, Settings
+from mailbridge.settings import LimitsSettings, Settings, StorageSettings
 from mailbridge.storage.base import Intake, ReplyDraft, Storage
 from mailbridge.storage.memory import MemoryStorage
 
@@ -90,6 +91,23 @@ class TestList:
         await queue_list(storage, out=out, state=state, account=account)
         rows = out.getvalue().splitlines()[1:]
         assert [r.split()[0] for r in rows if r != "no requests"] == ids
+
+
+class TestKept:
+    async def test_list_says_what_is_kept(self, storage: MemoryStorage) -> None:
+        """queue list ends with what retention keeps, and for how long."""
+        out = io.StringIO()
+        retention = StorageSettings(retention_days=30, raw_retention_days=7)
+        assert await queue_list(storage, out=out, retention=retention) == EXIT_OK
+        last = out.getvalue().splitlines()[-1]
+        assert last.startswith("kept: finished requests")
+        assert "30 days" in last
+        assert "raw mails (password masked) 7 days" in last
+
+    def test_for_ever(self) -> None:
+        """An age of 0 reads as for ever."""
+        line = kept_line(StorageSettings(retention_days=0, raw_retention_days=0))
+        assert line.count("for ever") == 2
 
 
 class TestShow:

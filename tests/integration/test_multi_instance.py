@@ -176,8 +176,8 @@ async def test_three_instances_one_database(
             r[0]
             for r in await fetch(
                 url,
-                "SELECT s.text FROM sms s WHERE s.state = 'sending' AND s.lease_owner = %s",
-                [owner],
+                "SELECT s.text FROM sms s WHERE s.state = 'sending' AND s.lease_owner LIKE %s",
+                [owner + ":%"],  # host:pid:token
             )
         }
         await wait_until(lambda: len(answers) >= 2 * LOAD // 3, 30, "two thirds of the load")

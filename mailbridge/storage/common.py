@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 
 from mailbridge.core import limits as lim
 from mailbridge.core.answers import error_line, ok_line
+from mailbridge.core.records import Intake
 from mailbridge.models import Encoding, SmsRequest, SmsState
 from mailbridge.settings import LimitsSettings
-from mailbridge.storage.base import Intake
 
 __all__ = [
     "ANSWER_MAX",

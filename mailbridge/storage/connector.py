@@ -24,6 +24,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any, Protocol, TypeVar
 
+from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Callback, Unsubscribe
@@ -31,11 +32,15 @@ from mailbridge.storage.base import Callback, Unsubscribe
 __all__ = [
     "Channel",
     "Connector",
+    "LocalWakeups",
     "Params",
     "Row",
     "Subscribers",
     "Tx",
     "load_sql_blocks",
+    "migrations",
+    "named_queries",
+    "pending",
     "read_sql",
 ]
 
@@ -173,10 +178,48 @@ def read_sql(name: str) -> str:
     return resources.files("mailbridge.storage").joinpath(name).read_text(encoding="utf-8")
 
 
-def migrations(text: str) -> list[tuple[int, str]]:
-    """The ``-- migration <n> --`` blocks of a schema file, in order."""
-    return sorted(
-        (int(name.split()[1]), sql)
-        for name, sql in load_sql_blocks(text).items()
-        if name.startswith("migration ")
-    )
+def named_queries(name: str) -> dict[str, str]:
+    """The named queries of the ``.sql`` file ``name`` of this package."""
+    return load_sql_blocks(read_sql(name))
+
+
+def migrations(name: str) -> list[str]:
+    """The ``-- migration <n> --`` scripts of the schema file ``name``, in order."""
+    return [
+        sql
+        for _, sql in sorted(
+            (int(key.split()[1]), sql)
+            for key, sql in named_queries(name).items()
+            if key.startswith("migration ")
+        )
+    ]
+
+
+def pending(version: int, known: int) -> range:
+    """The numbers of the migrations a database at ``version`` still needs, of ``known``;
+    ``StorageError`` when a newer program migrated it."""
+    if version > known:
+        raise StorageError(
+            f"the database schema (version {version}) is newer than this program knows"
+        )
+    return range(version + 1, known + 1)
+
+
+class LocalWakeups:
+    """The wake-ups of a backend no other process listens to (SQLite, memory): only
+    this process's subscribers hear them, and an intake leaves nothing to sweep."""
+
+    def __init__(self) -> None:
+        self._subscribers = Subscribers()
+
+    def notify(self, channel: Channel, *, here: bool) -> None:
+        """This process's subscribers, with ``here`` (the SMTP handler wakes the dispatcher
+        and the mailer itself)."""
+        if here:
+            self._subscribers.fire(channel)
+
+    def subscribe(self, channel: Channel, callback: Callback) -> Unsubscribe:
+        return self._subscribers.add(channel, callback)
+
+    def after_intake(self, limits: LimitsSettings, now: datetime) -> None:
+        """Nothing to sweep."""

@@ -20,10 +20,8 @@ from typing import Any, TypeVar
 
 from mailbridge.errors import StorageError
 from mailbridge.models import SmsState
-from mailbridge.settings import LimitsSettings
-from mailbridge.storage.base import Callback, Unsubscribe
 from mailbridge.storage.common import RETRYABLE_STATES, to_ts
-from mailbridge.storage.connector import Channel, Params, Row, Subscribers, Tx
+from mailbridge.storage.connector import LocalWakeups, Params, Row, Tx
 from mailbridge.storage.domain import Store
 
 __all__ = ["QUERIES", "MemoryConnector", "MemoryStorage"]
@@ -507,13 +505,13 @@ class _MemoryTx:
         return moment
 
 
-class MemoryConnector:
+class MemoryConnector(LocalWakeups):
     """The :class:`~mailbridge.storage.connector.Connector` of :class:`MemoryStorage`."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.db = _Db()
         self.fail_writes = False
-        self._subscribers = Subscribers()
 
     async def open(self) -> None:
         """Nothing to create."""
@@ -525,16 +523,6 @@ class MemoryConnector:
         if write and self.fail_writes:
             raise StorageError("storage cannot commit (fail_writes is set)")
         return await work(_MemoryTx(self.db))
-
-    def notify(self, channel: Channel, *, here: bool) -> None:
-        if here:
-            self._subscribers.fire(channel)
-
-    def subscribe(self, channel: Channel, callback: Callback) -> Unsubscribe:
-        return self._subscribers.add(channel, callback)
-
-    def after_intake(self, limits: LimitsSettings, now: datetime) -> None:
-        """Nothing to sweep."""
 
 
 class MemoryStorage(Store):

@@ -63,9 +63,9 @@ from mailbridge.storage.connector import (
     Row,
     Subscribers,
     Tx,
-    load_sql_blocks,
     migrations,
-    read_sql,
+    named_queries,
+    pending,
 )
 from mailbridge.storage.domain import Store
 
@@ -100,12 +100,10 @@ _log = get_logger("mailbridge.storage.postgres")
 
 
 #: The named queries of ``postgres_queries.sql`` (trusted text shipped with the program).
-QUERIES: dict[str, LiteralString] = load_sql_blocks(read_sql("postgres_queries.sql"))
+QUERIES: dict[str, LiteralString] = named_queries("postgres_queries.sql")
 
 #: The migrations of ``postgres_schema.sql``, in order: migration n brings the version to n.
-MIGRATIONS: tuple[LiteralString, ...] = tuple(
-    sql for _, sql in migrations(read_sql("postgres_schema.sql"))
-)
+MIGRATIONS: tuple[LiteralString, ...] = tuple(migrations("postgres_schema.sql"))
 
 Q = QUERIES
 
@@ -443,12 +441,6 @@ async def _migrate(c: Conn) -> None:
         version = 0
     else:
         version = int(row[0])
-    if version > len(MIGRATIONS):
-        raise StorageError(
-            f"the database schema (version {version}) is newer than this program knows"
-        )
-    for number, script in enumerate(MIGRATIONS, start=1):
-        if number <= version:
-            continue
-        await c.execute(script, prepare=False)
+    for number in pending(version, len(MIGRATIONS)):
+        await c.execute(MIGRATIONS[number - 1], prepare=False)
         await c.execute("UPDATE mailbridge_schema SET version = %s", [number])

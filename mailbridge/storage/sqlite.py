@@ -40,18 +40,15 @@ from typing import Any, TypeVar
 
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
-from mailbridge.settings import LimitsSettings
-from mailbridge.storage.base import Callback, Unsubscribe
 from mailbridge.storage.common import from_ts, to_ts
 from mailbridge.storage.connector import (
-    Channel,
+    LocalWakeups,
     Params,
     Row,
-    Subscribers,
     Tx,
-    load_sql_blocks,
     migrations,
-    read_sql,
+    named_queries,
+    pending,
 )
 from mailbridge.storage.domain import Store
 
@@ -76,11 +73,11 @@ def _statements(script: str) -> list[str]:
 
 
 #: The named queries of ``sqlite_queries.sql``.
-QUERIES: dict[str, str] = load_sql_blocks(read_sql("sqlite_queries.sql"))
+QUERIES: dict[str, str] = named_queries("sqlite_queries.sql")
 
 #: The migrations of ``sqlite_schema.sql``, in order: migration n brings user_version to n.
 MIGRATIONS: tuple[tuple[str, ...], ...] = tuple(
-    tuple(_statements(sql)) for _, sql in migrations(read_sql("sqlite_schema.sql"))
+    tuple(_statements(sql)) for sql in migrations("sqlite_schema.sql")
 )
 
 Q = QUERIES
@@ -420,7 +417,7 @@ def _drive(coro: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("SQLite work awaited something other than its connection")
 
 
-class SqliteConnector:
+class SqliteConnector(LocalWakeups):
     """The :class:`~mailbridge.storage.connector.Connector` of one SQLite file.
 
     ``busy_timeout_s``: how long a transaction waits for a lock held by another
@@ -429,12 +426,12 @@ class SqliteConnector:
     """
 
     def __init__(self, path: Path, *, busy_timeout_s: float, max_batch: int) -> None:
+        super().__init__()
         self.path = path
         self._busy_timeout_s = busy_timeout_s
         self._max_batch = max_batch
         self._writer: _Writer | None = None
         self._closed = False
-        self._subscribers = Subscribers()
 
     @property
     def stats(self) -> WriterStats:
@@ -486,17 +483,6 @@ class SqliteConnector:
         writer.stop()
         await asyncio.to_thread(writer.join)
 
-    def notify(self, channel: Channel, *, here: bool) -> None:
-        """Only this process's subscribers (the SMTP handler wakes the dispatcher itself)."""
-        if here:
-            self._subscribers.fire(channel)
-
-    def subscribe(self, channel: Channel, callback: Callback) -> Unsubscribe:
-        return self._subscribers.add(channel, callback)
-
-    def after_intake(self, limits: LimitsSettings, now: datetime) -> None:
-        """Nothing: the limit tables are pruned inside intakes, at most once a second."""
-
 
 class SqliteStorage(Store):
     """The :class:`~mailbridge.storage.base.Storage` contract on one SQLite file."""
@@ -518,13 +504,7 @@ class SqliteStorage(Store):
 
 def _migrate(c: sqlite3.Connection) -> None:
     version = c.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise StorageError(
-            f"the database schema (version {version}) is newer than this program knows"
-        )
-    for number, statements in enumerate(MIGRATIONS, start=1):
-        if number <= version:
-            continue
-        for statement in statements:
+    for number in pending(version, len(MIGRATIONS)):
+        for statement in MIGRATIONS[number - 1]:
             c.execute(statement)
         c.execute(f"PRAGMA user_version = {number}")

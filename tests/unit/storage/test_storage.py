@@ -1316,3 +1316,47 @@ class TestReplyViews:
             assert [(r.body, r.state, r.sent_at) for r in detail.replies] == [(line, "sent", at(2))]
         finally:
             await again.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def local_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each backend that no other process shares (its wake-ups stay in this process)."""
+    async with _opened(request.param, request, tmp_path) as opened:
+        yield opened
+
+
+class TestLocalWakeups:
+    async def test_followup_wakes_reply_subscribers_only(self, local_backend: Backend) -> None:
+        """A follow-up queued by mark_failed wakes the reply subscribers; accepts wake nobody
+        (the SMTP handler wakes the dispatcher and the mailer itself)."""
+        s = local_backend.storage
+        calls: list[str] = []
+        stop_due = s.subscribe_due(lambda: calls.append("due"))
+        stop_replies = s.subscribe_replies(lambda: calls.append("reply"))
+        await accept(s, intake(test=1))
+        await accept(s, intake(error=1, now=at(1)))
+        assert calls == []
+        (job,) = await s.claim_due(at(2), limit=10, lease_s=30, owner="w")
+        await s.mark_failed(
+            job.sms_id,
+            provider="main",
+            state=SmsState.FAILED,
+            answer="4: rejected",
+            now=at(3),
+            reply_rate_per_hour=RATE,
+        )
+        assert calls == ["reply"]
+        stop_due()
+        stop_replies()
+        stop_replies()  # twice is harmless
+        assert await s.retry_request("1", at(4)) == 1
+        (job,) = await s.claim_due(at(4), limit=10, lease_s=30, owner="w")
+        await s.mark_failed(
+            job.sms_id,
+            provider=None,
+            state=SmsState.EXPIRED,
+            answer="validity ended",
+            now=at(5),
+            reply_rate_per_hour=RATE,
+        )
+        assert calls == ["reply"]  # unsubscribed; and one follow-up per request anyway

@@ -33,7 +33,7 @@ __all__ = ["accept_intake", "count_replies", "insert_reply"]
 
 def _json_list(value: Any) -> list[Any]:
     """A JSON array a query gave as text (NULL: empty)."""
-    return json.loads(value) if value else []
+    return json.loads(value) if value and value != "[]" else []
 
 
 async def _snapshot(

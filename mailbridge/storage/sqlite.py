@@ -349,9 +349,9 @@ class _Writer:
 
 
 class _SqliteTx:
-    """A :class:`~mailbridge.storage.connector.Tx` on the writer's connection: times as
-    epoch seconds, lists as JSON text; nothing awaits, so the writer thread runs the
-    domain's work to its end in one step."""
+    """A :class:`~mailbridge.storage.connector.Tx` on the writer's connection (times go
+    in as epoch seconds, lists as JSON text: the adapters below); nothing awaits, so the
+    writer thread runs the domain's work to its end in one step."""
 
     __slots__ = ("_c",)
 
@@ -359,27 +359,26 @@ class _SqliteTx:
         self._c = conn
 
     async def one(self, name: str, params: Params) -> Row | None:
-        row: Row | None = self._c.execute(Q[name], _adapt(params)).fetchone()
+        row: Row | None = self._c.execute(Q[name], params).fetchone()
         return row
 
     async def all(self, name: str, params: Params) -> list[Row]:
-        return self._c.execute(Q[name], _adapt(params)).fetchall()
+        return self._c.execute(Q[name], params).fetchall()
 
     async def run(self, name: str, params: Params) -> None:
         sql = Q[name]
         if sql:
-            self._c.execute(sql, _adapt(params))
+            self._c.execute(sql, params)
 
     async def run_many(self, name: str, rows: Sequence[Params]) -> None:
         sql = Q[name]
         if sql and rows:
-            self._c.executemany(sql, [_adapt(r) for r in rows])
+            self._c.executemany(sql, rows)
 
     async def claim(self, name: str, params: Params) -> list[Row]:
         """The rows of query ``name``, then ``<name>_lease`` for each (one writer: no race)."""
-        bound = _adapt(params)
-        rows = self._c.execute(Q[name], bound).fetchall()
-        self._c.executemany(Q[f"{name}_lease"], [{**bound, "id": r[0]} for r in rows])
+        rows = self._c.execute(Q[name], params).fetchall()
+        self._c.executemany(Q[f"{name}_lease"], [{**params, "id": r[0]} for r in rows])
         return rows
 
     async def lock(self, keys: Iterable[tuple[str, str]]) -> None:
@@ -395,15 +394,18 @@ class _SqliteTx:
         return from_ts(value)
 
 
-def _adapt(params: Params) -> dict[str, Any]:
-    """Parameters as SQLite takes them: aware times as epoch seconds, lists as JSON text."""
-    out = dict(params)
-    for key, value in params.items():
-        if isinstance(value, datetime):
-            out[key] = to_ts(value)
-        elif isinstance(value, (list, tuple)):
-            out[key] = json.dumps(value)
-    return out
+def _json(value: list[Any] | tuple[Any, ...]) -> str:
+    return json.dumps(value)
+
+
+# How the domain's parameters are stored, looked up by sqlite3 itself (in C) for the
+# types it cannot bind as they are: aware times as epoch seconds (naive ones raise
+# ValueError), lists as JSON text (read with json_each), flags as 0/1. Registered for
+# the process: only this module talks to SQLite.
+sqlite3.register_adapter(datetime, to_ts)
+sqlite3.register_adapter(list, _json)
+sqlite3.register_adapter(tuple, _json)
+sqlite3.register_adapter(bool, int)
 
 
 def _drive(coro: Coroutine[Any, Any, T]) -> T:

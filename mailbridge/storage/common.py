@@ -50,7 +50,8 @@ RETRYABLE_STATES: frozenset[SmsState] = frozenset(
 
 def to_ts(moment: datetime) -> float:
     """UTC epoch seconds of an aware ``datetime`` (naive ones are refused)."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
+    tz = moment.tzinfo
+    if tz is not UTC and (tz is None or moment.utcoffset() is None):
         raise ValueError("storage times must be timezone-aware")
     return moment.timestamp()
 

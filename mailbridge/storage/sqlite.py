@@ -385,13 +385,17 @@ class _SqliteTx:
         """Nothing: one writer thread, and the file lock between processes."""
 
     def pipeline(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return contextlib.nullcontext()
+        return _NO_PIPELINE
 
     def prune_due(self, now: datetime) -> bool:
         return _prune_now(self._c, to_ts(now))
 
     def moment(self, value: Any) -> datetime:
         return from_ts(value)
+
+
+#: One connection, in process: nothing to send together (reusable).
+_NO_PIPELINE: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
 
 
 def _json(value: list[Any] | tuple[Any, ...]) -> str:

@@ -1,5 +1,9 @@
 """``SqliteStorage``: the embedded storage, one SQLite file in WAL mode.
 
+The rules are those of every backend (:mod:`mailbridge.storage.domain`); this
+module is their connector: the named queries of ``sqlite_queries.sql``, run by
+one writer thread.
+
 All database work runs on ONE writer thread that owns the connection, so the
 event loop never blocks on disk. The thread practises group commit: every
 operation queued while a transaction is being committed goes into the next

@@ -17,6 +17,7 @@ __all__ = [
     "Format",
     "MailContent",
     "Message",
+    "RouteKind",
     "SmsRequest",
     "SmsState",
     "Split",
@@ -39,6 +40,14 @@ class Format(enum.IntEnum):
     VIBER = 10
     WHATSAPP = 11
     SOCIAL = 12
+
+
+class RouteKind(enum.StrEnum):
+    """The three kinds of mailbox, and so the mode of a mail (SPEC §1, §3)."""
+
+    COMMAND = "command"
+    FORWARD = "forward"
+    NUMBER = "number"
 
 
 class Encoding(enum.StrEnum):
@@ -160,7 +169,7 @@ class SmsRequest:
     voice: str | None = None
     param: str | None = None
     bot: bool = False
-    mode: str = "command"
+    mode: RouteKind = RouteKind.COMMAND
 
     @property
     def sms_count(self) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from mailbridge.models import Encoding, Format, SmsRequest, SmsState
+from mailbridge.models import Encoding, Format, RouteKind, SmsRequest, SmsState
 from mailbridge.settings import LimitsSettings
 
 __all__ = [
@@ -71,7 +71,7 @@ class Intake:
     mail_from: str
     rcpt_to: tuple[str, ...]
     raw: bytes
-    mode: str  # "command" | "forward" | "number"
+    mode: RouteKind
     account: str | None  # None when the login was not recognised
     client_id: str | None  # the id the mail gave, if valid
     request: SmsRequest | None

@@ -26,6 +26,11 @@ CORE_MODULES = [
     "mailbridge.core.config",
     "mailbridge.core.retry",
     "mailbridge.core.routing",
+    "mailbridge.core.fields",
+    "mailbridge.core.recipients",
+    "mailbridge.core.login",
+    "mailbridge.core.pipeline",
+    "mailbridge.core.dryrun",
 ]
 
 FORBIDDEN = ["asyncio", "aiosmtpd", "aiosmtplib", "httpx", "sqlite3", "structlog"]

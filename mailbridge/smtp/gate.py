@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from mailbridge.smtp.session import Session
+__all__ = ["ConnectionGate", "GatedSession"]
 
-__all__ = ["ConnectionGate"]
+
+class GatedSession(Protocol):
+    """What the gate needs of a session: a way to close it on shutdown."""
+
+    def shutdown(self) -> None: ...
 
 
 class ConnectionGate:
     """Counts open sessions (overall and per IP) and sessions inside DATA."""
 
     def __init__(self) -> None:
-        self.sessions: set[Session] = set()
+        self.sessions: set[GatedSession] = set()
         self.per_ip: dict[str, int] = {}
         self.in_data = 0
         self.closing = False
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def admit(self, session: Session, ip: str, *, total: int, per_ip: int) -> bool:
+    def admit(self, session: GatedSession, ip: str, *, total: int, per_ip: int) -> bool:
         if self.closing:
             return False
         if len(self.sessions) >= total or self.per_ip.get(ip, 0) >= per_ip:
@@ -31,7 +34,7 @@ class ConnectionGate:
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         return True
 
-    def release(self, session: Session, ip: str) -> None:
+    def release(self, session: GatedSession, ip: str) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
             left = self.per_ip.get(ip, 1) - 1

@@ -11,7 +11,9 @@ A field that cannot be read does not fail at once: its error waits in a
 reaches that field, so the order of the checks (``docs/architecture.md``)
 and the answers stay as they are — a wrong password is ERROR 2 even when the
 id is invalid too. Until then the intake uses :attr:`Checked.valid`: the id
-and test flag of a refused mail are those that could be read, else none.
+of a refused mail is the one that could be read, else none. Its test flag is
+:attr:`Fields.test_flag` (``01`` counts as 0 there, as it always has, while
+the builder reads it as 1).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ _NUMERIC_ID_RE = re.compile(r"\d+", re.ASCII)
 _STRING_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,40}", re.ASCII)
 _SMALL_INT_RE = re.compile(r"\d{1,2}", re.ASCII)
 _MAX_FORMAT = int(max(Format))
+_FLAGS = {"0": 0, "1": 1, "2": 2}
 
 T = TypeVar("T")
 
@@ -66,6 +69,7 @@ class Fields:
     when: TimeSpec
     translit: Checked[int]
     test: Checked[int]
+    test_flag: int  # the flag of a refused mail: 1 or 2 only when written exactly so, else 0
     format: Checked[Format]
     prefix: Checked[str | None]  # the request's prefix, upper case (CALL, MAIL, …)
     texts: tuple[str, ...]  # each entry's text without its prefix
@@ -97,6 +101,7 @@ def read_fields(command: Command) -> Fields:
         when=TimeSpec(command.time.strip(), command.tz.strip()),
         translit=_small_int(command.translit, "translit", 2),
         test=_small_int(command.test, "test", 2),
+        test_flag=_FLAGS.get(command.test.strip(), 0),
         format=Checked(Format(fmt.value), fmt.error),
         prefix=prefix,
         texts=tuple(texts),

@@ -270,7 +270,7 @@ def command_intake(
     ``build`` is ``request.build_request`` bound to ``now``, region and formats.
     """
     client_id = fields.client_id.valid
-    test = fields.test.valid or 0
+    test = fields.test_flag
     if account is None:
         return error_intake(
             env,

@@ -158,7 +158,7 @@ class MailHandler(HookTable, SmtpAuth):
         routes: list[Route] = envelope.routes
         mode = routes[0].kind if routes else RouteKind.COMMAND
         reject = mode != RouteKind.COMMAND or settings.smtp.on_error == "reject"
-        fields: dict[str, Any] = {"client_ip": ip, "mode": mode}
+        fields: dict[str, Any] = {"client_ip": ip, "mode": mode.value}
         try:
             answer = await self._data(envelope, routes, settings, now, ip, reject, fields)
         except StorageError as exc:
@@ -166,7 +166,7 @@ class MailHandler(HookTable, SmtpAuth):
             fields["result"] = "storage failure"
             fields["error"] = type(exc).__name__
         except Exception:
-            log.exception("mail_failed", client_ip=ip, mode=mode)
+            log.exception("mail_failed", client_ip=ip, mode=mode.value)
             answer = _TEMPFAIL
             fields["result"] = "internal error"
         fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)

@@ -293,7 +293,7 @@ class TestSmallHelpers:
 
 class TestCommandIntake:
     def build_ok(self, fields: Fields, account: Account) -> SmsRequest:
-        return request(client_id=fields.client_id.valid, test=fields.test.valid or 0)
+        return request(client_id=fields.client_id.valid, test=fields.test.get())
 
     def test_accepted(self) -> None:
         """A verified command becomes an intake with request and fingerprint."""

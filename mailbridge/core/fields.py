@@ -19,8 +19,7 @@ the builder reads it as 1).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from mailbridge.core.grammar import parse_command, split_prefix
 from mailbridge.core.timespec import TimeSpec
@@ -41,9 +40,12 @@ _FLAGS = {"0": 0, "1": 1, "2": 2}
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Checked(Generic[T]):
-    """A field's value, or the error reading it gave (then ``value`` is the field's default)."""
+class Checked(NamedTuple, Generic[T]):
+    """A field's value, or the error reading it gave (then ``value`` is the field's default).
+
+    (Named tuples, here and for :class:`Fields`: immutable and quick to build,
+    as every mail builds a handful.)
+    """
 
     value: T
     error: RequestError | None = None
@@ -60,8 +62,7 @@ class Checked(Generic[T]):
         return self.value if self.error is None else None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Fields:
+class Fields(NamedTuple):
     """A command with every field read: what the intake and the request builder use."""
 
     command: Command  # login, password, sender, entries and parameters as split
@@ -93,7 +94,7 @@ def read_fields(command: Command) -> Fields:
     if len(names) > 1:
         prefix = Checked(None, RequestError(1, "different prefixes in one request"))
     else:
-        prefix = Checked(names.pop() if names else None)
+        prefix = Checked(names.pop()) if names else _NO_PREFIX
     fmt = _small_int(command.format, "format", _MAX_FORMAT)
     return Fields(
         command=command,
@@ -102,16 +103,22 @@ def read_fields(command: Command) -> Fields:
         translit=_small_int(command.translit, "translit", 2),
         test=_small_int(command.test, "test", 2),
         test_flag=_FLAGS.get(command.test.strip(), 0),
-        format=Checked(Format(fmt.value), fmt.error),
+        format=_FORMATS[fmt.value] if fmt.error is None else Checked(Format.SMS, fmt.error),
         prefix=prefix,
         texts=tuple(texts),
     )
 
 
+_NO_ID: Checked[str | None] = Checked(None)
+_NO_PREFIX: Checked[str | None] = Checked(None)
+_SMALL: tuple[Checked[int], ...] = tuple(Checked(i) for i in range(100))
+_FORMATS: dict[int, Checked[Format]] = {int(f): Checked(f) for f in Format}
+
+
 def _client_id(raw: str) -> Checked[str | None]:
     """SPEC §1: 1..2147483647 or ≤40 of ``A-Za-z0-9.-_``; empty: none given."""
     if not raw:
-        return Checked(None)
+        return _NO_ID
     if _NUMERIC_ID_RE.fullmatch(raw):
         if len(raw) > len(str(MAX_ID)) or not 1 <= int(raw) <= MAX_ID:
             return Checked(None, RequestError(1, "numeric id out of range"))
@@ -123,7 +130,7 @@ def _client_id(raw: str) -> Checked[str | None]:
 
 def _small_int(raw: str, name: str, maximum: int) -> Checked[int]:
     if not raw:
-        return Checked(0)
+        return _SMALL[0]
     if _SMALL_INT_RE.fullmatch(raw) is None or int(raw) > maximum:
         return Checked(0, RequestError(1, f"invalid {name}"))
-    return Checked(int(raw))
+    return _SMALL[int(raw)]

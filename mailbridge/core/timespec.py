@@ -19,8 +19,8 @@ Decisions where the seed is silent:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import NamedTuple
 
 from mailbridge.errors import RequestError
 
@@ -45,8 +45,7 @@ _TZ_RE = re.compile(r"[+-]?\d{1,2}", re.ASCII)
 _NOW_MARKER = "now"
 
 
-@dataclass(frozen=True, slots=True)
-class TimeSpec:
+class TimeSpec(NamedTuple):
     """The ``<time>,<tz>`` fields of a command, read once (each stripped, ``""`` when absent)."""
 
     time: str = ""

@@ -18,9 +18,8 @@ with :func:`run_now`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from mailbridge.core import intake as intake_mod
 from mailbridge.core.fields import Fields, read_command
@@ -41,8 +40,7 @@ MailReader = Callable[[bytes], Awaitable[MailContent]]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The intake of one mail and what the pipeline learnt on the way."""
 
     intake: Intake

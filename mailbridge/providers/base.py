@@ -47,6 +47,7 @@ __all__ = [
     "SendResult",
     "Sent",
     "check_batch",
+    "format_refused",
     "http_request",
     "parse_retry_after",
     "redact",
@@ -162,6 +163,20 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         when = when.replace(tzinfo=UTC)
     current = now if now is not None else datetime.now(UTC)
     return max(0.0, (when - current).total_seconds())
+
+
+def format_refused(
+    name: str, formats: frozenset[Format], item: Outbound
+) -> PermanentProviderError | None:
+    """The result of an item in a format the provider does not carry, else None.
+
+    The request builder accepts only formats some provider carries and routing
+    gives each provider only its own formats, so this is a guard against a
+    caller's bug: the item fails alone, nothing is sent.
+    """
+    if item.format in formats:
+        return None
+    return PermanentProviderError(f"{name}: format {int(item.format)} not carried")
 
 
 def check_batch(name: str, batch: Sequence[Outbound], max_batch: int) -> None:

@@ -45,6 +45,7 @@ from mailbridge.providers.base import (
     SendResult,
     Sent,
     check_batch,
+    format_refused,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -120,8 +121,8 @@ class MiatelProvider(HttpProvider):
         return [await self._send_one(item) for item in batch]
 
     async def _send_one(self, item: Outbound) -> SendResult:
-        if item.format not in self.formats:
-            return PermanentProviderError(f"{self.name}: format {int(item.format)} not carried")
+        if (refused := format_refused(self.name, self.formats, item)) is not None:
+            return refused
         params = [
             ("to", item.recipient.removeprefix("+")),
             ("text", item.text),

@@ -14,9 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.models import Format
 from mailbridge.providers.base import (
     ANSWER_LIMIT,
     check_batch,
+    format_refused,
     http_request,
     parse_retry_after,
     redact,
@@ -196,3 +198,12 @@ class TestHttpRequest:
             client, "POST", URL, name="p", deadline_s=5, params=[("a", "1"), ("b", "2"), ("a", "3")]
         )
         assert route.calls.last.request.url.query == b"a=1&b=2&a=3"
+
+
+def test_format_refused() -> None:
+    """An item in a carried format passes; another fails alone, naming provider and format."""
+    carried = frozenset({Format.SMS, Format.FLASH})
+    assert format_refused("p", carried, outbound(format=Format.FLASH)) is None
+    refused = format_refused("p", carried, outbound(format=Format.VOICE))
+    assert isinstance(refused, PermanentProviderError)
+    assert str(refused) == "p: format 9 not carried"

@@ -463,9 +463,7 @@ def parse_receipt(deliver: DeliverSm) -> ReceiptFields:
     """What a receipt says: the TLVs (``receipted_message_id``, ``message_state``,
     ``network_error_code``) where present, else the ``id:… stat:… err:… done date:…`` text."""
     text = deliver.message.decode("latin-1")
-    found = {
-        key: (m.group(1) if (m := rx.search(text)) else None) for key, rx in _RECEIPT_RE.items()
-    }
+    found = {key: (m.group(1) if (m := rx.search(text)) else None) for key, rx in _FIELDS.items()}
     message_id = found["id"]
     raw_id = deliver.tlvs.get(Tlv.RECEIPTED_MESSAGE_ID)
     if raw_id is not None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 import struct
 import time
 from dataclasses import dataclass, field
@@ -176,7 +177,14 @@ class BoundSession:
 class FakeSmsc:
     """An SMPP server on 127.0.0.1; see the module docstring."""
 
-    def __init__(self, *, system_id: str = "client", password: str = "secret") -> None:
+    def __init__(
+        self,
+        *,
+        system_id: str = "client",
+        password: str = "secret",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.tls = tls
         self.system_id = system_id
         self.password = password
         self.faults = SmscFaults()
@@ -208,7 +216,7 @@ class FakeSmsc:
         await self.stop()
 
     async def start(self, port: int = 0) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -438,7 +438,9 @@ class FakeSmsc:
         if faults.drop_after is not None:
             if faults.drop_after <= 0:
                 drop = True
-            faults.drop_after -= 1
+                faults.drop_after = None
+            else:
+                faults.drop_after -= 1
         unanswered = drop or faults.silent
         message_id = (
             f"{next(self._ids):X}" if status == ESME_ROK and not nack and not unanswered else None

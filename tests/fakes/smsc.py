@@ -511,3 +511,38 @@ class FakeSmsc:
     async def _later(self, session: BoundSession, delay_s: float, data: bytes) -> None:
         await asyncio.sleep(delay_s)
         session.send(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.fakes.smsc --port 0 [--receipts after]``: serve until SIGTERM.
+
+    Prints the port on its first line (the benchmark runs the SMSC in its own process).
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--system-id", default="client")
+    parser.add_argument("--password", default="secret")
+    parser.add_argument("--receipts", default="none", choices=["none", "after", "before"])
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        smsc = FakeSmsc(system_id=args.system_id, password=args.password)
+        smsc.faults.receipts = args.receipts
+        await smsc.start(args.port)
+        print(smsc.port, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await smsc.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -156,7 +156,7 @@ def settings_for(port: int, window: int) -> Settings:
         name="smpp",
         type="smpp",
         password=PASSWORD,
-        concurrency=window,
+        concurrency=2 * window,  # the config's default: sends queue at the window
         smpp=smpp_settings(port, window),
     )
     return Settings(

@@ -814,7 +814,7 @@ def _provider(raw: object, i: int, base_dir: Path | None) -> ProviderSettings:
         kw["smpp"] = settings
         kw["password"] = checked.get("password", "")
         if "concurrency" not in checked:
-            kw["concurrency"] = settings.window * settings.connections
+            kw["concurrency"] = 2 * settings.window * settings.connections
     elif ptype in _HTTP_TYPES:
         if "path" in checked:
             raise ConfigError(f"{p}.path", f"not used by type {ptype}")

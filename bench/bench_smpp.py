@@ -21,7 +21,10 @@ median ratio printed last.
    receipts parsed and handed to a counting sink per second (the storage side
    of receipts is measured with it once it exists), CPU per receipt.
 4. for orientation, when ``smpp34`` is installed (not a dependency): its bare
-   loop against the same SMSC at each window.
+   loop against the same SMSC at each window;
+5. the dispatcher's own floor: the same rows through a provider that answers
+   at once without any I/O (CPU per SMS of claim, settle and the SQLite
+   commits alone), which bounds the ratio of 2. from above.
 
 Run: ``.venv/bin/python bench/bench_smpp.py [--n 3000] [--repeat 3]``.
 """
@@ -40,6 +43,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -48,6 +52,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_delivery import CountingStorage, _rate, fill  # noqa: E402
 from mailbridge.delivery.dispatcher import Dispatcher  # noqa: E402
+from mailbridge.models import Format  # noqa: E402
+from mailbridge.providers.base import Sent  # noqa: E402
 from mailbridge.providers.events import InboundSms, Receipt  # noqa: E402
 from mailbridge.providers.factory import build_providers  # noqa: E402
 from mailbridge.providers.smpp_codec import Cmd, encode_gsm7, submit_sm_body  # noqa: E402
@@ -188,6 +194,41 @@ async def dispatch_rate(port: int, n: int, window: int, folder: Path) -> tuple[f
         await storage.close()
 
 
+class NullProvider:
+    """Takes every SMS at once, no I/O: the dispatcher's and storage's own cost."""
+
+    name = "smpp"
+    formats = frozenset({Format.SMS})
+    max_batch = 1
+
+    async def send(self, batch: Any) -> list[Any]:
+        await asyncio.sleep(0)
+        return [Sent(provider_id=str(o.sms_id), answer="ok") for o in batch]
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def floor_rate(n: int, folder: Path) -> tuple[float, float]:
+    """SMS per second and CPU µs per SMS through the dispatcher to :class:`NullProvider`."""
+    storage = CountingStorage(folder / f"floor-{time.monotonic_ns()}.db")
+    await storage.open()
+    try:
+        await fill(storage, n, same_text=False, due=datetime.now(UTC))
+        storage.target = n
+        storage.done = asyncio.Event()
+        settings = settings_for(0, 10)
+        dispatcher = Dispatcher(storage, {"smpp": NullProvider()}, settings, owner="f")
+        started, cpu = time.perf_counter(), time.process_time()
+        await dispatcher.start()
+        await asyncio.wait_for(storage.done.wait(), 600)
+        result = _rate(n, started, cpu)
+        await dispatcher.stop(5)
+        return result
+    finally:
+        await storage.close()
+
+
 class CountingSink:
     def __init__(self, target: int) -> None:
         self.target = target
@@ -217,7 +258,6 @@ async def receipt_rate(n: int) -> tuple[float, float]:
         )
         sink = CountingSink(n)
         provider = SmppProvider(settings, sink)
-        from mailbridge.models import Format
 
         items = [
             Outbound(
@@ -271,6 +311,8 @@ async def main(args: argparse.Namespace) -> None:
                     f"window {window:>2}: smpp34 bare loop {other[0]:7.0f} SMS/s"
                     f" ({other[1]:5.0f} µs CPU/SMS), for orientation"
                 )
+        floor, floor_cpu = await floor_rate(n, folder)
+        print(f"dispatcher floor (no-I/O provider): {floor:.0f} SMS/s, {floor_cpu:.0f} µs CPU/SMS")
     rate, cpu = await receipt_rate(n)
     print(
         f"receipts: {rate:.0f}/s (submit + receipt per SMS, window 50, counting sink),"

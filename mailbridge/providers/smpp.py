@@ -318,9 +318,16 @@ class SmppProvider:
             for part in parts
         ]
         session = await self._session()
-        answers = await asyncio.gather(
-            *(session.submit(body) for body in bodies), return_exceptions=True
-        )
+        answers: list[Pdu | BaseException]
+        if len(bodies) == 1:  # the common case: no task for a gather
+            try:
+                answers = [await session.submit(bodies[0])]
+            except (ConnectionLost, TimeoutError) as exc:
+                answers = [exc]
+        else:
+            answers = await asyncio.gather(
+                *(session.submit(body) for body in bodies), return_exceptions=True
+            )
         return self._result(session, answers)
 
     def _result(self, session: SmppSession, answers: list[Pdu | BaseException]) -> SendResult:

@@ -188,9 +188,15 @@ class SmppSession:
                     error=f"{type(exc).__name__}: {exc}"[:200],
                     retry_in_s=round(wait, 2),
                 )
+            except Exception:  # a bug must not end the session for good
+                wait = self._backoff(attempt)
+                self._log.exception("smpp session error", retry_in_s=round(wait, 2))
             else:
                 attempt = -1
-                await self._serve(reader)
+                try:
+                    await self._serve(reader)
+                except Exception:  # a bug must not end the session for good
+                    self._log.exception("smpp session error")
                 wait = 0.0 if self._closing else self._backoff(0)
                 if not self._closing:
                     self._log.warning("smpp connection lost", retry_in_s=round(wait, 2))
@@ -249,6 +255,8 @@ class SmppSession:
                     break
                 for pdu in parser.feed(data):
                     self._dispatch(pdu)
+        except ConnectionLost:
+            pass  # we closed it (enquire_link unanswered, unbind) while reading
         except (OSError, SmppCodecError) as exc:
             self._log.warning("smpp read failed", error=f"{type(exc).__name__}: {exc}"[:200])
         finally:
@@ -293,7 +301,8 @@ class SmppSession:
             if self._on_deliver is not None:
                 status = await self._on_deliver(pdu)
         if writer is self._writer:  # not on a new connection: its sequence numbers differ
-            self._write(encode_pdu(Cmd.DELIVER_SM_RESP, pdu.sequence, b"\x00", status=status))
+            with contextlib.suppress(ConnectionLost):  # lost: the SMSC delivers it again
+                self._write(encode_pdu(Cmd.DELIVER_SM_RESP, pdu.sequence, b"\x00", status=status))
 
     async def _keep_alive(self) -> None:
         while True:

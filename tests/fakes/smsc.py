@@ -20,6 +20,7 @@ Faults, changed at run time through :attr:`FakeSmsc.faults`:
 * ``drop_after``: after this many more ``submit_sm`` arrive, the connection is
   closed with them unanswered (submits in flight at a lost connection);
 * ``silent``: ``submit_sm`` are read and never answered;
+* ``mute_enquire_link``: ``enquire_link`` are counted and never answered;
 * ``receipts``: ``"none"``, ``"after"`` (a receipt right after the
   ``submit_sm_resp``), ``"before"`` (the receipt goes out before the
   ``submit_sm_resp``) or ``"hold"`` (kept until :meth:`FakeSmsc.flush_receipts`,
@@ -102,6 +103,7 @@ class SmscFaults:
     receipt_stat: str = "DELIVRD"
     receipt_err: str = "000"
     receipt_tlvs: bool = True
+    mute_enquire_link: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,7 @@ class FakeSmsc:
         self.submits: list[SubmitRecord] = []
         self.enquire_links = 0
         self.unbinds = 0
+        self.unbind_resps = 0
         self.nacks_received: list[int] = []
         self.sessions: list[BoundSession] = []
         self.held_receipts: list[tuple[BoundSession, bytes]] = []
@@ -230,6 +233,12 @@ class FakeSmsc:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
+
+    async def unbind_all(self) -> None:
+        """Send ``unbind`` to every bound session (the SMSC ending the sessions)."""
+        for session in self.bound():
+            session.send(_pdu("unbind", sequence=next(session.sequence)))
+            await session.writer.drain()
 
     def drop_all(self) -> None:
         """Close every connection at once (no unbind)."""
@@ -351,7 +360,8 @@ class FakeSmsc:
                     continue
                 if name == "enquire_link":
                     self.enquire_links += 1
-                    writer.write(_pdu("enquire_link_resp", sequence=seq))
+                    if not self.faults.mute_enquire_link:
+                        writer.write(_pdu("enquire_link_resp", sequence=seq))
                 elif name == "unbind":
                     self.unbinds += 1
                     if session is not None:
@@ -372,7 +382,10 @@ class FakeSmsc:
                             future.set_result(pdu.status)
                 elif name == "generic_nack":
                     self.nacks_received.append(pdu.status)
-                elif name in ("enquire_link_resp", "unbind_resp"):
+                elif name == "unbind_resp":
+                    self.unbind_resps += 1
+                    return
+                elif name == "enquire_link_resp":
                     pass
                 else:
                     writer.write(_pdu("generic_nack", sequence=seq, status=0x03))

@@ -315,6 +315,25 @@ class TestFaults:
         await smsc.wait_for(lambda: len(smsc.binds) == 2, what="a reconnect")
         assert isinstance(await send_one(provider), Sent)
 
+    async def test_unanswered_enquire_link_reconnects(self, smsc: FakeSmsc, make: Make) -> None:
+        """An enquire_link unanswered for timeout_s drops the connection; it reconnects."""
+        smsc.faults.mute_enquire_link = True
+        provider = make(enquire_link_s=0.05, timeout_s=0.2)
+        await send_one(provider)
+        await smsc.wait_for(lambda: len(smsc.binds) >= 2, what="a reconnect")
+        smsc.faults.mute_enquire_link = False
+        assert isinstance(await send_one(provider), Sent)
+
+    async def test_unbind_from_the_smsc(self, smsc: FakeSmsc, make: Make) -> None:
+        """An unbind from the SMSC is answered; the session binds again and sends."""
+        provider = make()
+        await send_one(provider)
+        await smsc.unbind_all()
+        await smsc.wait_for(lambda: len(smsc.binds) == 2, what="a new bind")
+        assert smsc.unbind_resps == 1
+        assert isinstance(await send_one(provider), Sent)
+        assert len(smsc.accepted) == 2
+
     async def test_clean_unbind_after_window_drains(self, smsc: FakeSmsc, make: Make) -> None:
         """aclose lets submits in flight finish, then unbinds."""
         smsc.faults.delay_s = 0.3

@@ -9,7 +9,7 @@ whole request by ``timeout_s``). The provider owns the client and closes it in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.client import HTTPResponse
 from http.cookiejar import Cookie, CookieJar
 from urllib.request import Request
@@ -115,12 +115,24 @@ def build_provider(settings: ProviderSettings, events: ProviderEvents | None = N
 
 
 def build_providers(
-    settings: Sequence[ProviderSettings], events: ProviderEvents | None = None
+    settings: Sequence[ProviderSettings],
+    events: ProviderEvents | None = None,
+    *,
+    keep: Mapping[str, Provider] | None = None,
 ) -> dict[str, Provider]:
-    """Every configured provider by name, in configuration order."""
+    """Every configured provider by name, in configuration order.
+
+    ``keep`` (a reload: the providers in use): an ``smpp`` provider whose settings
+    did not change is kept as it is, so its sessions stay bound (an SMSC that allows
+    one bind per ``system_id`` would refuse a second one while the first is open).
+    """
     providers: dict[str, Provider] = {}
     for item in settings:
         if item.name in providers:
             raise ConfigError(f"providers.{item.name}.name", "duplicate provider name")
+        previous = (keep or {}).get(item.name)
+        if isinstance(previous, SmppProvider) and previous.settings == item:
+            providers[item.name] = previous
+            continue
         providers[item.name] = build_provider(item, events)
     return providers

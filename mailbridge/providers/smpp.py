@@ -196,6 +196,7 @@ class SmppProvider:
         if settings.smpp is None:
             raise ValueError(f"{settings.name}: no smpp settings")
         self.name = settings.name
+        self.settings = settings
         self.formats = SMPP_FORMATS & (settings.formats or SMPP_FORMATS)
         self._smpp: SmppSettings = settings.smpp
         self._events = events

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.delivery.mailer import Mailer
 from mailbridge.log import get_logger
+from mailbridge.providers.base import Provider
 from mailbridge.providers.events import ProviderEvents
 from mailbridge.providers.factory import build_providers
 from mailbridge.settings import Settings
@@ -77,6 +78,7 @@ class Gateway:
         (without one, an SMPP ``deliver_sm`` is answered with a temporary error, not lost).
         """
         self._events = events
+        self._providers: dict[str, Provider] = {}
         self.settings = settings
         self._given_storage = storage
         self._clock = clock
@@ -107,6 +109,7 @@ class Gateway:
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
                 providers = build_providers(settings.providers, self._events)
+                self._providers = providers
                 owner = f"{socket.gethostname()}:{os.getpid()}"
                 self.dispatcher = Dispatcher(
                     storage, providers, settings, clock=self._clock, owner=owner
@@ -141,13 +144,16 @@ class Gateway:
             log.warning("reload_storage_ignored", reason="the storage URL changes on restart")
         tls = SmtpServer.make_tls(settings)  # checked in every process: workers build it too
         providers = (
-            build_providers(settings.providers, self._events) if self.dispatcher is not None else {}
+            build_providers(settings.providers, self._events, keep=self._providers)
+            if self.dispatcher is not None
+            else {}
         )
         if self.smtp is not None:
             self.smtp.reload(settings, tls)
         if self.dispatcher is not None and self.mailer is not None:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
+            self._providers = providers
         self.settings = settings
 
     async def stop(self, *, drain_s: float = DRAIN_S) -> bool:

@@ -186,3 +186,20 @@ async def test_stop_unbinds(start_daemon: DaemonFactory, smsc: FakeSmsc) -> None
     await wait_sms(daemon, request_id, {SmsState.SENT})
     await daemon.gateway.stop(drain_s=1.0)
     assert smsc.unbinds == 1
+
+
+async def test_reload_keeps_an_unchanged_session(
+    start_daemon: DaemonFactory, smsc: FakeSmsc
+) -> None:
+    """SIGHUP with the smpp provider unchanged keeps its bound session; a change rebinds."""
+    daemon = await start_daemon(overrides(smsc))
+    await wait_sms(daemon, await submit(daemon), {SmsState.SENT})
+    daemon.gateway.reload(settings_from(daemon.doc))
+    await wait_sms(daemon, await submit(daemon, "again"), {SmsState.SENT})
+    assert len(smsc.binds) == 1
+    assert smsc.unbinds == 0
+    changed = merge(daemon.doc, overrides(smsc, window=5))
+    daemon.gateway.reload(settings_from(changed))
+    await wait_sms(daemon, await submit(daemon, "third"), {SmsState.SENT})
+    await smsc.wait_for(lambda: smsc.unbinds == 1, what="the old session unbound")
+    assert len(smsc.binds) == 2

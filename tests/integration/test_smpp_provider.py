@@ -497,3 +497,38 @@ class TestInbound:
         sink.fail = True
         status = await smsc.deliver(source="79991234567", destination="Alex", short_message=b"x")
         assert status == 0x64
+
+
+class TestUnreadable:
+    async def test_broken_udh_is_refused(self, smsc: FakeSmsc, make: Make, sink: Sink) -> None:
+        """An MO whose UDH is longer than the message gets ESME_RX_P_APPN, nothing stored."""
+        make()
+        status = await smsc.deliver(
+            source="79991234567", destination="Alex", short_message=b"\x09\x00\x03", esm_class=0x40
+        )
+        assert status == 0x65
+        assert sink.mo == []
+
+    async def test_receipt_without_id_is_acknowledged(
+        self, smsc: FakeSmsc, make: Make, sink: Sink
+    ) -> None:
+        """A receipt with no message id is acknowledged (logged), nothing passed on."""
+        make()
+        status = await smsc.deliver(
+            source="79991234567", destination="Alex", short_message=b"stat:DELIVRD", esm_class=4
+        )
+        assert status == 0
+        assert sink.receipts == []
+
+    async def test_no_sink_no_acknowledgement(self, smsc: FakeSmsc) -> None:
+        """Without a sink nothing can be stored: ESME_RX_T_APPN, the SMSC keeps it."""
+        text = (
+            f'[[providers]]\nname = "n"\ntype = "smpp"\nhost = "127.0.0.1"\n'
+            f'port = {smsc.port}\nsystem_id = "client"\npassword = "{PASSWORD}"\n'
+        )
+        provider = build_provider(parse_config(text).providers[0])
+        try:
+            status = await smsc.deliver(source="79991234567", destination="A", short_message=b"x")
+            assert status == 0x64
+        finally:
+            await provider.aclose()

@@ -215,7 +215,7 @@ class TestFaults:
         assert PASSWORD not in str(info.value)
         refusals = [e for e in logs if e["event"] == "smpp bind refused"]
         attempts = [b for b in smsc.binds if b[3] == ESME_RINVPASWD]
-        assert 2 <= len(attempts) <= 5
+        assert 2 <= len(attempts) <= 10  # one per backoff of 0.1-0.2 s, not a tight loop
         assert len(refusals) == len(attempts)  # one line per attempt, i.e. per backoff
         assert all(e["log_level"] == "error" for e in refusals)
         assert PASSWORD not in repr(logs)
@@ -286,10 +286,10 @@ class TestFaults:
 
     async def test_slow_responses(self, smsc: FakeSmsc, make: Make) -> None:
         """A response within timeout_s is taken; one later is a temporary error."""
-        smsc.faults.delay_s = 0.3
-        provider = make(timeout_s=1.0)
+        smsc.faults.delay_s = 0.2
+        provider = make(timeout_s=1.5)
         assert isinstance(await send_one(provider), Sent)
-        smsc.faults.delay_s = 1.5
+        smsc.faults.delay_s = 2.5
         result = await send_one(provider)
         assert isinstance(result, TemporaryProviderError)
         assert "no submit_sm_resp" in str(result)
@@ -297,7 +297,7 @@ class TestFaults:
     async def test_window(self, smsc: FakeSmsc, make: Make) -> None:
         """No more than `window` submits await their response at once."""
         smsc.faults.silent = True
-        provider = make(window=3, timeout_s=0.5)
+        provider = make(window=3, timeout_s=3.0)
         sends = [asyncio.create_task(send_one(provider, sms(sms_id=i))) for i in range(6)]
         await smsc.wait_for(lambda: len(smsc.submits) >= 3, what="a full window")
         await asyncio.sleep(0.2)

@@ -67,6 +67,8 @@ from mailbridge.settings import (  # noqa: E402
 )
 
 PASSWORD = "secret"
+#: concurrency = FACTOR × window, as the config sets it by default
+FACTOR = 2
 
 
 @contextlib.contextmanager
@@ -162,7 +164,7 @@ def settings_for(port: int, window: int) -> Settings:
         name="smpp",
         type="smpp",
         password=PASSWORD,
-        concurrency=2 * window,  # the config's default: sends queue at the window
+        concurrency=FACTOR * window,  # the config default is 2: sends queue at the window
         smpp=smpp_settings(port, window),
     )
     return Settings(

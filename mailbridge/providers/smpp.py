@@ -430,7 +430,7 @@ class SmppProvider:
                     sequence=int.from_bytes(tlvs.get(Tlv.SAR_SEGMENT_SEQNUM, b"\x01"), "big"),
                 )
             text = decode_text(
-                message, deliver.data_coding, default_latin1=self._smpp.system_type == "ISO"
+                message, deliver.data_coding, default_latin1=self._smpp.system_type.upper() == "ISO"
             )
         except SmppCodecError as exc:
             self._log.warning("smpp inbound SMS unreadable", error=str(exc))

@@ -13,7 +13,11 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
 from mailbridge.models import Format
 from mailbridge.providers.base import (
     ANSWER_LIMIT,
@@ -186,7 +190,7 @@ class TestHttpRequest:
 
     async def test_invalid_url_is_permanent(self, client: httpx.AsyncClient) -> None:
         """A URL httpx cannot parse will not get better."""
-        with pytest.raises(PermanentProviderError, match="invalid provider URL"):
+        with pytest.raises(ProviderUnavailableError, match="invalid provider URL"):
             await http_request(client, "GET", "http://\x00bad/", name="p", deadline_s=5)
 
     async def test_repeated_params_keep_order(

@@ -134,3 +134,11 @@ CREATE TABLE balances (
 -- When the smarthost took a reply, and a request's replies found by request (queue show).
 ALTER TABLE replies ADD COLUMN sent_at timestamptz;
 CREATE INDEX replies_by_request ON replies (request_pk, id);
+
+-- migration 3 --
+-- Requests found by age (retention).
+CREATE INDEX IF NOT EXISTS requests_by_received_at ON requests (received_at);
+
+-- migration 4 --
+-- Dispatchers' heartbeats: the rows of one not heard of for seconds are claimed again.
+CREATE TABLE IF NOT EXISTS instances (owner text PRIMARY KEY, seen_at timestamptz NOT NULL);

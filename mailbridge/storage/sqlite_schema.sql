@@ -131,3 +131,7 @@ CREATE TABLE balances (
 -- When the smarthost took a reply, and a request's replies found by request (queue show).
 ALTER TABLE replies ADD COLUMN sent_at REAL;
 CREATE INDEX replies_by_request ON replies (request_pk, id);
+
+-- migration 3 --
+-- Requests found by age (retention).
+CREATE INDEX IF NOT EXISTS requests_by_received_at ON requests (received_at);

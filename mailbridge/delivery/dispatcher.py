@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from mailbridge.core.leases import releasable
 from mailbridge.core.records import SmsJob
 from mailbridge.core.retry import Fault, RetryAction, expires_at, next_step
 from mailbridge.core.routing import route
@@ -56,12 +58,29 @@ from mailbridge.providers.base import Provider, SendResult, Sent
 from mailbridge.settings import Settings
 from mailbridge.storage.base import DeliveryStore
 
-__all__ = ["COALESCE_S", "MAX_IDLE_S", "Dispatcher"]
+__all__ = ["COALESCE_S", "MAX_IDLE_S", "Dispatcher", "pid_alive"]
 
 #: Longest sleep with nothing due: rows put back by another process are seen this late at most.
 MAX_IDLE_S = 30.0
+#: How often a dispatcher of a shared storage (PostgreSQL) writes its heartbeat, and how
+#: old a heartbeat may get before its owner counts as gone and its rows are released.
+HEARTBEAT_S = 2.0
+STALE_S = 15.0
+
 #: First wait before an outcome storage could not take is tried again (doubling).
 UNRECORDED_RETRY_S = 0.5
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (signal 0 tells, sending nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it runs, under another user
+    return True
+
 
 #: How many rows at most wait for the failover memory (providers tried in this round).
 _TRIED_LIMIT = 10_000
@@ -87,9 +106,13 @@ class Dispatcher:
         owner: str,
         rng: Callable[[], float] | None = None,
         coalesce_s: float = COALESCE_S,
+        single_owner: bool = False,
     ) -> None:
         """``clock``: a :class:`Clock`, or a function of wall time (monotonic time is then
-        the system's); ``coalesce_s``: the coalescing window (see :meth:`_coalesce`)."""
+        the system's); ``coalesce_s``: the coalescing window (see :meth:`_coalesce`);
+        ``single_owner``: this is the only dispatcher of its storage (SQLite), so rows any
+        other owner left ``sending`` are released at start (see :meth:`release_dead`)."""
+        self._single_owner = single_owner
         self._storage = storage
         self._settings = settings
         self._clock = as_clock(clock)
@@ -117,6 +140,7 @@ class Dispatcher:
         #: Outcomes of sends that storage could not take yet, by SMS id (see _keep_unrecorded).
         self._unrecorded: dict[int, Callable[[], Awaitable[None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
 
     # --- public ---------------------------------------------------------------
 
@@ -125,9 +149,59 @@ class Dispatcher:
         """Rows claimed by this dispatcher and not yet settled."""
         return len(self._inflight)
 
+    async def release_dead(self, alive: Callable[[int], bool] = pid_alive) -> list[str]:
+        """Put back at once the rows that dispatchers which are gone left ``sending``.
+
+        After ``kill -9`` those rows would otherwise wait for their lease
+        (``[delivery] lease_s``). Which owners count as gone is
+        :func:`~mailbridge.core.leases.releasable`: a process of this host that
+        no longer runs, or this process's pid from an earlier start; with a single
+        owner (SQLite) any other owner. Never an owner whose process lives.
+        Returns the owners released (a storage error is logged: the leases remain).
+        """
+        try:
+            owners = await self._storage.claim_owners()
+            gone = [
+                o
+                for o in owners
+                if releasable(o, me=self._owner, alive=alive, single_owner=self._single_owner)
+            ]
+            for owner in gone:
+                await self._storage.release_claims(owner)
+                self._log.info("released rows of a dispatcher that is gone", owner=owner)
+        except Exception as exc:
+            self._log.warning("could not release rows at start", error=type(exc).__name__)
+            return []
+        return gone
+
+    async def _heartbeats(self) -> None:
+        """A storage shared by several instances: say we live; release the stale.
+
+        Every :data:`HEARTBEAT_S` this dispatcher writes its heartbeat (the
+        database's clock); an owner not heard of for :data:`STALE_S` is gone
+        (``kill -9``, a host lost), and its rows are put back at once instead of
+        waiting for their lease. A live dispatcher is never released: its
+        heartbeat is at most a few seconds old.
+        """
+        while not self._stopping:
+            try:
+                await self._storage.heartbeat(self._owner)
+                for owner in await self._storage.stale_owners(STALE_S):
+                    if owner != self._owner:
+                        await self._storage.release_claims(owner)
+                        self._log.info("released rows of a dispatcher that is gone", owner=owner)
+            except Exception as exc:
+                self._log.warning("heartbeat failed", error=type(exc).__name__)
+            await asyncio.sleep(HEARTBEAT_S)
+
     async def start(self) -> None:
-        """Start the claim loop (returns at once)."""
+        """Release the rows of dispatchers that are gone, then start the claim loop."""
         if self._loop_task is None:
+            await self.release_dead()
+            if not self._single_owner and self._heartbeat_task is None:
+                self._heartbeat_task = asyncio.create_task(
+                    self._heartbeats(), name="mailbridge-heartbeat"
+                )
             self._stopping = False
             self._loop_task = asyncio.create_task(self._run(), name="mailbridge-dispatcher")
             # a storage shared by several instances (PostgreSQL) wakes us on their commits
@@ -151,6 +225,11 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            self._heartbeat_task = None
         await self._finish_tasks(self._tasks, timeout_s)
         if self._flusher is not None:
             self._flusher.cancel()

@@ -32,6 +32,7 @@ from mailbridge.log import get_logger
 from mailbridge.providers.base import Provider
 from mailbridge.providers.events import ProviderEvents
 from mailbridge.providers.factory import build_providers
+from mailbridge.runtime.retention import Retention
 from mailbridge.settings import Settings
 from mailbridge.smtp.server import ConnectionGate, MailHandler, SmtpServer
 from mailbridge.storage.base import Storage
@@ -93,6 +94,7 @@ class Gateway:
         self.storage: Storage | None = None
         self.dispatcher: Dispatcher | None = None
         self.mailer: Mailer | None = None
+        self.retention: Retention | None = None
         self.handler: MailHandler | None = None
         self.smtp: SmtpServer | None = None
 
@@ -114,8 +116,14 @@ class Gateway:
                 self._providers = providers
                 owner = make_owner(socket.gethostname(), os.getpid(), secrets.token_hex(4))
                 self.dispatcher = Dispatcher(
-                    storage, providers, settings, clock=self._clock, owner=owner
+                    storage,
+                    providers,
+                    settings,
+                    clock=self._clock,
+                    owner=owner,
+                    single_owner=settings.storage.url.startswith("sqlite:"),
                 )
+                self.retention = Retention(storage, settings.storage, clock=self._clock)
                 self.mailer = Mailer(storage, settings, clock=self._clock)
                 on_request, on_reply = self.dispatcher.wake, self.mailer.wake
             if self._run_smtp:
@@ -134,6 +142,8 @@ class Gateway:
             if self.dispatcher is not None and self.mailer is not None:
                 await self.dispatcher.start()
                 await self.mailer.start()
+            if self.retention is not None:
+                self.retention.start()
         except BaseException:
             await self.stop(drain_s=0)
             raise
@@ -156,6 +166,8 @@ class Gateway:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
             self._providers = providers
+        if self.retention is not None:
+            self.retention.reload(settings.storage)
         self.settings = settings
 
     async def stop(self, *, drain_s: float = DRAIN_S) -> bool:
@@ -163,6 +175,8 @@ class Gateway:
         clean = True
         if self.smtp is not None:
             clean = await self.smtp.drain(drain_s)
+        if self.retention is not None:
+            await self.retention.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop(STOP_S)
         if self.mailer is not None:

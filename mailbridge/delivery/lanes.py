@@ -120,7 +120,9 @@ async def call(
     except TimeoutError:
         whole = TemporaryProviderError(f"{lane.name}: send stuck past {lane.deadline_s:g} s")
     except Exception as exc:
-        _log.exception("provider adapter failed", provider=lane.name)
+        # an answer the adapter did not expect: one line, not a traceback; only the
+        # error's type (its text might quote the request, which carries secrets)
+        _log.warning("unexpected provider answer", provider=lane.name, error=type(exc).__name__)
         whole = TemporaryProviderError(f"{lane.name}: adapter error ({type(exc).__name__})")
     duration_ms = (clock.monotonic() - started) * 1000.0
     if whole is not None:

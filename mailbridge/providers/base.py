@@ -69,6 +69,7 @@ __all__ = [
     "redact",
     "shorten",
     "transient_status",
+    "unreadable_answer",
     "with_query",
 ]
 
@@ -197,6 +198,21 @@ def format_refused(
     if item.format in formats:
         return None
     return PermanentProviderError(f"{name}: format {int(item.format)} not carried")
+
+
+def unreadable_answer(
+    name: str, status: int, answer: str, what: str = "answer"
+) -> TemporaryProviderError:
+    """The temporary error of an answer the adapter cannot read, and one warning line.
+
+    ``answer`` is already shortened and redacted. Nothing of the provider's
+    answer can raise past the adapter (a body nested past the JSON parser's
+    depth included): an unexpected answer is this line, never a traceback.
+    """
+    _log.warning("unexpected provider answer", provider=name, status=status, answer=answer)
+    return TemporaryProviderError(
+        f"{name}: unreadable {what} (HTTP {status})", provider_answer=answer
+    )
 
 
 def check_batch(name: str, batch: Sequence[Outbound], max_batch: int) -> None:

@@ -47,6 +47,7 @@ from mailbridge.providers.base import (
     check_batch,
     redact,
     shorten,
+    unreadable_answer,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -118,9 +119,7 @@ class JsonApiProvider(HttpProvider):
         if isinstance(data, dict):
             data = [data]
         if not isinstance(data, list) or not 200 <= status < 300:
-            raise TemporaryProviderError(
-                f"{self.name}: unreadable answer (HTTP {status})", provider_answer=answer
-            )
+            raise unreadable_answer(self.name, status, answer)
         return self._match(batch, [entry for entry in data if isinstance(entry, dict)])
 
     def _params(self, batch: Sequence[Outbound]) -> list[tuple[str, str]]:

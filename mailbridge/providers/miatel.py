@@ -51,6 +51,7 @@ from mailbridge.providers.base import (
     Sent,
     check_batch,
     format_refused,
+    unreadable_answer,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -147,9 +148,7 @@ class MiatelProvider(HttpProvider):
             return Sent(provider_id=parsed.id, answer=answer, parts=parsed.count)
         if parsed is not None and not parsed.accepted:
             return self._failure(parsed.code, answer)
-        raise TemporaryProviderError(
-            f"{self.name}: unreadable answer (HTTP {status})", provider_answer=answer
-        )
+        raise unreadable_answer(self.name, status, answer)
 
     def _failure(self, code: int, answer: str) -> SendResult:
         kind = classify_miatel_code(code)

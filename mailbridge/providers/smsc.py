@@ -58,6 +58,7 @@ from mailbridge.providers.base import (
     SendResult,
     Sent,
     check_batch,
+    unreadable_answer,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -157,9 +158,7 @@ class SmscProvider(HttpProvider):
                 answer=answer,
                 parts=parts if parts is not None and parts > 0 else None,
             )
-        raise TemporaryProviderError(
-            f"{self.name}: unreadable answer (HTTP {status})", provider_answer=answer
-        )
+        raise unreadable_answer(self.name, status, answer)
 
     def _failure(self, raw_code: object, answer: str) -> SendResult:
         code = _as_int(raw_code)

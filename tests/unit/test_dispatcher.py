@@ -647,6 +647,23 @@ class TestFailures:
             await d.run_once()
         assert await _states(storage, rid) == [SmsState.SCHEDULED]
 
+    async def test_unexpected_answer_is_one_warning(
+        self, storage: MemoryStorage, clock: ManualClock
+    ) -> None:
+        """An adapter that chokes on an answer (RecursionError): one warning, no traceback."""
+        main = FakeProvider("main")
+        main.failure = RecursionError("maximum recursion depth exceeded")
+        await _enqueue(storage, ["+79990000001"])
+        d = Dispatcher(storage, {"main": main}, _settings("main"), clock=clock, owner="t")
+        with capture_logs() as logs:
+            await d.run_once()
+        unexpected = [e for e in logs if e["event"] == "unexpected provider answer"]
+        assert len(unexpected) == 1
+        assert unexpected[0]["log_level"] == "warning"
+        assert unexpected[0]["error"] == "RecursionError"
+        assert not any(e.get("exc_info") for e in logs)
+        assert not any(e["log_level"] in ("error", "critical") for e in logs)
+
 
 class TestLoop:
     async def test_wake_sends_a_new_row(self, storage: MemoryStorage) -> None:

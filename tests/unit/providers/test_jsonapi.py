@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from structlog.testing import capture_logs
 
 from mailbridge.errors import (
     PermanentProviderError,
@@ -217,6 +218,18 @@ class TestAnswers:
         router.post(URL).mock(return_value=httpx.Response(400, json=body))
         with pytest.raises(kind):
             await provider.send([outbound()])
+
+    async def test_deeply_nested_answer_is_one_warning(
+        self, router: respx.Router, provider: JsonApiProvider
+    ) -> None:
+        """JSON nested past the parser's depth: a temporary error and one warning line."""
+        body = '{"data": ' + "[" * 20_000 + "]" * 20_000 + "}"
+        router.post(URL).mock(return_value=httpx.Response(200, text=body))
+        with capture_logs() as logs, pytest.raises(TemporaryProviderError, match="unreadable"):
+            await provider.send([outbound()])
+        assert [(e["event"], e["log_level"]) for e in logs] == [
+            ("unexpected provider answer", "warning")
+        ]
 
     @pytest.mark.parametrize(
         ("status", "body"),

@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 import respx
+from structlog.testing import capture_logs
 
 from mailbridge.errors import (
     PermanentProviderError,
@@ -144,6 +145,18 @@ class TestAnswers:
         with pytest.raises(TemporaryProviderError) as info:
             await provider.send([outbound()])
         assert info.value.retry_after_s == retry_after
+
+    async def test_deeply_nested_answer_is_one_warning(
+        self, router: respx.Router, provider: SmscProvider
+    ) -> None:
+        """JSON nested past the parser's depth: a temporary error and one warning line."""
+        body = '{"data": ' + "[" * 20_000 + "]" * 20_000 + "}"
+        router.post(URL).mock(return_value=httpx.Response(200, text=body))
+        with capture_logs() as logs, pytest.raises(TemporaryProviderError, match="unreadable"):
+            await provider.send([outbound()])
+        assert [(e["event"], e["log_level"]) for e in logs] == [
+            ("unexpected provider answer", "warning")
+        ]
 
     @pytest.mark.parametrize(
         ("status", "body"),

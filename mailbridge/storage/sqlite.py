@@ -610,14 +610,19 @@ def _incremental_vacuum(c: sqlite3.Connection, path: str) -> None:
     """``auto_vacuum = INCREMENTAL``, so that retention can give space back.
 
     A new database gets it before its first table; an older one is rebuilt
-    once with ``VACUUM`` (logged: it takes about a second per few hundred MB).
+    once with ``VACUUM`` (logged: it takes about a second per few hundred MB);
+    while another process holds the database (``mailbridge queue`` beside a
+    running daemon) that is put off to a later start.
     """
     if c.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
         return
     c.execute("PRAGMA auto_vacuum = INCREMENTAL")
     if c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         _log.warning("sqlite_vacuum", path=path, reason="switching to incremental auto_vacuum")
-        c.execute("VACUUM")
+        try:
+            c.execute("VACUUM")
+        except sqlite3.OperationalError as exc:  # another process writes: next start
+            _log.warning("sqlite_vacuum_postponed", path=path, error=str(exc))
 
 
 def _migrate(c: sqlite3.Connection) -> None:

@@ -26,6 +26,8 @@ CORE_MODULES = [
     "mailbridge.core.config",
     "mailbridge.core.retry",
     "mailbridge.core.routing",
+    "mailbridge.core.receipts",
+    "mailbridge.core.inbound",
 ]
 
 FORBIDDEN = ["asyncio", "aiosmtpd", "aiosmtplib", "httpx", "sqlite3", "structlog"]

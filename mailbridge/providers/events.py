@@ -8,16 +8,41 @@ stores them durably before it returns, so a provider acknowledges a
 that was acknowledged is on disk.
 
 The values carry no I/O and no provider library types.
+
+How a provider gets its sink: a provider that reports has an
+``async def start(self, events: ProviderEvents) -> None`` method
+(:class:`EventSource`). The daemon builds the providers with the factory as
+always, then calls ``start(events)`` on each one that has it, before any SMS
+is handed to it (and again on the new providers after a SIGHUP reload, the
+old ones being closed with ``aclose``). ``start`` returns once the provider is
+ready (an SMPP session may still be binding); whatever it hears afterwards
+goes to ``events``. The constructors stay as they are, so the factory, the
+dispatcher's tests and the benchmarks build providers without a sink.
+
+A provider whose wire format can only be *asked* for status (SMSC's HTTP
+status query) implements :class:`StatusQuery` instead: the daemon's status
+poller hands it the SMS it took that have no final state yet, and feeds the
+receipts it answers into the same sink.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-__all__ = ["Concat", "InboundSms", "ProviderEvents", "Receipt", "ReceiptState"]
+__all__ = [
+    "Concat",
+    "EventSource",
+    "InboundSms",
+    "ProviderEvents",
+    "Receipt",
+    "ReceiptState",
+    "SentSms",
+    "StatusQuery",
+]
 
 
 class ReceiptState(enum.StrEnum):
@@ -79,4 +104,41 @@ class ProviderEvents(Protocol):
 
     async def inbound(self, sms: InboundSms) -> None:
         """Store one inbound SMS (or one part of it)."""
+        ...
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """A provider that reports receipts or inbound SMS on its own (an SMPP session)."""
+
+    async def start(self, events: ProviderEvents) -> None:
+        """Begin reporting to ``events``; called once, before the first ``send``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SentSms:
+    """An SMS a provider took and that has no final state yet: what a status query needs."""
+
+    sms_id: int
+    recipient: str
+    #: The id the provider gave when it took the SMS.
+    message_id: str
+    sent_at: datetime
+
+
+@runtime_checkable
+class StatusQuery(Protocol):
+    """A provider whose wire format answers status queries (SMSC's HTTP ``status.php``)."""
+
+    name: str
+    #: Seconds between two rounds of queries; 0: never asked.
+    status_poll_s: float
+
+    async def query_status(self, sent: Sequence[SentSms], *, now: datetime) -> list[Receipt]:
+        """The receipts the provider gives for ``sent`` (none for an SMS it knows nothing new of).
+
+        Raises :class:`~mailbridge.errors.ProviderError` when the provider
+        cannot be asked at all (down, credentials refused).
+        """
         ...

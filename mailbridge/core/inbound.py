@@ -53,6 +53,7 @@ __all__ = [
     "is_whole",
     "part_window_open",
     "phone_address",
+    "phone_key",
 ]
 
 #: Longest wait for the missing parts of a concatenated SMS before it is mailed as it is.
@@ -179,6 +180,18 @@ def inbound_subject(text: str, *, limit: int = SUBJECT_MAX) -> str:
     if space >= limit // 2:
         cut = cut[:space]
     return cut.rstrip() + "…"
+
+
+def phone_key(source: str) -> str:
+    """The form SMS rows store a number in (E.164), for matching an inbound SMS's phone.
+
+    ``+`` and digits stay as they are; 10 to 15 bare digits (an international
+    number given without its ``+``) get one; anything else is kept as it came.
+    """
+    text = source.strip()
+    if text.isascii() and text.isdigit() and 10 <= len(text) <= 15:
+        return "+" + text
+    return text
 
 
 def phone_address(number: str, domain: str) -> str:

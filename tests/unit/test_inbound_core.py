@@ -22,6 +22,7 @@ from mailbridge.core.inbound import (
     is_whole,
     part_window_open,
     phone_address,
+    phone_key,
 )
 
 T0 = datetime(2026, 12, 2, 16, 0, tzinfo=UTC)
@@ -198,3 +199,20 @@ class TestMail:
                 route=InboundRoute(to=None),
                 domain="d",
             )
+
+
+class TestPhoneKey:
+    @pytest.mark.parametrize(
+        ("source", "key"),
+        [
+            ("+79991234567", "+79991234567"),
+            ("79991234567", "+79991234567"),
+            (" 79991234567 ", "+79991234567"),
+            ("1234", "1234"),
+            ("MTS", "MTS"),
+            ("1234567890123456", "1234567890123456"),
+        ],
+    )
+    def test_key(self, source: str, key: str) -> None:
+        """International digits get their +; short codes and names stay."""
+        assert phone_key(source) == key

@@ -1,7 +1,9 @@
 """The composition root: builds the gateway and owns its signals and shutdown.
 
-:class:`Gateway` wires storage, providers, the dispatcher, the reply mailer
-and the SMTP listeners together; :func:`serve` runs one until SIGTERM:
+:class:`Gateway` wires storage, providers, the dispatcher, the reply mailer,
+the provider events sink (receipts and SMS from phones, handed to each
+provider that reports with ``start(events)``), the status poller and the SMTP
+listeners together; :func:`serve` runs one until SIGTERM:
 
 * start: open storage (schema created or migrated), build providers, open
   the listeners, start the dispatcher and the mailer, ``READY=1``;
@@ -26,10 +28,13 @@ import ssl
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from mailbridge.core.config import config_warnings, load_config
 from mailbridge.delivery.dispatcher import Dispatcher
+from mailbridge.delivery.events import StorageEvents, start_providers
 from mailbridge.delivery.mailer import Mailer
+from mailbridge.delivery.status import StatusPoller
 from mailbridge.errors import ConfigError, StorageError
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.providers.factory import build_providers
@@ -37,6 +42,7 @@ from mailbridge.runtime.sdnotify import notify
 from mailbridge.settings import Settings
 from mailbridge.smtp.server import ConnectionGate, MailHandler, SmtpServer
 from mailbridge.storage.base import Storage
+from mailbridge.storage.events import EventStorage
 from mailbridge.storage.factory import open_storage
 
 __all__ = ["DRAIN_S", "STOP_S", "Gateway", "run", "serve"]
@@ -90,6 +96,9 @@ class Gateway:
         self.storage: Storage | None = None
         self.dispatcher: Dispatcher | None = None
         self.mailer: Mailer | None = None
+        self.events: StorageEvents | None = None
+        self.status: StatusPoller | None = None
+        self._providers: dict[str, object] = {}
         self.handler: MailHandler | None = None
         self.smtp: SmtpServer | None = None
 
@@ -114,6 +123,22 @@ class Gateway:
                 )
                 self.mailer = Mailer(storage, settings, clock=self._clock)
                 on_request, on_reply = self.dispatcher.wake, self.mailer.wake
+                self.events = StorageEvents(
+                    cast(EventStorage, storage),
+                    settings,
+                    clock=self._clock,
+                    on_mail=self.mailer.wake,
+                )
+                self.status = StatusPoller(
+                    cast(EventStorage, storage),
+                    self.events,
+                    settings,
+                    clock=self._clock,
+                    flush=self.events.flush_parts,
+                )
+                self.status.set_providers(providers)
+                self._providers = dict(providers)
+                await start_providers(providers, self.events)
             if self._run_smtp:
                 self.handler = MailHandler(
                     settings=settings,
@@ -130,12 +155,24 @@ class Gateway:
             if self.dispatcher is not None and self.mailer is not None:
                 await self.dispatcher.start()
                 await self.mailer.start()
+            if self.status is not None:
+                await self.status.start()
         except BaseException:
             await self.stop(drain_s=0)
             raise
 
+    async def reload_async(self, settings: Settings) -> None:
+        """:meth:`reload`, then hand the events sink to the new providers that report."""
+        self.reload(settings)
+        if self.events is not None and self.dispatcher is not None:
+            await start_providers(self._providers, self.events)
+
     def reload(self, settings: Settings) -> None:
-        """Apply ``settings`` (raises, changing nothing, when providers or TLS cannot be built)."""
+        """Apply ``settings`` (raises, changing nothing, when providers or TLS cannot be built).
+
+        New providers that report (``start(events)``) are started by
+        :meth:`reload_async`, which ``serve`` uses.
+        """
         if self.smtp is None and self.dispatcher is None:
             raise RuntimeError("the gateway is not running")
         if settings.storage != self.settings.storage:
@@ -147,6 +184,11 @@ class Gateway:
         if self.dispatcher is not None and self.mailer is not None:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
+            self._providers = dict(providers)
+        if self.events is not None:
+            self.events.reload(settings)
+        if self.status is not None:
+            self.status.reload(settings, providers)
         self.settings = settings
 
     async def stop(self, *, drain_s: float = DRAIN_S) -> bool:
@@ -154,6 +196,8 @@ class Gateway:
         clean = True
         if self.smtp is not None:
             clean = await self.smtp.drain(drain_s)
+        if self.status is not None:
+            await self.status.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop(STOP_S)
         if self.mailer is not None:
@@ -197,7 +241,7 @@ async def serve(settings_path: str | Path) -> int:
         notify("RELOADING=1")
         try:
             new = await asyncio.to_thread(load_config, path)
-            gateway.reload(new)
+            await gateway.reload_async(new)
         except (ConfigError, OSError, ssl.SSLError) as exc:
             log.error("reload_refused", error=str(exc))
         else:

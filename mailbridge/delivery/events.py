@@ -6,23 +6,21 @@ transaction before the call returns (so a provider acknowledges a
 ``Storage.record_receipt`` (SPEC §4 states, with time and error code),
 SMS from phones through ``Storage.store_inbound`` (parts reassembled, the
 mail queued for the reply mailer, or kept). It wakes the mailer when a mail
-was queued.
-
-:func:`start_providers` hands the sink to every provider that reports on its
-own (``start(events)``, see :mod:`mailbridge.providers.events`).
+was queued. Providers get it in their constructor, through the factory
+(see :mod:`mailbridge.providers.events`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from mailbridge.log import get_logger
-from mailbridge.providers.events import EventSource, InboundSms, Receipt
+from mailbridge.providers.events import InboundSms, Receipt
 from mailbridge.settings import Settings
 from mailbridge.storage.events import EventStorage, InboundIn, ReceiptIn
 
-__all__ = ["StorageEvents", "start_providers"]
+__all__ = ["StorageEvents"]
 
 log = get_logger("mailbridge.events")
 
@@ -60,6 +58,10 @@ class StorageEvents:
 
     def reload(self, settings: Settings) -> None:
         self._settings = settings
+
+    def wake_on_mail(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each commit that queued a mail (the mailer's ``wake``)."""
+        self._on_mail = callback
 
     async def receipt(self, receipt: Receipt) -> None:
         """Store one delivery receipt (unknown ids kept, repeats recognised)."""
@@ -131,10 +133,3 @@ class StorageEvents:
             log.info("inbound_parts_flushed", messages=count)
             self._on_mail()
         return count
-
-
-async def start_providers(providers: Mapping[str, object], events: StorageEvents) -> None:
-    """Call ``start(events)`` on each provider that reports on its own."""
-    for provider in providers.values():
-        if isinstance(provider, EventSource):
-            await provider.start(events)

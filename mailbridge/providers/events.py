@@ -9,15 +9,15 @@ that was acknowledged is on disk.
 
 The values carry no I/O and no provider library types.
 
-How a provider gets its sink: a provider that reports has an
-``async def start(self, events: ProviderEvents) -> None`` method
-(:class:`EventSource`). The daemon builds the providers with the factory as
-always, then calls ``start(events)`` on each one that has it, before any SMS
-is handed to it (and again on the new providers after a SIGHUP reload, the
-old ones being closed with ``aclose``). ``start`` returns once the provider is
-ready (an SMPP session may still be binding); whatever it hears afterwards
-goes to ``events``. The constructors stay as they are, so the factory, the
-dispatcher's tests and the benchmarks build providers without a sink.
+How a provider gets its sink: a provider that reports takes it in its
+constructor, ``events: ProviderEvents | None`` after its settings (as
+``SmppProvider(settings, events)``); the factory passes it on
+(``build_providers(settings.providers, events)``), and the daemon's
+composition root (:class:`mailbridge.runtime.app.Gateway`) builds one sink,
+:class:`mailbridge.delivery.events.StorageEvents`, before the providers, and
+hands the same sink to the providers a SIGHUP reload builds. ``None`` (unit
+tests, benchmarks, ``mailbridge parse``): the provider has nowhere to store a
+receipt and must not acknowledge one.
 
 A provider whose wire format can only be *asked* for status (SMSC's HTTP
 status query) implements :class:`StatusQuery` instead: the daemon's status
@@ -35,7 +35,6 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "Concat",
-    "EventSource",
     "InboundSms",
     "ProviderEvents",
     "Receipt",
@@ -104,15 +103,6 @@ class ProviderEvents(Protocol):
 
     async def inbound(self, sms: InboundSms) -> None:
         """Store one inbound SMS (or one part of it)."""
-        ...
-
-
-@runtime_checkable
-class EventSource(Protocol):
-    """A provider that reports receipts or inbound SMS on its own (an SMPP session)."""
-
-    async def start(self, events: ProviderEvents) -> None:
-        """Begin reporting to ``events``; called once, before the first ``send``."""
         ...
 
 

@@ -21,6 +21,7 @@ from mailbridge import __version__
 from mailbridge.errors import ConfigError
 from mailbridge.models import Format
 from mailbridge.providers.base import Provider
+from mailbridge.providers.events import ProviderEvents
 from mailbridge.providers.file import FILE_FORMATS, FileProvider
 from mailbridge.providers.jsonapi import JSONAPI_FORMATS, JsonApiProvider
 from mailbridge.providers.miatel import MIATEL_FORMATS, MiatelProvider
@@ -80,8 +81,12 @@ def build_client(settings: ProviderSettings) -> httpx.AsyncClient:
     )
 
 
-def build_provider(settings: ProviderSettings) -> Provider:
-    """One provider from its settings (raises :class:`ConfigError` naming the key)."""
+def build_provider(settings: ProviderSettings, events: ProviderEvents | None = None) -> Provider:
+    """One provider from its settings (raises :class:`ConfigError` naming the key).
+
+    ``events`` is where a provider that hears back (``smpp``) reports receipts and
+    inbound SMS.
+    """
     key = f"providers.{settings.name}"
     carried = PROVIDER_TYPES.get(settings.type)
     if carried is None:
@@ -103,11 +108,13 @@ def build_provider(settings: ProviderSettings) -> Provider:
     return _HTTP[settings.type](settings, build_client(settings))
 
 
-def build_providers(settings: Sequence[ProviderSettings]) -> dict[str, Provider]:
+def build_providers(
+    settings: Sequence[ProviderSettings], events: ProviderEvents | None = None
+) -> dict[str, Provider]:
     """Every configured provider by name, in configuration order."""
     providers: dict[str, Provider] = {}
     for item in settings:
         if item.name in providers:
             raise ConfigError(f"providers.{item.name}.name", "duplicate provider name")
-        providers[item.name] = build_provider(item)
+        providers[item.name] = build_provider(item, events)
     return providers

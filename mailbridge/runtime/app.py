@@ -1,9 +1,9 @@
 """The composition root: builds the gateway and owns its signals and shutdown.
 
 :class:`Gateway` wires storage, providers, the dispatcher, the reply mailer,
-the provider events sink (receipts and SMS from phones, handed to each
-provider that reports with ``start(events)``), the status poller and the SMTP
-listeners together; :func:`serve` runs one until SIGTERM:
+the provider events sink (receipts and SMS from phones, given to the
+providers by the factory), the status poller and the SMTP listeners
+together; :func:`serve` runs one until SIGTERM:
 
 * start: open storage (schema created or migrated), build providers, open
   the listeners, start the dispatcher and the mailer, ``READY=1``;
@@ -32,11 +32,12 @@ from typing import cast
 
 from mailbridge.core.config import config_warnings, load_config
 from mailbridge.delivery.dispatcher import Dispatcher
-from mailbridge.delivery.events import StorageEvents, start_providers
+from mailbridge.delivery.events import StorageEvents
 from mailbridge.delivery.mailer import Mailer
 from mailbridge.delivery.status import StatusPoller
 from mailbridge.errors import ConfigError, StorageError
 from mailbridge.log import configure_logging, get_logger
+from mailbridge.providers.events import ProviderEvents
 from mailbridge.providers.factory import build_providers
 from mailbridge.runtime.sdnotify import notify
 from mailbridge.settings import Settings
@@ -78,12 +79,16 @@ class Gateway:
         reuse_port: bool = False,
         on_request: Callable[[datetime | None], None] | None = None,
         on_reply: Callable[[], None] | None = None,
+        events: ProviderEvents | None = None,
     ) -> None:
         """``smtp``/``delivery`` pick the halves to run (a worker process runs only the SMTP
         side, its parent only the dispatcher and mailer); ``listen``/``reuse_port`` go to
         :class:`SmtpServer`; ``on_request``/``on_reply`` are called after a commit that stored
-        SMS rows or queued a reply, when this process runs no dispatcher or mailer to wake.
+        SMS rows or queued a reply, when this process runs no dispatcher or mailer to wake;
+        ``events`` is where providers that hear back (``smpp``) store receipts and inbound SMS
+        (default: a :class:`StorageEvents` on this gateway's storage, waking its mailer).
         """
+        self._events = events
         self.settings = settings
         self._given_storage = storage
         self._clock = clock
@@ -98,7 +103,6 @@ class Gateway:
         self.mailer: Mailer | None = None
         self.events: StorageEvents | None = None
         self.status: StatusPoller | None = None
-        self._providers: dict[str, object] = {}
         self.handler: MailHandler | None = None
         self.smtp: SmtpServer | None = None
 
@@ -116,29 +120,27 @@ class Gateway:
             on_request = self._on_request or _nothing
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
-                providers = build_providers(settings.providers)
+                self.events = StorageEvents(
+                    cast(EventStorage, storage), settings, clock=self._clock
+                )
+                if self._events is None:
+                    self._events = self.events
+                providers = build_providers(settings.providers, self._events)
                 owner = f"{socket.gethostname()}:{os.getpid()}"
                 self.dispatcher = Dispatcher(
                     storage, providers, settings, clock=self._clock, owner=owner
                 )
                 self.mailer = Mailer(storage, settings, clock=self._clock)
+                self.events.wake_on_mail(self.mailer.wake)
                 on_request, on_reply = self.dispatcher.wake, self.mailer.wake
-                self.events = StorageEvents(
-                    cast(EventStorage, storage),
-                    settings,
-                    clock=self._clock,
-                    on_mail=self.mailer.wake,
-                )
                 self.status = StatusPoller(
                     cast(EventStorage, storage),
-                    self.events,
+                    self._events,
                     settings,
                     clock=self._clock,
                     flush=self.events.flush_parts,
                 )
                 self.status.set_providers(providers)
-                self._providers = dict(providers)
-                await start_providers(providers, self.events)
             if self._run_smtp:
                 self.handler = MailHandler(
                     settings=settings,
@@ -161,30 +163,21 @@ class Gateway:
             await self.stop(drain_s=0)
             raise
 
-    async def reload_async(self, settings: Settings) -> None:
-        """:meth:`reload`, then hand the events sink to the new providers that report."""
-        self.reload(settings)
-        if self.events is not None and self.dispatcher is not None:
-            await start_providers(self._providers, self.events)
-
     def reload(self, settings: Settings) -> None:
-        """Apply ``settings`` (raises, changing nothing, when providers or TLS cannot be built).
-
-        New providers that report (``start(events)``) are started by
-        :meth:`reload_async`, which ``serve`` uses.
-        """
+        """Apply ``settings`` (raises, changing nothing, when providers or TLS cannot be built)."""
         if self.smtp is None and self.dispatcher is None:
             raise RuntimeError("the gateway is not running")
         if settings.storage != self.settings.storage:
             log.warning("reload_storage_ignored", reason="the storage URL changes on restart")
         tls = SmtpServer.make_tls(settings)  # checked in every process: workers build it too
-        providers = build_providers(settings.providers) if self.dispatcher is not None else {}
+        providers = (
+            build_providers(settings.providers, self._events) if self.dispatcher is not None else {}
+        )
         if self.smtp is not None:
             self.smtp.reload(settings, tls)
         if self.dispatcher is not None and self.mailer is not None:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
-            self._providers = dict(providers)
         if self.events is not None:
             self.events.reload(settings)
         if self.status is not None:
@@ -241,7 +234,7 @@ async def serve(settings_path: str | Path) -> int:
         notify("RELOADING=1")
         try:
             new = await asyncio.to_thread(load_config, path)
-            await gateway.reload_async(new)
+            gateway.reload(new)
         except (ConfigError, OSError, ssl.SSLError) as exc:
             log.error("reload_refused", error=str(exc))
         else:

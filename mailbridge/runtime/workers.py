@@ -273,7 +273,7 @@ async def serve_worker(settings_path: str | Path, index: int) -> int:
         try:
             new = await asyncio.to_thread(load_config, path)
             new = dataclasses.replace(new, storage=settings.storage)
-            await gateway.reload_async(new)
+            gateway.reload(new)
         except (ConfigError, OSError, ssl.SSLError) as exc:
             log.error("reload_refused", error=str(exc))
         wake.send(_RELOADED + str(index).encode())
@@ -457,7 +457,7 @@ class _Supervisor:
             new = await asyncio.to_thread(load_config, self.path)
             if new.smtp.workers != self.settings.smtp.workers:
                 log.warning("reload_workers_ignored", reason="the worker count changes on restart")
-            await self.gateway.reload_async(new)
+            self.gateway.reload(new)
         except (ConfigError, OSError, ssl.SSLError) as exc:
             log.error("reload_refused", error=str(exc))
             notify("READY=1")

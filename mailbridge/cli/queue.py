@@ -1,6 +1,6 @@
 """``mailbridge queue list|show|retry|cancel|inbound`` (SPEC §6).
 
-Each command is a coroutine taking a :class:`~mailbridge.storage.base.Storage`
+Each command is a coroutine taking a :class:`~mailbridge.storage.base.QueueStore`
 and a text stream, returning the exit status: 0 done, 1 no such request,
 2 bad arguments, 3 storage failed. They work on the live database while the
 daemon runs: SQLite in WAL mode lets this process read and write beside it,
@@ -23,13 +23,14 @@ import argparse
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TextIO, cast
+from typing import TextIO
 
+from mailbridge.core.receipts import receipt_summary
+from mailbridge.core.records import RequestSummary
 from mailbridge.errors import MailbridgeError
 from mailbridge.models import SmsState
 from mailbridge.settings import Settings
-from mailbridge.storage.base import RequestSummary, Storage
-from mailbridge.storage.events import EventStorage
+from mailbridge.storage.base import QueueStore, Storage
 
 __all__ = [
     "EXIT_BAD_ARGS",
@@ -100,7 +101,7 @@ def parse_state(value: str | None) -> SmsState | None:
 
 
 async def queue_list(
-    storage: Storage,
+    storage: QueueStore,
     *,
     out: TextIO,
     state: SmsState | None = None,
@@ -117,7 +118,7 @@ async def queue_list(
     return EXIT_OK
 
 
-async def queue_show(storage: Storage, request_id: str, *, out: TextIO) -> int:
+async def queue_show(storage: QueueStore, request_id: str, *, out: TextIO) -> int:
     """One request: its summary, each SMS with every attempt, and each reply mail."""
     detail = await storage.show_request(request_id)
     if detail is None:
@@ -148,6 +149,9 @@ async def queue_show(storage: Storage, request_id: str, *, out: TextIO) -> int:
         )
         if sms.error:
             print(f"    error: {sms.error}", file=out)
+        if sms.receipt_status is not None and sms.receipt_at is not None:
+            receipt = receipt_summary(sms.receipt_status, sms.receipt_error, sms.receipt_at)
+            print(f"    receipt: {receipt}", file=out)
         for attempt in sms.attempts:
             print(
                 f"    {_when(attempt.at)}  {attempt.provider or '-'}  {attempt.outcome}"
@@ -169,7 +173,7 @@ async def queue_show(storage: Storage, request_id: str, *, out: TextIO) -> int:
 
 
 async def queue_retry(
-    storage: Storage, request_id: str, *, out: TextIO, now: datetime | None = None
+    storage: QueueStore, request_id: str, *, out: TextIO, now: datetime | None = None
 ) -> int:
     """Put the failed, expired and cancelled SMS of a request back in the queue, due now."""
     when = now or datetime.now(UTC)
@@ -182,7 +186,7 @@ async def queue_retry(
 
 
 async def queue_cancel(
-    storage: Storage, request_id: str, *, out: TextIO, now: datetime | None = None
+    storage: QueueStore, request_id: str, *, out: TextIO, now: datetime | None = None
 ) -> int:
     """Cancel the SMS of a request still waiting in the queue (their parts are refunded)."""
     when = now or datetime.now(UTC)
@@ -199,7 +203,7 @@ def _one_line(text: str, limit: int = 60) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-async def queue_inbound(storage: EventStorage, *, out: TextIO, limit: int = 100) -> int:
+async def queue_inbound(storage: QueueStore, *, out: TextIO, limit: int = 100) -> int:
     """SMS from phones, newest first: when, from, state, to whom, the text on one line."""
     items = await storage.list_inbound(limit=max(1, limit))
     if not items:
@@ -223,7 +227,7 @@ async def queue_inbound(storage: EventStorage, *, out: TextIO, limit: int = 100)
     return EXIT_OK
 
 
-async def _dispatch(storage: Storage, args: argparse.Namespace, out: TextIO) -> int:
+async def _dispatch(storage: QueueStore, args: argparse.Namespace, out: TextIO) -> int:
     command = args.queue_command
     if command == "list":
         return await queue_list(
@@ -240,9 +244,7 @@ async def _dispatch(storage: Storage, args: argparse.Namespace, out: TextIO) -> 
     if command == "cancel":
         return await queue_cancel(storage, args.id, out=out)
     if command == "inbound":
-        return await queue_inbound(
-            cast(EventStorage, storage), out=out, limit=getattr(args, "limit", 100)
-        )
+        return await queue_inbound(storage, out=out, limit=getattr(args, "limit", 100))
     raise ValueError(f"unknown queue command {command!r}")
 
 

@@ -2,7 +2,7 @@
 
 Pure functions over values: the SMTP handler calls them with the envelope,
 the parsed mail and the settings, and hands the resulting
-:class:`~mailbridge.storage.base.Intake` to ``Storage.accept``. No I/O, no
+:class:`~mailbridge.core.records.Intake` to ``Storage.accept``. No I/O, no
 clock (``received_at`` is passed in), no password checks (the handler runs
 those in a worker thread and passes the account it verified).
 
@@ -36,10 +36,10 @@ from ipaddress import ip_address
 
 from mailbridge.core.encoding import truncate_to_parts
 from mailbridge.core.limits import request_fingerprint
+from mailbridge.core.records import Intake, ReplyDraft
 from mailbridge.errors import ERRORS_WITH_ID, RequestError
 from mailbridge.models import Command, CommandEntry, MailContent, RouteKind, SmsRequest
 from mailbridge.settings import Account, ForwardAlias, Network, Settings
-from mailbridge.storage.base import Intake, ReplyDraft
 
 __all__ = [
     "MailEnvelope",

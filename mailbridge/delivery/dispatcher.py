@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from mailbridge.core.records import SmsJob
 from mailbridge.core.retry import Fault, RetryAction, expires_at, next_step
 from mailbridge.core.routing import route
 from mailbridge.delivery.clock import Clock, as_clock
@@ -48,7 +49,7 @@ from mailbridge.log import get_logger
 from mailbridge.models import AttemptOutcome, Format, SmsState
 from mailbridge.providers.base import Provider, SendResult, Sent
 from mailbridge.settings import Settings
-from mailbridge.storage.base import SmsJob, Storage
+from mailbridge.storage.base import DeliveryStore
 
 __all__ = ["COALESCE_S", "MAX_IDLE_S", "Dispatcher"]
 
@@ -71,7 +72,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: DeliveryStore,
         providers: Mapping[str, Provider],
         settings: Settings,
         *,
@@ -120,9 +121,8 @@ class Dispatcher:
             self._stopping = False
             self._loop_task = asyncio.create_task(self._run(), name="mailbridge-dispatcher")
             # a storage shared by several instances (PostgreSQL) wakes us on their commits
-            subscribe = getattr(self._storage, "subscribe_due", None)
-            if subscribe is not None and self._unsubscribe is None:
-                self._unsubscribe = subscribe(self.wake)
+            if self._unsubscribe is None:
+                self._unsubscribe = self._storage.subscribe_due(self.wake)
 
     async def stop(self, timeout_s: float) -> None:
         """Claim no more; let sends under way finish within ``timeout_s``, then close providers.

@@ -42,17 +42,16 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
-from typing import cast
 
 import aiosmtplib
 
 from mailbridge.core.intake import clean_header
+from mailbridge.core.records import InboundMailJob, ReplyJob
 from mailbridge.core.retry import decide_reply, reply_backoff_s
 from mailbridge.delivery.clock import Clock, as_clock
 from mailbridge.log import get_logger
 from mailbridge.settings import Settings
-from mailbridge.storage.base import ReplyJob, Storage
-from mailbridge.storage.events import EventStorage, InboundMailJob
+from mailbridge.storage.base import ReplyStore
 
 __all__ = [
     "MAX_IDLE_S",
@@ -154,7 +153,7 @@ class Mailer:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: ReplyStore,
         settings: Settings,
         *,
         clock: Clock | Callable[[], datetime] | None = None,
@@ -177,9 +176,8 @@ class Mailer:
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name="mailbridge-mailer")
             # a storage shared by several instances (PostgreSQL) wakes us on their replies
-            subscribe = getattr(self._storage, "subscribe_replies", None)
-            if subscribe is not None and self._unsubscribe is None:
-                self._unsubscribe = subscribe(self.wake)
+            if self._unsubscribe is None:
+                self._unsubscribe = self._storage.subscribe_replies(self.wake)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Finish the reply being sent (within ``timeout_s``), then stop."""
@@ -231,10 +229,10 @@ class Mailer:
         timeout = MAX_IDLE_S
         if self._settings.reply.smarthost:
             with contextlib.suppress(Exception):
-                dues = [await self._storage.next_reply_due()]
-                events = self._events_storage()
-                if events is not None:
-                    dues.append(await events.next_inbound_due())
+                dues = [
+                    await self._storage.next_reply_due(),
+                    await self._storage.next_inbound_due(),
+                ]
                 for due in dues:
                     if due is not None:
                         timeout = min(timeout, max((due - self._clock()).total_seconds(), 0.0))
@@ -256,9 +254,8 @@ class Mailer:
         now = self._clock()
         replies = await self._storage.claim_replies(now, limit=_BATCH, lease_s=lease_s)
         inbound: list[InboundMailJob] = []
-        events = self._events_storage()
-        if events is not None and len(replies) < _BATCH:
-            inbound = await events.claim_inbound_mails(
+        if len(replies) < _BATCH:
+            inbound = await self._storage.claim_inbound_mails(
                 now, limit=_BATCH - len(replies), lease_s=lease_s
             )
         jobs = [self._reply_outgoing(job, now) for job in replies]
@@ -293,12 +290,6 @@ class Mailer:
                 await client.quit()
         return len(jobs)
 
-    def _events_storage(self) -> EventStorage | None:
-        """The storage as the inbound queue, when it keeps one."""
-        if not hasattr(self._storage, "claim_inbound_mails"):
-            return None
-        return cast(EventStorage, self._storage)
-
     def _reply_outgoing(self, job: ReplyJob, now: datetime) -> _Outgoing:
         settings = self._settings
         msg = build_reply(
@@ -331,9 +322,7 @@ class Mailer:
             self.sent += 1
             log.info("reply_sent", id=job.label, attempts=job.attempts + 1)
         else:
-            events = self._events_storage()
-            assert events is not None  # claimed from it
-            await events.mark_inbound_sent(job.row_id, now)
+            await self._storage.mark_inbound_sent(job.row_id, now)
             self.inbound_sent += 1
             log.info("inbound_mail_sent", inbound_id=job.row_id, attempts=job.attempts + 1)
 
@@ -342,9 +331,7 @@ class Mailer:
         if job.kind == "reply":
             await self._storage.mark_reply_retry(job.row_id, due=due, error=error, now=now)
             return
-        events = self._events_storage()
-        assert events is not None  # claimed from it
-        await events.mark_inbound_retry(job.row_id, due=due, error=error, now=now)
+        await self._storage.mark_inbound_retry(job.row_id, due=due, error=error, now=now)
 
     async def _retry(self, job: _Outgoing, exc: BaseException, *, permanent: bool = False) -> None:
         now = self._clock()

@@ -15,7 +15,7 @@ a connection over ``max_connections`` or ``max_connections_per_ip`` with
   are the only mailboxes (``550 5.1.1``); forward and number addresses also
   check the envelope sender (``550 5.7.1``);
 * ``DATA``: IP block (4), parse, credentials (checked in a worker thread,
-  constant time, cached), request, then ONE ``Storage.accept`` and only then
+  constant time, cached), request, then ONE ``IntakeStore.accept`` and only then
   ``250 2.0.0 <result line>``; storage failure or any unexpected error is a
   ``451 4.3.0`` with no internals;
 * ``AUTH PLAIN``/``LOGIN`` (TLS only) against the accounts' password hashes.
@@ -51,12 +51,13 @@ from mailbridge.core.intake import MailEnvelope, Route, RouteKind
 from mailbridge.core.mail import read_mail
 from mailbridge.core.passwords import DUMMY_HASH, VerifiedCache, verify_password
 from mailbridge.core.phones import normalize_number
+from mailbridge.core.records import Intake
 from mailbridge.core.request import build_request
 from mailbridge.errors import RequestError, StorageError
 from mailbridge.log import get_logger
 from mailbridge.models import Command, MailContent, SmsRequest
 from mailbridge.settings import Account, Settings
-from mailbridge.storage.base import Intake, Storage
+from mailbridge.storage.base import IntakeStore
 
 __all__ = [
     "PARSE_IN_THREAD_BYTES",
@@ -293,7 +294,7 @@ class MailHandler:
         self,
         *,
         settings: Settings,
-        storage: Storage,
+        storage: IntakeStore,
         gate: ConnectionGate | None = None,
         on_request: Callable[[datetime | None], None] = lambda due: None,
         on_reply: Callable[[], None] = lambda: None,

@@ -21,6 +21,7 @@ FULL: list[list[str]] = [
     ["bench_ingest.py"],
     ["bench_delivery.py"],
     ["bench_postgres.py"],
+    ["bench_receipts.py"],
 ]
 QUICK: list[list[str]] = [
     ["bench_core.py", "--repeat", "300"],
@@ -28,6 +29,7 @@ QUICK: list[list[str]] = [
     ["bench_ingest.py", "--mails", "1000"],
     ["bench_delivery.py", "--n", "1000", "--skip-memory"],
     ["bench_postgres.py", "--n", "300", "--rows", "100000"],
+    ["bench_receipts.py", "--n", "1000"],
 ]
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from mailbridge.core.records import InboundIn, ReceiptIn
 from mailbridge.log import get_logger
 from mailbridge.providers.events import InboundSms, Receipt
 from mailbridge.settings import Settings
-from mailbridge.storage.events import EventStorage, InboundIn, ReceiptIn
+from mailbridge.storage.base import EventStore
 
 __all__ = ["StorageEvents"]
 
@@ -43,7 +44,7 @@ class StorageEvents:
 
     def __init__(
         self,
-        storage: EventStorage,
+        storage: EventStore,
         settings: Settings,
         *,
         clock: Callable[[], datetime] = _utcnow,

@@ -25,7 +25,7 @@ from mailbridge.errors import ProviderError
 from mailbridge.log import get_logger
 from mailbridge.providers.events import ProviderEvents, SentSms, StatusQuery
 from mailbridge.settings import Settings
-from mailbridge.storage.events import EventStorage
+from mailbridge.storage.base import EventStore
 
 __all__ = ["BATCH", "FLUSH_EVERY_S", "StatusPoller"]
 
@@ -46,7 +46,7 @@ class StatusPoller:
 
     def __init__(
         self,
-        storage: EventStorage,
+        storage: EventStore,
         events: ProviderEvents,
         settings: Settings,
         *,

@@ -25,7 +25,6 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import cast
 
 from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.delivery.events import StorageEvents
@@ -37,7 +36,6 @@ from mailbridge.providers.factory import build_providers
 from mailbridge.settings import Settings
 from mailbridge.smtp.server import ConnectionGate, MailHandler, SmtpServer
 from mailbridge.storage.base import Storage
-from mailbridge.storage.events import EventStorage
 from mailbridge.storage.factory import open_storage
 
 __all__ = ["DRAIN_S", "STOP_S", "Gateway"]
@@ -114,9 +112,7 @@ class Gateway:
             on_request = self._on_request or _nothing
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
-                self.events = StorageEvents(
-                    cast(EventStorage, storage), settings, clock=self._clock
-                )
+                self.events = StorageEvents(storage, settings, clock=self._clock)
                 if self._events is None:
                     self._events = self.events
                 providers = build_providers(settings.providers, self._events)
@@ -128,7 +124,7 @@ class Gateway:
                 self.events.wake_on_mail(self.mailer.wake)
                 on_request, on_reply = self.dispatcher.wake, self.mailer.wake
                 self.status = StatusPoller(
-                    cast(EventStorage, storage),
+                    storage,
                     self._events,
                     settings,
                     clock=self._clock,

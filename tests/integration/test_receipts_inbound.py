@@ -198,7 +198,7 @@ async def test_inbound_reply_goes_to_the_alert_sender(
     assert msg["Subject"] == "ack: on it, eta 10 min"
     assert msg["In-Reply-To"] == "<test-1@example.com>"
     assert msg["Auto-Submitted"] == "auto-generated"
-    body = msg.get_content()
+    body = msg.get_content().replace("\r\n", "\n")
     assert body.startswith("ack: on it, eta 10 min\n")
     assert f"in reply to request ID - {rid}" in body
     await asyncio.sleep(0.3)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
+from mailbridge.core.records import InboundMailJob
 from mailbridge.delivery.mailer import build_inbound, inbound_message_id
-from mailbridge.storage.events import InboundMailJob
 
 T0 = datetime(2026, 12, 2, 16, 0, tzinfo=UTC)
 

@@ -6,6 +6,7 @@ real PostgreSQL (``tests/pg.py``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from mailbridge.core.records import InboundIn, ReceiptIn
 from mailbridge.models import SmsState
 from mailbridge.settings import InboundSettings
 from mailbridge.storage.base import Storage
+from tests.pg import PgCluster
 from tests.unit.storage.test_storage import (  # noqa: F401 (fixtures)
     N1,
     N2,
@@ -24,6 +26,7 @@ from tests.unit.storage.test_storage import (  # noqa: F401 (fixtures)
     REPLY,
     T0,
     Backend,
+    PostgresStorage,
     _opened,
     accept,
     at,
@@ -410,3 +413,62 @@ class TestInbound:
         assert stored.mail_queued
         (view,) = await s.list_inbound()
         assert view.text == "ab"
+
+
+@pytest.fixture
+async def instances(
+    pg_cluster: PgCluster,
+) -> AsyncIterator[tuple[PostgresStorage, PostgresStorage]]:
+    """Two storages, as two gateway instances have, on one fresh PostgreSQL schema."""
+    url = pg_cluster.create_schema()
+    first, second = PostgresStorage(url, max_size=4), PostgresStorage(url, max_size=4)
+    await asyncio.gather(first.open(), second.open())
+    yield first, second
+    await asyncio.gather(first.close(), second.close())
+
+
+@pytest.mark.skipif(PostgresStorage is None, reason="psycopg is not installed")
+class TestTwoInstances:
+    async def test_last_receipts_at_once_one_mail(
+        self, instances: tuple[PostgresStorage, PostgresStorage]
+    ) -> None:
+        """The last two failing receipts of a request on two instances at once: one mail."""
+        first, second = instances
+        for round_ in range(5):
+            rid, _ = await accept(
+                first, intake(sms_request(message(f"r{round_}", (N1, N2))), now=at(round_))
+            )
+            a, b = f"a{round_}", f"b{round_}"
+            await sent(first, a, b, now=at(round_))
+            await asyncio.gather(
+                second.record_receipt(
+                    receipt(a, "failed", "UNDELIV"), now=at(round_), reply_rate_per_hour=RATE
+                ),
+                first.record_receipt(
+                    receipt(b, "failed", "UNDELIV"), now=at(round_), reply_rate_per_hour=RATE
+                ),
+            )
+            detail = await first.show_request(rid)
+            assert detail is not None
+            assert [r.body.splitlines()[0] for r in detail.replies] == [
+                f"ERROR = 8 (Message cannot be delivered), ID - {rid}"
+            ]
+
+    async def test_receipt_kept_while_the_other_records_the_id(
+        self, instances: tuple[PostgresStorage, PostgresStorage]
+    ) -> None:
+        """A receipt kept on one instance while the other records its id is applied."""
+        first, second = instances
+        for round_ in range(5):
+            rid, _ = await accept(first, intake(sms_request(message(f"k{round_}")), now=at(round_)))
+            (job,) = await first.claim_due(at(round_), limit=10, lease_s=60, owner="w")
+            mid = f"k{round_}"
+            await asyncio.gather(
+                second.record_receipt(
+                    receipt(mid, "delivered", "DELIVRD"), now=at(round_), reply_rate_per_hour=RATE
+                ),
+                first.mark_sent(
+                    job.sms_id, provider="p", provider_id=mid, answer="", now=at(round_)
+                ),
+            )
+            assert await states(first, rid) == [SmsState.DELIVERED]

@@ -25,7 +25,7 @@ from mailbridge.providers.events import Concat, InboundSms, Receipt, ReceiptStat
 from mailbridge.storage.base import RequestDetail
 from tests.fakes import FakeProviderServer
 
-from .conftest import SENDER, Daemon, DaemonFactory, Smarthost, command
+from .conftest import SENDER, Daemon, DaemonFactory, Smarthost, command, settings_from
 
 USER, PASSWORD = "client", "pw"
 OK_NUMBER, BAD_NUMBER = "+79991234567", "+79991234568"
@@ -236,3 +236,22 @@ async def test_inbound_without_request_fallback_then_kept(
     assert len(smarthost.received) == 1
     [item] = await kept.gateway.storage.list_inbound()  # type: ignore[union-attr]
     assert (item.state, item.to, item.text) == ("kept", None, "hello?")
+
+
+async def test_reload_starts_polling_the_new_provider(
+    start_daemon: DaemonFactory, fake: FakeProviderServer, smarthost: Smarthost
+) -> None:
+    """SIGHUP's reload hands the rebuilt providers to the status poller: polling turned on
+    by a reload reaches rows sent before it."""
+    daemon = await start_daemon(
+        {"providers": [smsc(fake, poll_s=0)], "routing": {"default": ["smsc"]}}
+    )
+    rid = await submit(daemon, command(OK_NUMBER, "hi"))
+    await wait_detail(daemon, rid, lambda d: d.sms[0].state is SmsState.SENT)
+    await asyncio.sleep(0.5)
+    assert fake.requests_for("smsc_status") == []
+    doc = dict(daemon.doc)
+    doc["providers"] = [smsc(fake, poll_s=0.2)]
+    daemon.gateway.reload(settings_from(doc))
+    detail = await wait_detail(daemon, rid, lambda d: d.sms[0].state is SmsState.DELIVERED)
+    assert detail.sms[0].receipt_status == "DELIVERED"

@@ -20,6 +20,7 @@ FULL: list[list[str]] = [
     ["bench_mail.py", "--hostile"],
     ["bench_ingest.py"],
     ["bench_delivery.py"],
+    ["bench_smpp.py"],
     ["bench_postgres.py"],
     ["bench_receipts.py"],
 ]
@@ -28,6 +29,7 @@ QUICK: list[list[str]] = [
     ["bench_mail.py"],
     ["bench_ingest.py", "--mails", "1000"],
     ["bench_delivery.py", "--n", "1000", "--skip-memory"],
+    ["bench_smpp.py", "--n", "1000", "--repeat", "1"],
     ["bench_postgres.py", "--n", "300", "--rows", "100000"],
     ["bench_receipts.py", "--n", "1000"],
 ]

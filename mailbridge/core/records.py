@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailbridge.models import Encoding, Format, SmsRequest, SmsState
+from mailbridge.models import Encoding, Format, RouteKind, SmsRequest, SmsState
 
 __all__ = [
     "AcceptResult",
@@ -64,7 +64,7 @@ class Intake:
     mail_from: str
     rcpt_to: tuple[str, ...]
     raw: bytes
-    mode: str  # "command" | "forward" | "number"
+    mode: RouteKind
     account: str | None  # None when the login was not recognised
     client_id: str | None  # the id the mail gave, if valid
     request: SmsRequest | None

@@ -9,7 +9,7 @@ whole request by ``timeout_s``). The provider owns the client and closes it in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.client import HTTPResponse
 from http.cookiejar import Cookie, CookieJar
 from urllib.request import Request
@@ -25,6 +25,7 @@ from mailbridge.providers.events import ProviderEvents
 from mailbridge.providers.file import FILE_FORMATS, FileProvider
 from mailbridge.providers.jsonapi import JSONAPI_FORMATS, JsonApiProvider
 from mailbridge.providers.miatel import MIATEL_FORMATS, MiatelProvider
+from mailbridge.providers.smpp import SMPP_FORMATS, SmppProvider
 from mailbridge.providers.smsc import SMSC_FORMATS, SmscProvider
 from mailbridge.settings import ProviderSettings
 
@@ -35,6 +36,7 @@ PROVIDER_TYPES: dict[str, frozenset[Format]] = {
     "miatel": MIATEL_FORMATS,
     "jsonapi": JSONAPI_FORMATS,
     "smsc": SMSC_FORMATS,
+    "smpp": SMPP_FORMATS,
     "file": FILE_FORMATS,
 }
 
@@ -101,6 +103,10 @@ def build_provider(settings: ProviderSettings, events: ProviderEvents | None = N
             raise ConfigError(f"{key}.formats", "must name at least one format")
     if settings.type == "file":
         return FileProvider(settings)
+    if settings.type == "smpp":
+        if settings.smpp is None:
+            raise ConfigError(f"{key}.host", "required for type smpp")
+        return SmppProvider(settings, events)
     if not settings.url:
         raise ConfigError(f"{key}.url", f"required for type {settings.type}")
     if settings.timeout_s <= 0 or settings.connect_timeout_s <= 0:
@@ -109,12 +115,24 @@ def build_provider(settings: ProviderSettings, events: ProviderEvents | None = N
 
 
 def build_providers(
-    settings: Sequence[ProviderSettings], events: ProviderEvents | None = None
+    settings: Sequence[ProviderSettings],
+    events: ProviderEvents | None = None,
+    *,
+    keep: Mapping[str, Provider] | None = None,
 ) -> dict[str, Provider]:
-    """Every configured provider by name, in configuration order."""
+    """Every configured provider by name, in configuration order.
+
+    ``keep`` (a reload: the providers in use): an ``smpp`` provider whose settings
+    did not change is kept as it is, so its sessions stay bound (an SMSC that allows
+    one bind per ``system_id`` would refuse a second one while the first is open).
+    """
     providers: dict[str, Provider] = {}
     for item in settings:
         if item.name in providers:
             raise ConfigError(f"providers.{item.name}.name", "duplicate provider name")
+        previous = (keep or {}).get(item.name)
+        if isinstance(previous, SmppProvider) and previous.settings == item:
+            providers[item.name] = previous
+            continue
         providers[item.name] = build_provider(item, events)
     return providers

@@ -31,6 +31,7 @@ from mailbridge.delivery.events import StorageEvents
 from mailbridge.delivery.mailer import Mailer
 from mailbridge.delivery.status import StatusPoller
 from mailbridge.log import get_logger
+from mailbridge.providers.base import Provider
 from mailbridge.providers.events import ProviderEvents
 from mailbridge.providers.factory import build_providers
 from mailbridge.settings import Settings
@@ -81,6 +82,7 @@ class Gateway:
         (default: a :class:`StorageEvents` on this gateway's storage, waking its mailer).
         """
         self._events = events
+        self._providers: dict[str, Provider] = {}
         self.settings = settings
         self._given_storage = storage
         self._clock = clock
@@ -116,6 +118,7 @@ class Gateway:
                 if self._events is None:
                     self._events = self.events
                 providers = build_providers(settings.providers, self._events)
+                self._providers = providers
                 owner = f"{socket.gethostname()}:{os.getpid()}"
                 self.dispatcher = Dispatcher(
                     storage, providers, settings, clock=self._clock, owner=owner
@@ -161,13 +164,16 @@ class Gateway:
             log.warning("reload_storage_ignored", reason="the storage URL changes on restart")
         tls = SmtpServer.make_tls(settings)  # checked in every process: workers build it too
         providers = (
-            build_providers(settings.providers, self._events) if self.dispatcher is not None else {}
+            build_providers(settings.providers, self._events, keep=self._providers)
+            if self.dispatcher is not None
+            else {}
         )
         if self.smtp is not None:
             self.smtp.reload(settings, tls)
         if self.dispatcher is not None and self.mailer is not None:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
+            self._providers = providers
         if self.events is not None:
             self.events.reload(settings)
         if self.status is not None:

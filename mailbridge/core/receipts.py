@@ -20,6 +20,10 @@ Decisions where the SPEC is silent:
   but does not change the row (an ``EXPIRED`` after ``DELIVRD`` is noise).
 * Interim receipts (``ENROUTE``, ``ACCEPTD``, ``UNKNOWN``) are recorded and
   change nothing.
+* An SMS sent as several parts (SMPP: one ``submit_sm`` and one id per part,
+  the row keeping them comma-joined) gets a receipt per part: each part keeps
+  its first final state, and the SMS is ``failed`` (or ``expired``) as soon as
+  one part is, ``delivered`` once every part is (:func:`combine_parts`).
 * The not-delivered mail goes once per request, when every SMS of the
   request has ended ``failed`` or ``expired`` and at least one of them ended
   so after ``sent`` (a receipt said so): the sender was told ``OK`` and would
@@ -44,6 +48,7 @@ __all__ = [
     "UNDELIVERED_ERROR",
     "ReceiptAction",
     "RowOutcome",
+    "combine_parts",
     "decide_receipt",
     "receipt_summary",
     "sms_state_of",
@@ -107,6 +112,19 @@ def decide_receipt(current: SmsState | None, receipt_state: str) -> ReceiptActio
     if current in _FINAL and target is current:
         return ReceiptAction.DUPLICATE
     return ReceiptAction.RECORD
+
+
+def combine_parts(states: Sequence[str | None]) -> str:
+    """The receipt state of an SMS sent as parts, from each part's final state (None:
+    none yet): ``failed`` if a part failed, else ``expired`` if one expired, else
+    ``delivered`` once all are, else ``pending``."""
+    if "failed" in states:
+        return "failed"
+    if "expired" in states:
+        return "expired"
+    if states and all(s == "delivered" for s in states):
+        return "delivered"
+    return "pending"
 
 
 def receipt_summary(status: str, error_code: str | None, at: datetime) -> str:

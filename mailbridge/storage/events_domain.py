@@ -11,6 +11,7 @@ module reads what they need and writes what they say.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from mailbridge.core.inbound import (
 from mailbridge.core.receipts import (
     ReceiptAction,
     RowOutcome,
+    combine_parts,
     decide_receipt,
     sms_state_of,
     undelivered_body,
@@ -232,19 +234,24 @@ def receipt_lock(provider: str, provider_id: str) -> tuple[str, str]:
     return ("receipt", f"{provider}\0{provider_id}")
 
 
-async def _record_receipt(tx: Tx, receipt: ReceiptIn, *, now: datetime, rate: int) -> ReceiptStored:
-    await tx.lock([receipt_lock(receipt.provider, receipt.message_id)])
-    row = await tx.one(
-        "sms_by_provider_id", {"provider": receipt.provider, "provider_id": receipt.message_id}
-    )
+async def _record_receipt(
+    tx: Tx, receipt: ReceiptIn, *, now: datetime, rate: int, lock: bool = True
+) -> ReceiptStored:
+    if lock:
+        await tx.lock([receipt_lock(receipt.provider, receipt.message_id)])
+    key = {"provider": receipt.provider, "provider_id": receipt.message_id}
+    row = await tx.one("sms_by_provider_id", key)
+    if row is None:
+        part = await tx.one("sms_part_by_id", key)
+        if part is not None:
+            return await _part_receipt(tx, part, receipt, now=now, rate=rate)
     current = None if row is None else SmsState(row[1])
     action = decide_receipt(current, receipt.state)
     if action is ReceiptAction.KEEP:
         await tx.run(
             "keep_receipt",
             {
-                "provider": receipt.provider,
-                "provider_id": receipt.message_id,
+                **key,
                 "state": receipt.state,
                 "status": shorten(receipt.status, 100),
                 "error_code": _code(receipt.error_code),
@@ -256,6 +263,22 @@ async def _record_receipt(tx: Tx, receipt: ReceiptIn, *, now: datetime, rate: in
     assert row is not None
     sms_id, _, request_pk = row
     queued = await _settle(tx, sms_id, request_pk, current, receipt, action, now=now, rate=rate)
+    return ReceiptStored(action=action.value, sms_id=sms_id, mail_queued=queued)
+
+
+async def _part_receipt(
+    tx: Tx, part: Sequence[Any], receipt: ReceiptIn, *, now: datetime, rate: int
+) -> ReceiptStored:
+    """A receipt for one part of an SMS sent as several: the part keeps its first final
+    state, the row takes the state of its parts together (:func:`combine_parts`)."""
+    part_id, sms_id, state, request_pk = part
+    if sms_state_of(receipt.state) is not None:
+        await tx.run("set_part_state", {"id": part_id, "state": receipt.state})
+    states = [r[0] for r in await tx.all("sms_part_states", {"sms_id": sms_id})]
+    whole = replace(receipt, state=combine_parts(states))
+    current = SmsState(state)
+    action = decide_receipt(current, whole.state)
+    queued = await _settle(tx, sms_id, request_pk, current, whole, action, now=now, rate=rate)
     return ReceiptStored(action=action.value, sms_id=sms_id, mail_queued=queued)
 
 
@@ -335,31 +358,35 @@ async def apply_kept_receipts(
     now: datetime,
     rate: int,
 ) -> bool:
-    """Inside ``mark_sent``: apply the receipts kept for the id just recorded, in the order
-    they came; whether a not-delivered mail was queued."""
-    await tx.lock([receipt_lock(provider, provider_id)])
-    kept = await tx.all("kept_receipts", {"provider": provider, "provider_id": provider_id})
-    if not kept:
-        return False
-    await tx.run("drop_kept_receipts", {"provider": provider, "provider_id": provider_id})
-    current: SmsState | None = SmsState.SENT
+    """Inside ``mark_sent``: record the part ids of an SMS sent as several parts, then
+    apply the receipts kept for its id(s), in the order they came; whether a
+    not-delivered mail was queued."""
+    ids = [i for i in provider_id.split(",") if i] if "," in provider_id else [provider_id]
+    await tx.lock([receipt_lock(provider, i) for i in ids])
+    if len(ids) > 1:
+        await tx.run("delete_sms_parts", {"sms_id": sms_id})  # sent before under other ids
+        await tx.run_many(
+            "insert_sms_part",
+            [{"sms_id": sms_id, "provider": provider, "provider_id": i} for i in ids],
+        )
     queued = False
-    for state, status, error_code, at in kept:
-        receipt = ReceiptIn(
-            provider=provider,
-            message_id=provider_id,
-            state=state,
-            status=status,
-            error_code=error_code,
-            at=tx.moment(at),
-        )
-        action = decide_receipt(current, state)
-        queued = (
-            await _settle(tx, sms_id, request_pk, current, receipt, action, now=now, rate=rate)
-            or queued
-        )
-        if action is ReceiptAction.APPLY:
-            current = sms_state_of(state)
+    for message_id in ids:
+        key = {"provider": provider, "provider_id": message_id}
+        kept = await tx.all("kept_receipts", key)
+        if not kept:
+            continue
+        await tx.run("drop_kept_receipts", key)
+        for state, status, error_code, at in kept:
+            receipt = ReceiptIn(
+                provider=provider,
+                message_id=message_id,
+                state=state,
+                status=status,
+                error_code=error_code,
+                at=tx.moment(at),
+            )
+            stored = await _record_receipt(tx, receipt, now=now, rate=rate, lock=False)
+            queued = stored.mail_queued or queued
     return queued
 
 

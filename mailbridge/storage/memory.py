@@ -48,6 +48,7 @@ class _Db:
     balances: dict[str, int] = field(default_factory=dict)
     ip_errors: dict[str, list[datetime]] = field(default_factory=dict)
     ip_blocks: dict[str, list[Any]] = field(default_factory=dict)  # ip -> [until, refused]
+    sms_parts: Table = field(default_factory=dict)
     receipts_kept: Table = field(default_factory=dict)
     inbound: Table = field(default_factory=dict)
     inbound_parts: Table = field(default_factory=dict)

@@ -25,6 +25,7 @@ class Tables(Protocol):
 
     requests: Table
     sms: Table
+    sms_parts: Table
     receipts_kept: Table
     inbound: Table
     inbound_parts: Table
@@ -61,6 +62,49 @@ def _sms_by_provider_id(db: _Db, p: Params) -> list[Row]:
         return []
     s = max(found, key=lambda s: s["id"])
     return [(s["id"], s["state"], s["request_pk"])]
+
+
+@_query
+def _sms_part_by_id(db: _Db, p: Params) -> list[Row]:
+    found = [
+        x
+        for x in db.sms_parts.values()
+        if x["provider"] == p["provider"] and x["provider_id"] == p["provider_id"]
+    ]
+    if not found:
+        return []
+    x = max(found, key=lambda x: x["id"])
+    s = db.sms[x["sms_id"]]
+    return [(x["id"], s["id"], s["state"], s["request_pk"])]
+
+
+@_query
+def _set_part_state(db: _Db, p: Params) -> list[Row]:
+    x = db.sms_parts[p["id"]]
+    if x["state"] is None:
+        x["state"] = p["state"]
+    return []
+
+
+@_query
+def _sms_part_states(db: _Db, p: Params) -> list[Row]:
+    parts = sorted(
+        (x for x in db.sms_parts.values() if x["sms_id"] == p["sms_id"]), key=lambda x: x["id"]
+    )
+    return [(x["state"],) for x in parts]
+
+
+@_query
+def _delete_sms_parts(db: _Db, p: Params) -> list[Row]:
+    for key in [k for k, x in db.sms_parts.items() if x["sms_id"] == p["sms_id"]]:
+        del db.sms_parts[key]
+    return []
+
+
+@_query
+def _insert_sms_part(db: _Db, p: Params) -> list[Row]:
+    db.insert(db.sms_parts, {**p, "state": None})
+    return []
 
 
 @_query

@@ -443,3 +443,24 @@ UPDATE inbound AS i SET state = 'sending', lease_until = %(until)s
  WHERE i.id = k.id
 RETURNING i.id, i.recipient, i.from_address, i.subject, i.in_reply_to, i.refs, i.body,
           i.attempts, i.due;
+
+-- sms_part_by_id --
+-- The row one part's id belongs to (an SMS sent as several parts)
+SELECT p.id, s.id, s.state, s.request_pk FROM sms_parts AS p JOIN sms AS s ON s.id = p.sms_id
+ WHERE p.provider = %(provider)s AND p.provider_id = %(provider_id)s ORDER BY p.id DESC LIMIT 1;
+
+-- set_part_state --
+-- A part's first final receipt
+UPDATE sms_parts SET state = %(state)s WHERE id = %(id)s AND state IS NULL;
+
+-- sms_part_states --
+-- The final receipt state of each part of a row (NULL: none yet)
+SELECT state FROM sms_parts WHERE sms_id = %(sms_id)s ORDER BY id;
+
+-- delete_sms_parts --
+-- Forget a row's part ids (it is sent again)
+DELETE FROM sms_parts WHERE sms_id = %(sms_id)s;
+
+-- insert_sms_part --
+-- One part id of a row sent as several parts
+INSERT INTO sms_parts (sms_id, provider, provider_id) VALUES (%(sms_id)s, %(provider)s, %(provider_id)s);

@@ -156,6 +156,17 @@ CREATE TABLE receipts_kept (
 );
 CREATE INDEX receipts_kept_by_id ON receipts_kept (provider, provider_id, id);
 
+-- The ids of an SMS sent as several parts (one per part), each with its first final receipt.
+CREATE TABLE sms_parts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sms_id INTEGER NOT NULL REFERENCES sms (id),
+    provider TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    state TEXT
+);
+CREATE INDEX sms_parts_by_id ON sms_parts (provider, provider_id);
+CREATE INDEX sms_parts_by_sms ON sms_parts (sms_id);
+
 CREATE TABLE inbound (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     provider TEXT NOT NULL,

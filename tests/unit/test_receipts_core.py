@@ -9,6 +9,7 @@ import pytest
 from mailbridge.core.receipts import (
     ReceiptAction,
     RowOutcome,
+    combine_parts,
     decide_receipt,
     receipt_summary,
     sms_state_of,
@@ -143,3 +144,21 @@ class TestUndeliveredBody:
             "7", [row("+1", SmsState.FAILED), row("+1", SmsState.EXPIRED), row("+2", SmsState.SENT)]
         )
         assert body.splitlines()[1:] == ["not delivered to +1: failed"]
+
+
+class TestCombineParts:
+    @pytest.mark.parametrize(
+        ("states", "whole"),
+        [
+            (["delivered", "delivered"], "delivered"),
+            (["delivered", None], "pending"),
+            ([None, None], "pending"),
+            (["delivered", "failed"], "failed"),
+            (["expired", None], "expired"),
+            (["expired", "failed"], "failed"),
+            ([], "pending"),
+        ],
+    )
+    def test_table(self, states: list[str | None], whole: str) -> None:
+        """A failed part fails the SMS; it is delivered only when every part is."""
+        assert combine_parts(states) == whole

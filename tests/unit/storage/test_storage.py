@@ -1321,7 +1321,7 @@ class TestReplyViews:
 
 def undo_migration_3(conn: sqlite3.Connection) -> None:
     """Take a SQLite database back from schema version 3 to 2 (receipts, inbound SMS)."""
-    for table in ("inbound_parts", "inbound", "receipts_kept"):
+    for table in ("inbound_parts", "inbound", "receipts_kept", "sms_parts"):
         conn.execute(f"DROP TABLE {table}")
     for index in ("sms_by_provider_id", "sms_sent_by_provider", "sms_by_recipient_sent"):
         conn.execute(f"DROP INDEX {index}")

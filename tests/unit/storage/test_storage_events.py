@@ -472,3 +472,53 @@ class TestTwoInstances:
                 ),
             )
             assert await states(first, rid) == [SmsState.DELIVERED]
+
+
+class TestParts:
+    async def test_receipts_per_part(self, store: Backend) -> None:
+        """An SMS sent as parts (ids comma-joined): delivered when every part is."""
+        s = store.storage
+        rid, _ = await accept(s, intake())
+        await sent(s, "p1,p2,p3")
+        for mid in ("p2", "p1"):
+            assert await record(s, receipt(mid, "delivered", "DELIVRD")) == "record"
+        assert await states(s, rid) == [SmsState.SENT]
+        assert await record(s, receipt("p3", "delivered", "DELIVRD", when=9)) == "apply"
+        detail = await s.show_request(rid)
+        assert detail is not None
+        assert (detail.sms[0].state, detail.sms[0].receipt_at) == (SmsState.DELIVERED, at(9))
+        assert await record(s, receipt("p3", "delivered", "DELIVRD")) == "duplicate"
+
+    async def test_one_failed_part_fails_the_sms(self, store: Backend) -> None:
+        """A part that failed fails the SMS (and mails the sender), whatever the others say."""
+        s = store.storage
+        rid, _ = await accept(s, intake())
+        await sent(s, "p1,p2")
+        await record(s, receipt("p1", "delivered", "DELIVRD"))
+        assert await record(s, receipt("p2", "failed", "UNDELIV", err="005")) == "apply"
+        assert await states(s, rid) == [SmsState.FAILED]
+        (mail,) = await s.claim_replies(at(20), limit=10, lease_s=60)
+        assert mail.body.splitlines()[1] == f"not delivered to {N1}: failed (UNDELIV err 005)"
+
+    async def test_part_receipt_before_the_send(self, store: Backend) -> None:
+        """Part receipts kept before the ids were recorded are applied by mark_sent."""
+        s = store.storage
+        rid, _ = await accept(s, intake())
+        (job,) = await s.claim_due(T0, limit=10, lease_s=60, owner="w")
+        assert await record(s, receipt("q1", "delivered", "DELIVRD")) == "keep"
+        assert await record(s, receipt("q2", "delivered", "DELIVRD")) == "keep"
+        await s.mark_sent(job.sms_id, provider="p", provider_id="q1,q2", answer="", now=at(1))
+        assert await states(s, rid) == [SmsState.DELIVERED]
+
+    async def test_resent_under_new_ids(self, store: Backend) -> None:
+        """After queue retry the old part ids no longer reach the row."""
+        s = store.storage
+        rid, _ = await accept(s, intake())
+        await sent(s, "o1,o2")
+        await record(s, receipt("o1", "failed", "UNDELIV"))
+        assert await s.retry_request(rid, at(30)) == 1
+        await sent(s, "n1,n2", now=at(31))
+        assert await record(s, receipt("o2", "failed", "UNDELIV")) == "keep"
+        await record(s, receipt("n1", "delivered", "DELIVRD"))
+        await record(s, receipt("n2", "delivered", "DELIVRD"))
+        assert await states(s, rid) == [SmsState.DELIVERED]

@@ -4,10 +4,14 @@ over MemoryStorage."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from mailbridge.cli.queue import EXIT_OK, queue_inbound, queue_show, run_queue_command
 from mailbridge.core.encoding import split_text
@@ -297,3 +301,35 @@ class TestMailerRetries:
         assert (view.state, view.attempts) == ("queued", 1)
         assert await storage.next_inbound_due() == T0 + timedelta(seconds=5)
         assert await storage.claim_inbound_mails(T0, limit=10, lease_s=60) == []
+
+
+def test_queue_inbound_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mailbridge queue inbound` on a real SQLite file: an SMS kept for want of a recipient."""
+    from mailbridge.cli.main import main
+    from mailbridge.storage.sqlite import SqliteStorage
+
+    db = tmp_path / "mb.db"
+
+    async def store() -> None:
+        storage = SqliteStorage(db)
+        await storage.open()
+        try:
+            sink = StorageEvents(storage, Settings(), clock=Clock())
+            await sink.inbound(
+                InboundSms(
+                    provider="smpp", source=N1, destination="Alex", text="hi?", received_at=T0
+                )
+            )
+        finally:
+            await storage.close()
+
+    asyncio.run(store())
+    capsys.readouterr()  # the sink's log line
+    cfg = tmp_path / "mb.toml"
+    cfg.write_text(f'[storage]\nurl = "sqlite:///{db}"\n')
+    assert main(["queue", "inbound", "--limit", "5", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[2:6] == [N1, "Alex", "1", "kept"]
+    assert out[1].endswith("hi?")

@@ -510,6 +510,7 @@ class Dispatcher:
                     provider_id=result.provider_id,
                     answer=result.answer,
                     now=now,
+                    reply_rate_per_hour=self._settings.reply.reply_rate_per_hour,
                 )
                 self._tried.pop(job.sms_id, None)
             elif isinstance(result, PermanentProviderError):

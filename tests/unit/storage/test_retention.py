@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from mailbridge.core.records import InboundIn
 from mailbridge.errors import StorageError
 from mailbridge.models import SmsState
-from mailbridge.settings import LimitsSettings
+from mailbridge.settings import InboundSettings, LimitsSettings
 from mailbridge.storage.sqlite import SqliteStorage
 from tests.pg import pg_cluster_fixture  # noqa: F401 (the session's server)
 from tests.unit.storage.test_storage import (
+    N1,
     T0,
     Backend,
     _opened,
@@ -118,6 +120,37 @@ class TestRetention:
         assert await states(s, waiting) == [SmsState.SCHEDULED]
         assert await s.show_request(recent) is not None
         assert await s.prune_requests(at(5 * DAY), limit=100) == 0
+
+    async def test_sms_sent_in_parts_pruned(self, backend: Backend) -> None:
+        """An SMS sent as several parts (a part id each) goes with its request."""
+        s = backend.storage
+        rid, _ = await accept(s, intake(now=T0))
+        (job,) = await s.claim_due(T0, limit=10, lease_s=60, owner="w")
+        await s.mark_sent(job.sms_id, provider="p", provider_id="x1,x2", answer="ok", now=at(1))
+        assert await s.prune_requests(at(100 * DAY), limit=100) == 1
+        assert await s.show_request(rid) is None
+
+    async def test_inbound_answer_stays_when_its_request_goes(self, backend: Backend) -> None:
+        """An SMS from a phone linked to a pruned request stays, unlinked."""
+        s = backend.storage
+        await accept(s, intake(now=T0))
+        (job,) = await s.claim_due(T0, limit=10, lease_s=60, owner="w")
+        await s.mark_sent(job.sms_id, provider="p", provider_id="a", answer="ok", now=at(1))
+        reply = InboundIn(
+            provider="p", source=N1.removeprefix("+"), destination="Alex", text="ack",
+            received_at=at(100),
+        )  # fmt: skip
+        window = InboundSettings(reply_window_s=3600.0, mail_to="noc@example.com")
+        stored = await s.store_inbound(reply, now=at(100), settings=window, domain="x.example")
+        assert stored.inbound_id is not None
+        (before,) = await s.list_inbound()
+        assert before.request_id is not None
+        mails = await s.claim_inbound_mails(at(100), limit=10, lease_s=60)
+        for mail in mails:
+            await s.mark_inbound_sent(mail.inbound_id, at(101))
+        assert await s.prune_requests(at(100 * DAY), limit=100) == 1
+        (after,) = await s.list_inbound()
+        assert (after.inbound_id, after.request_id, after.text) == (before.inbound_id, None, "ack")
 
     async def test_queued_reply_keeps_request(self, backend: Backend) -> None:
         """A request whose reply mail is still queued is kept."""

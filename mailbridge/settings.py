@@ -167,6 +167,11 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonSettings:
+    pid_file: str | None = None  # absolute once loaded from a file; None: no PID file
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -179,6 +184,7 @@ class Settings:
     providers: tuple[ProviderSettings, ...] = ()
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
     source: str = ""  # the config file this came from ("" when built in code)
 
     def account(self, login: str) -> Account | None:

@@ -32,6 +32,7 @@ from mailbridge.errors import ConfigError
 from mailbridge.models import Format
 from mailbridge.settings import (
     Account,
+    DaemonSettings,
     DeliverySettings,
     ForwardAlias,
     LimitsSettings,
@@ -56,6 +57,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "resolve_config_path",
+    "state_directory",
 ]
 
 #: Where the config is when neither ``--config`` nor ``$MAILBRIDGE_CONFIG`` says.
@@ -198,6 +200,9 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
     "logging": {
         "level": _k("str", "info"),
         "format": _k("str", "auto"),
+    },
+    "daemon": {
+        "pid_file": _k("str"),
     },
 }
 
@@ -883,6 +888,15 @@ def _logging(raw: dict[str, Any]) -> LoggingSettings:
     return LoggingSettings(**kw)
 
 
+def _daemon(raw: dict[str, Any], base_dir: Path | None) -> DaemonSettings:
+    pid_file = raw.get("pid_file")
+    if pid_file is None:
+        return DaemonSettings()
+    if not pid_file.strip():
+        raise ConfigError("daemon.pid_file", "empty path (leave the key out for no PID file)")
+    return DaemonSettings(pid_file=_path(pid_file, base_dir))
+
+
 def _default_outbox(storage_url: str, base_dir: Path | None) -> str:
     db = _sqlite_file(storage_url)
     if db is not None:
@@ -893,12 +907,21 @@ def _default_outbox(storage_url: str, base_dir: Path | None) -> str:
 # --------------------------------------------------------------------------- public
 
 
-def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> Settings:
+def parse_config(
+    text: str,
+    *,
+    source: str = "<string>",
+    base_dir: Path | None = None,
+    state_dir: Path | None = None,
+) -> Settings:
     """Read the TOML ``text`` into ``Settings``; raise ``ConfigError`` naming the bad key.
 
     Relative paths (a ``sqlite:///`` database, ``tls_cert``, a ``file``
     provider's ``path``) are taken from ``base_dir``, the config file's folder;
-    with ``base_dir=None`` they stay relative.
+    with ``base_dir=None`` they stay relative. ``state_dir`` (systemd's
+    ``$STATE_DIRECTORY``), when given, is the base of the paths the gateway
+    writes instead: the SQLite database, a ``file`` provider's ``path`` and the
+    PID file; files it only reads (TLS) stay relative to ``base_dir``.
     """
     try:
         doc = tomllib.loads(text)
@@ -927,10 +950,11 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     def section(name: str) -> dict[str, Any]:
         return _table(doc.get(name, {}), name, name)
 
+    data_dir = state_dir if state_dir is not None else base_dir
     smtp = _smtp(section("smtp"), base_dir)
     storage_raw = section("storage")
     storage = StorageSettings(
-        url=_storage_url(storage_raw.get("url", StorageSettings().url), base_dir, "storage.url")
+        url=_storage_url(storage_raw.get("url", StorageSettings().url), data_dir, "storage.url")
     )
     delivery = _delivery(section("delivery"))
     reply = _reply(section("reply"), smtp)
@@ -961,13 +985,13 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
 
     providers: list[ProviderSettings] = []
     for i, raw in enumerate(doc.get("providers", [])):
-        provider = _provider(raw, i, base_dir)
+        provider = _provider(raw, i, data_dir)
         if any(q.name == provider.name for q in providers):
             raise ConfigError(f"providers[{i}].name", f"duplicate provider name {provider.name!r}")
         providers.append(provider)
     if not providers:
         providers.append(
-            ProviderSettings(name="file", type="file", path=_default_outbox(storage.url, base_dir))
+            ProviderSettings(name="file", type="file", path=_default_outbox(storage.url, data_dir))
         )
     routing = _routing(section("routing"), providers)
 
@@ -983,12 +1007,23 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         providers=tuple(providers),
         routing=routing,
         logging=_logging(section("logging")),
+        daemon=_daemon(section("daemon"), data_dir),
         source=source,
     )
 
 
-def load_config(path: str | Path) -> Settings:
-    """Read the config file at ``path``; raise ``ConfigError`` naming the file or the key."""
+def state_directory(env: Mapping[str, str]) -> Path | None:
+    """The first folder of systemd's ``$STATE_DIRECTORY`` (set by ``StateDirectory=``)."""
+    first = env.get("STATE_DIRECTORY", "").split(":")[0].strip()
+    return Path(first) if first else None
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file at ``path``; raise ``ConfigError`` naming the file or the key.
+
+    Relative paths the gateway writes resolve against ``$STATE_DIRECTORY`` of ``env``
+    (default: this process's environment) when it is set, else the config file's folder.
+    """
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -998,7 +1033,8 @@ def load_config(path: str | Path) -> Settings:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(str(p), f"not UTF-8 text (byte {exc.start})") from None
-    return parse_config(text, source=str(p), base_dir=p.absolute().parent)
+    state_dir = state_directory(os.environ if env is None else env)
+    return parse_config(text, source=str(p), base_dir=p.absolute().parent, state_dir=state_dir)
 
 
 def resolve_config_path(arg: str | None, env: Mapping[str, str]) -> Path:

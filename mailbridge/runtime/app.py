@@ -33,6 +33,7 @@ from mailbridge.delivery.mailer import Mailer
 from mailbridge.errors import ConfigError, StorageError
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.providers.factory import build_providers
+from mailbridge.runtime.pidfile import remove_pid_file, write_pid_file
 from mailbridge.runtime.sdnotify import notify
 from mailbridge.settings import Settings
 from mailbridge.smtp.server import ConnectionGate, MailHandler, SmtpServer
@@ -72,11 +73,14 @@ class Gateway:
         reuse_port: bool = False,
         on_request: Callable[[datetime | None], None] | None = None,
         on_reply: Callable[[], None] | None = None,
+        configure_logging: bool = False,
     ) -> None:
         """``smtp``/``delivery`` pick the halves to run (a worker process runs only the SMTP
         side, its parent only the dispatcher and mailer); ``listen``/``reuse_port`` go to
         :class:`SmtpServer`; ``on_request``/``on_reply`` are called after a commit that stored
         SMS rows or queued a reply, when this process runs no dispatcher or mailer to wake.
+        ``configure_logging``: this gateway owns the process's logging (``serve`` and workers),
+        so a reload with another ``[logging]`` sets it up again.
         """
         self.settings = settings
         self._given_storage = storage
@@ -87,6 +91,7 @@ class Gateway:
         self._reuse_port = reuse_port
         self._on_request = on_request
         self._on_reply = on_reply
+        self._configure_logging = configure_logging
         self.storage: Storage | None = None
         self.dispatcher: Dispatcher | None = None
         self.mailer: Mailer | None = None
@@ -147,6 +152,12 @@ class Gateway:
         if self.dispatcher is not None and self.mailer is not None:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
+        if settings.logging != self.settings.logging and self._configure_logging:
+            configure_logging(settings.logging)
+            new = settings.logging
+            log.info("logging_reloaded", level=new.level, format=new.format)
+        if settings.daemon != self.settings.daemon and self._run_delivery:
+            log.warning("reload_pid_file_ignored", reason="the PID file changes on restart")
         self.settings = settings
 
     async def stop(self, *, drain_s: float = DRAIN_S) -> bool:
@@ -182,7 +193,7 @@ async def serve(settings_path: str | Path) -> int:
 
         return await supervise(path, settings)
 
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, configure_logging=True)
     try:
         await gateway.start()
     except (OSError, ConfigError, StorageError, ssl.SSLError) as exc:
@@ -213,11 +224,21 @@ async def serve(settings_path: str | Path) -> int:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     addresses = " ".join(f"{h}:{p}" for h, p in gateway.addresses)
+    pid_file = settings.daemon.pid_file
+    if pid_file is not None:
+        try:
+            write_pid_file(pid_file)
+        except OSError as exc:
+            log.error("pid_file_failed", path=pid_file, error=str(exc))
+            await gateway.stop(drain_s=0)
+            return 1
     notify("READY=1", f"STATUS=accepting mail on {addresses}")
     log.info("started", addresses=addresses, pid=os.getpid())
     try:
         await stop.wait()
     finally:
+        if pid_file is not None:
+            remove_pid_file(pid_file)
         notify("STOPPING=1")
         log.info("stopping")
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -70,7 +70,9 @@ class TestExample:
         assert s.providers[0].path == str(ROOT / "var" / "outbox.jsonl")
         assert s.routing.default == ("file",)
         assert s.reply.smarthost is None
-        assert not s.number_addresses.enabled
+        assert s.number_addresses.enabled  # the README sends to 79991234568@localhost
+        assert s.number_addresses.account == "demo"
+        assert s.daemon.pid_file == str(ROOT / "var" / "mailbridge.pid")
         demo = s.account("demo")
         assert demo is not None
         assert demo.password_hash == "plain:demo"
@@ -101,6 +103,7 @@ class TestExample:
             "routing": "## `[routing]`",
             "routing.rules": "## `[routing]`",
             "logging": "## `[logging]`",
+            "daemon": "## `[daemon]`",
         }
         assert set(headings) == set(SCHEMA)
         for section, keys in SCHEMA.items():

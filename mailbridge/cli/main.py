@@ -77,6 +77,7 @@ def _config_path(arg: str | None) -> Path:
 
 
 def _check_config(arg: str | None, out: TextIO, err: TextIO) -> int:
+    from mailbridge.cli.preflight import preflight
     from mailbridge.core.config import config_warnings, load_config
     from mailbridge.errors import ConfigError
 
@@ -85,6 +86,11 @@ def _check_config(arg: str | None, out: TextIO, err: TextIO) -> int:
         settings = load_config(path)
     except ConfigError as exc:
         print(str(exc), file=err)
+        return 1
+    problems = preflight(settings)
+    for problem in problems:
+        print(problem, file=err)
+    if problems:
         return 1
     for warning in config_warnings(settings):
         print(f"warning: {warning}", file=err)
@@ -173,4 +179,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "queue":
         return _queue(args, out, err)
     raise AssertionError(args.command)  # argparse refuses other commands
-

@@ -1,7 +1,8 @@
 """The composition root: builds the gateway and owns its signals and shutdown.
 
 :class:`Gateway` wires storage, providers, the dispatcher, the reply mailer
-and the SMTP listeners together; :func:`serve` runs one until SIGTERM:
+and the SMTP listeners together; :func:`mailbridge.runtime.process.serve`
+runs one until SIGTERM (or supervises SMTP workers that each run one):
 
 * start: open storage (schema created or migrated), build providers, open
   the listeners, start the dispatcher and the mailer, ``READY=1``;
@@ -18,29 +19,21 @@ and the SMTP listeners together; :func:`serve` runs one until SIGTERM:
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import socket
-import ssl
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
-from mailbridge.core.config import config_warnings, load_config
 from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.delivery.mailer import Mailer
-from mailbridge.errors import ConfigError, StorageError
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.providers.factory import build_providers
-from mailbridge.runtime.pidfile import remove_pid_file, write_pid_file
-from mailbridge.runtime.sdnotify import notify
 from mailbridge.settings import Settings
 from mailbridge.smtp.server import ConnectionGate, MailHandler, SmtpServer
 from mailbridge.storage.base import Storage
 from mailbridge.storage.factory import open_storage
 
-__all__ = ["DRAIN_S", "STOP_S", "Gateway", "run", "serve"]
+__all__ = ["DRAIN_S", "STOP_S", "Gateway"]
 
 #: Longest wait for sessions inside DATA when stopping.
 DRAIN_S = 10.0
@@ -73,13 +66,13 @@ class Gateway:
         reuse_port: bool = False,
         on_request: Callable[[datetime | None], None] | None = None,
         on_reply: Callable[[], None] | None = None,
-        configure_logging: bool = False,
+        owns_logging: bool = False,
     ) -> None:
         """``smtp``/``delivery`` pick the halves to run (a worker process runs only the SMTP
         side, its parent only the dispatcher and mailer); ``listen``/``reuse_port`` go to
         :class:`SmtpServer`; ``on_request``/``on_reply`` are called after a commit that stored
         SMS rows or queued a reply, when this process runs no dispatcher or mailer to wake.
-        ``configure_logging``: this gateway owns the process's logging (``serve`` and workers),
+        ``owns_logging``: this gateway owns the process's logging (``serve`` and workers),
         so a reload with another ``[logging]`` sets it up again.
         """
         self.settings = settings
@@ -91,7 +84,7 @@ class Gateway:
         self._reuse_port = reuse_port
         self._on_request = on_request
         self._on_reply = on_reply
-        self._configure_logging = configure_logging
+        self._owns_logging = owns_logging
         self.storage: Storage | None = None
         self.dispatcher: Dispatcher | None = None
         self.mailer: Mailer | None = None
@@ -152,7 +145,7 @@ class Gateway:
         if self.dispatcher is not None and self.mailer is not None:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
-        if settings.logging != self.settings.logging and self._configure_logging:
+        if settings.logging != self.settings.logging and self._owns_logging:
             configure_logging(settings.logging)
             new = settings.logging
             log.info("logging_reloaded", level=new.level, format=new.format)
@@ -175,89 +168,3 @@ class Gateway:
             await self.storage.close()
             self.storage = None
         return clean
-
-
-async def serve(settings_path: str | Path) -> int:
-    """Run the gateway configured at ``settings_path`` until SIGTERM; the exit status."""
-    path = Path(settings_path)
-    try:
-        settings = load_config(path)
-    except ConfigError as exc:
-        print(str(exc), flush=True)
-        return 1
-    configure_logging(settings.logging)
-    for warning in config_warnings(settings):
-        log.warning("config_warning", message=warning)
-    if settings.smtp.workers > 1:
-        from mailbridge.runtime.workers import supervise
-
-        return await supervise(path, settings)
-
-    gateway = Gateway(settings, configure_logging=True)
-    try:
-        await gateway.start()
-    except (OSError, ConfigError, StorageError, ssl.SSLError) as exc:
-        log.error("start_failed", error=str(exc))
-        return 1
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    reloads: set[asyncio.Task[None]] = set()
-
-    async def reload() -> None:
-        notify("RELOADING=1")
-        try:
-            new = await asyncio.to_thread(load_config, path)
-            gateway.reload(new)
-        except (ConfigError, OSError, ssl.SSLError) as exc:
-            log.error("reload_refused", error=str(exc))
-        else:
-            log.info("reloaded", config=str(path))
-        notify("READY=1")
-
-    def on_hup() -> None:
-        task = loop.create_task(reload())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
-    addresses = " ".join(f"{h}:{p}" for h, p in gateway.addresses)
-    pid_file = settings.daemon.pid_file
-    if pid_file is not None:
-        try:
-            write_pid_file(pid_file)
-        except OSError as exc:
-            log.error("pid_file_failed", path=pid_file, error=str(exc))
-            await gateway.stop(drain_s=0)
-            return 1
-    notify("READY=1", f"STATUS=accepting mail on {addresses}")
-    log.info("started", addresses=addresses, pid=os.getpid())
-    try:
-        await stop.wait()
-    finally:
-        if pid_file is not None:
-            remove_pid_file(pid_file)
-        notify("STOPPING=1")
-        log.info("stopping")
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        for task in list(reloads):
-            await task
-        clean = await gateway.stop()
-        log.info("stopped", drained=clean)
-    return 0
-
-
-def run(settings_path: str | Path, *, worker: int | None = None) -> int:
-    """``mailbridge serve``: run :func:`serve` in a fresh event loop.
-
-    ``worker``: run as SMTP worker ``worker`` of a ``[smtp] workers > 1`` parent
-    (started by :func:`mailbridge.runtime.workers.supervise`, never by hand).
-    """
-    if worker is not None:
-        from mailbridge.runtime.workers import serve_worker
-
-        return asyncio.run(serve_worker(settings_path, worker))
-    return asyncio.run(serve(settings_path))

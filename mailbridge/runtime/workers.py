@@ -260,7 +260,7 @@ async def serve_worker(settings_path: str | Path, index: int) -> int:
         delivery=False,
         listen=spec.listen,
         reuse_port=True,
-        configure_logging=True,
+        owns_logging=True,
         on_request=wake.request,
         on_reply=wake.reply,
     )
@@ -503,7 +503,7 @@ async def supervise(path: Path, settings: Settings) -> int:
     except OSError as exc:
         log.error("start_failed", error=str(exc))
         return 1
-    gateway = Gateway(settings, smtp=False, configure_logging=True)
+    gateway = Gateway(settings, smtp=False, owns_logging=True)
     try:
         await gateway.start()
     except (OSError, ConfigError, StorageError, ssl.SSLError) as exc:

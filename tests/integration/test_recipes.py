@@ -311,3 +311,14 @@ class TestAlertmanager:
         assert "<" not in text  # rendered, not raw HTML
         assert text.endswith("...")  # max_parts = 1 in the test config: cut
         assert "97% full" not in text
+
+
+async def test_script_mail_without_subject(start_daemon: DaemonFactory) -> None:
+    """A script's mail with no Subject to a number address: the SMS is the body, with no
+    dangling ": " from the default template "{subject}: {body}"."""
+    daemon = await start_daemon()
+    raw = b"From: ops@example.com\r\nTo: +79991234567@sms.example.com\r\n\r\nbackup failed\r\n"
+    code, message = await daemon.send(raw, rcpts=(f"{NUMBER}@sms.example.com",))
+    assert code == 250, message
+    records = await outbox_records(daemon, 1)
+    assert [r["text"] for r in records] == ["backup failed"]

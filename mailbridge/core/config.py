@@ -228,7 +228,7 @@ _SENDER_RE: Final = re.compile(r"[A-Za-z0-9 \-._&!?'+]{1,11}|[0-9]{1,15}")
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LOGIN_RE: Final = re.compile(r"[^\s:\x00-\x1f\x7f]{1,64}")
 _REGION_RE: Final = re.compile(r"[A-Za-z]{2}")
-_PREFIX_RE: Final = re.compile(r"\+[0-9]{1,15}")
+_PREFIX_RE: Final = re.compile(r"\+?[0-9]{1,15}")
 _GROUP_REF_RE: Final = re.compile(r"[Gg]([0-9]+)")
 _TOML_AT_RE: Final = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_AT_END: Final = "(at end of document)"
@@ -862,7 +862,8 @@ def _routing(raw: dict[str, Any], providers: Sequence[ProviderSettings]) -> Rout
         rule = _table(rule_raw, "routing.rules", rp)
         prefix = "".join(rule["prefix"].split())
         if not _PREFIX_RE.fullmatch(prefix):
-            raise ConfigError(f"{rp}.prefix", "expected + and digits, like +7")
+            raise ConfigError(f"{rp}.prefix", "expected digits with or without +, like +7")
+        prefix = "+" + prefix.removeprefix("+")  # "7" and "+7" are the same rule
         if any(r.prefix == prefix for r in rules):
             raise ConfigError(f"{rp}.prefix", f"duplicate prefix {prefix}")
         names = _provider_names(rule["providers"], f"{rp}.providers", known)

@@ -545,8 +545,17 @@ BAD: list[tuple[str, str]] = [
         "routing.rules[0].providers[0]",
     ),
     (
-        ROUTE + "rules = [{ prefix = '7', providers = ['main'] }]\n",
+        ROUTE + "rules = [{ prefix = '7x', providers = ['main'] }]\n",
         "routing.rules[0].prefix",
+    ),
+    (
+        ROUTE + "rules = [{ prefix = '+', providers = ['main'] }]\n",
+        "routing.rules[0].prefix",
+    ),
+    (
+        ROUTE + "rules = [{ prefix = '+7', providers = ['main'] }, "
+        "{ prefix = '7', providers = ['main'] }]\n",
+        "routing.rules[1].prefix",
     ),
     (ROUTE + "rules = [{ providers = ['main'] }]\n", "routing.rules[0].prefix"),
     (
@@ -562,6 +571,12 @@ BAD: list[tuple[str, str]] = [
     ("[logging]\nlevel = 'verbose'\n", "logging.level"),
     ("[logging]\nformat = 'xml'\n", "logging.format"),
 ]
+
+
+def test_prefix_without_plus_is_the_same_rule() -> None:
+    """docs/delivery.md: "+7" and "7" are the same prefix (the loader used to refuse "7")."""
+    s = parse(ROUTE + "rules = [{ prefix = '7', providers = ['main'] }]\n")
+    assert [r.prefix for r in s.routing.rules] == ["+7"]
 
 
 class TestErrors:

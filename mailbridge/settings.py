@@ -114,7 +114,7 @@ class ForwardAlias:
     address: str  # full address, lower case
     account: str
     to: tuple[str, ...]
-    allowed_senders: tuple[str, ...] = ()
+    allowed_senders: tuple[str, ...] | None = None  # None: any sender; (): nobody
     template: str = "{subject}: {body}"
     max_parts: int = 2
     sender: str | None = None  # None: the account's default_sender
@@ -124,7 +124,7 @@ class ForwardAlias:
 class NumberAddressSettings:
     enabled: bool = False
     account: str = ""
-    allowed_senders: tuple[str, ...] = ()
+    allowed_senders: tuple[str, ...] | None = None  # None: any sender; (): nobody
     template: str = "{subject}: {body}"
     max_parts: int = 2
     sender: str | None = None

@@ -160,7 +160,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
         "address": _k("str", required=True),
         "account": _k("str", required=True),
         "to": _k("list[str]", required=True),
-        "allowed_senders": _k("list[str]", []),
+        "allowed_senders": _k("list[str]", "any sender"),
         "template": _k("str", "{subject}: {body}"),
         "max_parts": _k("int", 2),
         "sender": _k("str"),
@@ -168,7 +168,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
     "number_addresses": {
         "enabled": _k("bool", False),
         "account": _k("str", ""),
-        "allowed_senders": _k("list[str]", []),
+        "allowed_senders": _k("list[str]", "any sender"),
         "template": _k("str", "{subject}: {body}"),
         "max_parts": _k("int", 2),
         "sender": _k("str"),
@@ -694,7 +694,10 @@ def _mode_sender(raw: dict[str, Any], path: str, account: Account) -> str | None
     return sender
 
 
-def _allowed_senders(values: Sequence[str], path: str) -> tuple[str, ...]:
+def _allowed_senders(values: Sequence[str] | None, path: str) -> tuple[str, ...] | None:
+    """None (the key absent): any sender of a trusted or logged-in client; a list narrows it."""
+    if values is None:
+        return None
     out: list[str] = []
     for i, v in enumerate(values):
         pattern = v.strip().lower()
@@ -744,7 +747,7 @@ def _forward(
         address=address,
         account=account.login,
         to=to,
-        allowed_senders=_allowed_senders(raw.get("allowed_senders", []), f"{p}.allowed_senders"),
+        allowed_senders=_allowed_senders(raw.get("allowed_senders"), f"{p}.allowed_senders"),
         template=_template(raw.get("template", "{subject}: {body}"), f"{p}.template"),
         max_parts=_max_parts(raw, p),
         sender=_mode_sender(raw, p, account),
@@ -769,7 +772,7 @@ def _number_addresses(
     return NumberAddressSettings(
         enabled=enabled,
         account=account.login if account else "",
-        allowed_senders=_allowed_senders(raw.get("allowed_senders", []), f"{p}.allowed_senders"),
+        allowed_senders=_allowed_senders(raw.get("allowed_senders"), f"{p}.allowed_senders"),
         template=_template(raw.get("template", "{subject}: {body}"), f"{p}.template"),
         max_parts=_max_parts(raw, p),
         sender=sender,
@@ -1065,6 +1068,18 @@ def config_warnings(settings: Settings) -> list[str]:
     if settings.reply.smarthost is None and settings.smtp.on_error == "reply":
         warnings.append(
             "reply.smarthost is not set: reply mails are kept in the database until it is"
+        )
+    for i, alias in enumerate(settings.forward):
+        if alias.allowed_senders == ():
+            warnings.append(
+                f"forward[{i}] ({alias.address}): allowed_senders is an empty list, which "
+                "refuses every sender; leave the key out to accept any trusted sender"
+            )
+    numbers = settings.number_addresses
+    if numbers.enabled and numbers.allowed_senders == ():
+        warnings.append(
+            "number_addresses.allowed_senders is an empty list, which refuses every sender; "
+            "leave the key out to accept any trusted sender"
         )
     if settings.providers and all(p.type == "file" for p in settings.providers):
         paths = ", ".join(p.path for p in settings.providers)

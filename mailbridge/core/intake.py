@@ -134,11 +134,14 @@ def classify_recipient(
     return None
 
 
-def sender_allowed(mail_from: str, patterns: Iterable[str]) -> bool:
+def sender_allowed(mail_from: str, patterns: Iterable[str] | None) -> bool:
     """Whether the envelope sender matches one of ``patterns`` (exact or ``*`` wildcards).
 
-    Case-insensitive. The null sender never matches.
+    Case-insensitive. The null sender never matches a pattern. ``patterns`` None (no
+    ``allowed_senders`` in the config): any sender, SPEC §3.
     """
+    if patterns is None:
+        return True
     sender = mail_from.strip().lower()
     if not sender:
         return False

@@ -573,6 +573,28 @@ BAD: list[tuple[str, str]] = [
 ]
 
 
+class TestAllowedSenders:
+    FWD = "[[forward]]\naddress = 'oncall'\naccount = 'alex'\nto = ['+79991112233']\n"
+
+    def test_absent_means_any_sender(self) -> None:
+        """SPEC §3: no allowed_senders = any sender (it used to refuse everyone)."""
+        s = parse(ACCOUNT + self.FWD + "[number_addresses]\nenabled = true\naccount = 'alex'\n")
+        assert s.forward[0].allowed_senders is None
+        assert s.number_addresses.allowed_senders is None
+        assert not [w for w in config_warnings(s) if "allowed_senders" in w]
+
+    def test_explicit_empty_list_refuses_all_and_warns(self) -> None:
+        s = parse(
+            ACCOUNT + self.FWD + "allowed_senders = []\n"
+            "[number_addresses]\nenabled = true\naccount = 'alex'\nallowed_senders = []\n"
+        )
+        assert s.forward[0].allowed_senders == ()
+        assert s.number_addresses.allowed_senders == ()
+        found = [w for w in config_warnings(s) if "allowed_senders" in w]
+        assert len(found) == 2
+        assert all("refuses every sender" in w for w in found)
+
+
 def test_prefix_without_plus_is_the_same_rule() -> None:
     """docs/delivery.md: "+7" and "7" are the same prefix (the loader used to refuse "7")."""
     s = parse(ROUTE + "rules = [{ prefix = '7', providers = ['main'] }]\n")

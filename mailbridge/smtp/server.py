@@ -56,6 +56,7 @@ from mailbridge.errors import RequestError, StorageError
 from mailbridge.log import get_logger
 from mailbridge.models import Command, MailContent, SmsRequest
 from mailbridge.settings import Account, Settings
+from mailbridge.smtp.txlimits import count_per_transaction
 from mailbridge.storage.base import Intake, Storage
 
 __all__ = [
@@ -219,7 +220,10 @@ class _Session(SMTP):
         return _hook_names(type(self))
 
     def __init__(self, gate: ConnectionGate, limits: tuple[int, int], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        per_transaction = kwargs.pop("command_call_limit", None)
+        super().__init__(command_call_limit=None, **kwargs)
+        if per_transaction:
+            count_per_transaction(self, per_transaction, self._over_limit)
         self._gate = gate
         self._limits = limits
         self._refused = False
@@ -227,6 +231,9 @@ class _Session(SMTP):
 
     def _create_envelope(self) -> _Envelope:
         return _Envelope()
+
+    def _over_limit(self, verb: str) -> None:
+        log.warning("smtp_command_limit", client_ip=self._ip, command=verb)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         fast = simple_address(arg, self.local_part_limit)

@@ -86,6 +86,7 @@ class PrivatePostfix:
     def __init__(
         self, *, gateway_port: int, port: int | None = None,
         relay_domain: str = "sms.example.com", local_domain: str = "example.com",
+        extra: dict[str, str] | None = None,
     ) -> None:  # fmt: skip
         if os.geteuid() != 0:
             skip_unless_ci("a private Postfix instance needs root (its master runs as root)")
@@ -103,6 +104,7 @@ class PrivatePostfix:
         self.log = self.root / "postfix.log"
         self.mail_dir = self.root / "mail"
         self.started = False
+        self.extra = extra or {}
 
     @property
     def env(self) -> dict[str, str]:
@@ -142,6 +144,9 @@ class PrivatePostfix:
             f"virtual_mailbox_maps = hash:{self.etc / 'mailboxes'}\n"
             f"virtual_uid_maps = static:{nobody}\n"
             f"virtual_gid_maps = static:{nobody}\n"
+            + "".join(
+                f"{k} = {v.format(gateway_port=self.gateway_port)}\n" for k, v in self.extra.items()
+            )
         )
         users = ("ops", "root", "nagios", "zabbix")
         (self.etc / "mailboxes").write_text(
@@ -186,6 +191,13 @@ class PrivatePostfix:
     def flush(self) -> None:
         """``postqueue -f``: try the deferred mail now."""
         subprocess.run(["postqueue", "-c", str(self.etc), "-f"], check=True, env=self.env)
+
+    def sendmail_many(self, raws: list[bytes], *args: str) -> None:
+        """Submit each of ``raws`` with ``sendmail ARGS``, 16 at a time."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda raw: self.sendmail(raw, *args), raws))
 
     def sendmail(self, raw: bytes, *args: str) -> None:
         """Pipe ``raw`` into ``sendmail ARGS`` (the way cron and scripts submit)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -56,14 +57,16 @@ async def eventually(check: Callable[[], Any], timeout_s: float = 20.0) -> Any:
 async def relay(start_daemon: DaemonFactory) -> AsyncIterator[Any]:
     """A gateway whose reply smarthost is a private Postfix that relays the SMS domain to it."""
 
-    async def start(overrides: dict[str, Any] | None = None) -> tuple[Daemon, PrivatePostfix]:
+    async def start(
+        overrides: dict[str, Any] | None = None, postfix: dict[str, str] | None = None
+    ) -> tuple[Daemon, PrivatePostfix]:
         from .conftest import free_port
 
         port = free_port()
         daemon = await start_daemon(
             {"reply": {"smarthost": f"127.0.0.1:{port}"}, **(overrides or {})}, reply=False
         )
-        instance = PrivatePostfix(gateway_port=daemon.port, port=port)
+        instance = PrivatePostfix(gateway_port=daemon.port, port=port, extra=postfix)
         started.append(instance)
         await asyncio.to_thread(instance.start)
         print(program_version(["postconf", "-d", "-h", "mail_version"]), "(postfix)")
@@ -91,6 +94,32 @@ class TestPostfixRelay:
         sent = await eventually(pf.delivered)
         assert sent, pf.log_text()
         assert "250 2.0.0 OK - 1 SMS, ID - " in sent[0]
+
+    async def test_connection_cache_burst_over_one_session(self, relay: Any) -> None:
+        """An alert storm: 120 mails, one connection at a time, kept open by Postfix's connection
+        cache. All are delivered over reused sessions (before: 421 at the 101st MAIL and the
+        rest deferred for minutes)."""
+        daemon, pf = await relay(
+            {"limits": {"flood_max": 1000, "duplicate_max": 1000}},
+            postfix={
+                "smtp_destination_concurrency_limit": "1",
+                "smtp_connection_cache_destinations": "[127.0.0.1]:{gateway_port}",
+            },
+        )
+        count = 120
+        raws = [
+            (f"From: ops@example.com\nTo: +7999{2000000 + i}@sms.example.com\n"
+             f"Subject: storm {i}\n\nnode {i} down\n").encode()
+            for i in range(count)
+        ]  # fmt: skip
+        await asyncio.to_thread(pf.sendmail_many, raws, "-t", "-i")
+        records = await outbox_records(daemon, count, timeout_s=60)
+        assert len(records) == count, pf.log_text()[-3000:]
+        sent = pf.delivered()
+        assert len(sent) == count
+        assert not pf.delivered("deferred")
+        reuse = [int(m) for line in sent for m in re.findall(r"conn_use=(\d+)", line)]
+        assert max(reuse) > 100, reuse  # one session carried more than 100 mails
 
     async def test_mailx_command_mode_reply_back_to_the_local_mailbox(self, relay: Any) -> None:
         """bsd-mailx submits a command with test=1; the reply mail comes back through Postfix

@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope
 
@@ -56,6 +56,7 @@ from mailbridge.errors import RequestError, StorageError
 from mailbridge.log import get_logger
 from mailbridge.models import Command, MailContent, SmsRequest
 from mailbridge.settings import Account, Settings
+from mailbridge.smtp.refusals import RefusalLog
 from mailbridge.smtp.txlimits import count_per_transaction
 from mailbridge.storage.base import Intake, Storage
 
@@ -219,11 +220,19 @@ class _Session(SMTP):
     def __dir__(self) -> list[str]:
         return _hook_names(type(self))
 
-    def __init__(self, gate: ConnectionGate, limits: tuple[int, int], **kwargs: Any) -> None:
-        per_transaction = kwargs.pop("command_call_limit", None)
+    def __init__(
+        self,
+        gate: ConnectionGate,
+        limits: tuple[int, int],
+        refusals: RefusalLog | None = None,
+        **kwargs: Any,
+    ) -> None:
+        per_transaction = kwargs.pop("command_call_limit", None) or None
         super().__init__(command_call_limit=None, **kwargs)
-        if per_transaction:
-            count_per_transaction(self, per_transaction, self._over_limit)
+        self.command: tuple[str, str | None] = ("connect", None)
+        self.command_envelope: Envelope | None = None
+        count_per_transaction(self, per_transaction, self._over_limit)
+        self._refusals = refusals
         self._gate = gate
         self._limits = limits
         self._refused = False
@@ -234,6 +243,28 @@ class _Session(SMTP):
 
     def _over_limit(self, verb: str) -> None:
         log.warning("smtp_command_limit", client_ip=self._ip, command=verb)
+
+    async def push(self, status: AnyStr) -> None:
+        await super().push(status)
+        text = status if isinstance(status, str) else status.decode("ascii", "replace")
+        if text[:1] in ("4", "5") and self._refusals is not None:
+            self._log_refusal(text)
+
+    def _log_refusal(self, answer: str) -> None:
+        assert self._refusals is not None
+        stage, arg = self.command
+        envelope = self.command_envelope
+        sender = envelope.mail_from if envelope is not None else None
+        if stage == "MAIL" and sender is None:
+            sender = RefusalLog.address_of(arg)
+        rcpts = envelope.rcpt_tos if envelope is not None else []
+        self._refusals.refused(
+            answer,
+            stage=stage,
+            client_ip=self._ip,
+            sender=sender,
+            recipients=RefusalLog.recipients_of(stage, arg, rcpts),
+        )
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         fast = simple_address(arg, self.local_part_limit)
@@ -248,6 +279,10 @@ class _Session(SMTP):
             total, per_ip = self._limits
             if not self._gate.admit(self, self._ip, total=total, per_ip=per_ip):
                 self._refused = True
+                if self._refusals is not None:
+                    self._refusals.refused(
+                        _TOO_MANY.decode().strip(), stage="connect", client_ip=self._ip
+                    )
                 if isinstance(transport, asyncio.WriteTransport):
                     transport.write(_TOO_MANY)
                 transport.close()
@@ -665,6 +700,7 @@ class SmtpServer:
         """
         self.handler = handler
         self.gate = handler.gate
+        self.refusals = RefusalLog()
         self._settings = settings
         self._listen = tuple(listen) if listen is not None else None
         self._reuse_port = reuse_port
@@ -694,6 +730,7 @@ class SmtpServer:
         return _Session(
             self.gate,
             (smtp.max_connections, smtp.max_connections_per_ip),
+            self.refusals,
             handler=self.handler,
             data_size_limit=smtp.max_message_size,
             enable_SMTPUTF8=True,

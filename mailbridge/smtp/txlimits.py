@@ -21,19 +21,28 @@ __all__ = ["count_per_transaction"]
 Method = Callable[[str], Awaitable[None]]
 
 
-def count_per_transaction(session: Any, limit: int, on_refused: Callable[[str], None]) -> None:
+def count_per_transaction(
+    session: Any, limit: int | None, on_refused: Callable[[str], None]
+) -> None:
     """Wrap the command table of an aiosmtpd ``SMTP`` ``session`` (built in its ``__init__``,
-    created with ``command_call_limit=None``) so each verb is counted per transaction.
+    created with ``command_call_limit=None``) so each verb is counted per transaction
+    (``limit`` None: not counted). The wrapper also keeps ``session.command``, the verb and
+    argument being handled, and ``session.command_envelope``, the envelope it began with,
+    which the refusal log reads.
 
     ``on_refused(verb)`` is called when a verb goes over the limit (for the log).
     """
     counts: dict[str, int] = {}
+    session.command = ("connect", None)
+    session.command_envelope = None
 
     def counted(verb: str, method: Method) -> Method:
         @functools.wraps(method)
         async def call(arg: str) -> None:
+            session.command = (verb, arg)
+            session.command_envelope = session.envelope  # DATA answers after a fresh one
             used = counts.get(verb, 0)
-            if used >= limit:
+            if limit is not None and used >= limit:
                 on_refused(verb)
                 await session.push(f"421 4.7.0 {verb} sent too many times")
                 if session.transport is not None:

@@ -55,6 +55,7 @@ def test_readme_lists_the_commands_this_test_runs() -> None:
     assert "mailbridge parse examples/hello.eml" in commands
     assert not any("pkill" in c for c in commands)
     assert any("--to 79991234568@localhost" in c for c in commands)
+    assert any("--data @examples/hello.eml" in c for c in commands)
 
 
 @pytest.fixture
@@ -109,7 +110,8 @@ def test_readme_try_it_commands_work_as_written(clone: Path) -> None:
         script = ""
         for i, command in enumerate(readme_commands()):
             command = command.replace("127.0.0.1:2525", f"127.0.0.1:{port}")
-            script += f"echo '@@@ {i}'\n{command}\necho \"@@@ rc=$?\"\n"
+            # at a person's pace: the SMS is delivered a moment after the 250
+            script += f"echo '@@@ {i}'\n{command}\necho \"@@@ rc=$?\"\nsleep 0.5\n"
         result = subprocess.run(
             ["bash", "-c", script], cwd=clone, env=env, capture_output=True, text=True,
             errors="replace",

@@ -13,6 +13,10 @@ pinned aiosmtpd still has what the override relies on:
   ``dir()``/``inspect.getmembers()`` over every attribute (≈ 0.3 ms a
   connection, measured); ``__dir__`` lists only the hook names it looks for
   (``smtp_``, ``auth_``, ``handle_``), computed once per class;
+* ``_smtp_methods`` (:func:`~mailbridge.smtp.txlimits.count_per_transaction`): each
+  command counted per mail transaction instead of aiosmtpd's per-session
+  ``command_call_limit``, and the command under way kept for the refusal log;
+* ``push``: every ``4xx``/``5xx`` sent is logged (:mod:`mailbridge.smtp.refusals`);
 * ``connection_made``/``connection_lost``/``eof_received``/``smtp_DATA``:
   the connection gate in front (``421`` over the caps, counts of sessions
   inside DATA for the drain), and :meth:`Session.shutdown`.

@@ -94,6 +94,20 @@ class IntakeStore(Protocol):
         """
         ...
 
+    async def accept_all(
+        self,
+        intakes: Sequence[Intake],
+        *,
+        limits: LimitsSettings,
+        reply_rate_per_hour: int,
+        now: datetime,
+    ) -> list[AcceptResult]:
+        """Commit the requests of one mail to several kinds of recipient (SPEC §3): each
+        intake as :meth:`accept` would, all in ONE transaction, all or none. When storage
+        refuses one (9, 8, 3) nothing of the mail is written and the result is that refusal
+        alone; otherwise one result per intake, in order."""
+        ...
+
 
 class DeliveryStore(Protocol):
     """What the dispatcher needs."""

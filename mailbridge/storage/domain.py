@@ -52,6 +52,14 @@ __all__ = ["Store"]
 _FINAL = (SmsState.FAILED, SmsState.EXPIRED)
 
 
+class _MailRefused(Exception):
+    """Raised inside ``accept_all``'s transaction so that nothing of the mail is written."""
+
+    def __init__(self, result: AcceptResult) -> None:
+        super().__init__(result.line)
+        self.result = result
+
+
 class Store:
     """The :class:`~mailbridge.storage.base.Storage` contract over one connector."""
 
@@ -117,6 +125,41 @@ class Store:
             self._connector.notify(Channel.REPLIES, here=False)
         self._connector.after_intake(limits, now)
         return result
+
+    async def accept_all(
+        self,
+        intakes: Sequence[Intake],
+        *,
+        limits: LimitsSettings,
+        reply_rate_per_hour: int,
+        now: datetime,
+    ) -> list[AcceptResult]:
+        """Several intakes of one mail in one transaction, all or none (see the protocol)."""
+        for intake in intakes:
+            validate_intake(intake)
+        to_ts(now)
+
+        async def work(tx: Tx) -> list[AcceptResult]:
+            results: list[AcceptResult] = []
+            for intake in intakes:
+                result = await accept_intake(
+                    tx, intake, limits=limits, reply_rate_per_hour=reply_rate_per_hour, now=now
+                )
+                if result.error is not None:
+                    raise _MailRefused(result)  # rolls the whole transaction back
+                results.append(result)
+            return results
+
+        try:
+            results = await self._connector.transaction(work)
+        except _MailRefused as refused:
+            return [refused.result]
+        if any(r.sms_count for r in results):
+            self._connector.notify(Channel.DUE, here=False)
+        if any(r.reply_queued for r in results):
+            self._connector.notify(Channel.REPLIES, here=False)
+        self._connector.after_intake(limits, now)
+        return results
 
     # --- delivery ---------------------------------------------------------------
 

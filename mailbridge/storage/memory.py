@@ -11,6 +11,7 @@ on the event loop. Set ``fail_writes`` to make every write transaction raise
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, TypeVar
 
+from mailbridge.core.records import AcceptResult, Intake
 from mailbridge.errors import StorageError
 from mailbridge.models import SmsState
+from mailbridge.settings import LimitsSettings
 from mailbridge.storage.common import RETRYABLE_STATES, to_ts
 from mailbridge.storage.connector import LocalWakeups, Params, Row, Tx
 from mailbridge.storage.domain import Store
@@ -531,6 +534,24 @@ class MemoryStorage(Store):
     def __init__(self) -> None:
         self.connector = MemoryConnector()
         super().__init__(self.connector)
+
+    async def accept_all(
+        self,
+        intakes: Sequence[Intake],
+        *,
+        limits: LimitsSettings,
+        reply_rate_per_hour: int,
+        now: datetime,
+    ) -> list[AcceptResult]:
+        """As the other backends, all or none: memory has no rollback, so the tables are
+        copied first and put back when the mail is refused."""
+        saved = copy.deepcopy(self.connector.db)
+        results = await super().accept_all(
+            intakes, limits=limits, reply_rate_per_hour=reply_rate_per_hour, now=now
+        )
+        if len(results) == 1 and results[0].error is not None:
+            self.connector.db = saved
+        return results
 
     @property
     def fail_writes(self) -> bool:

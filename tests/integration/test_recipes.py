@@ -322,6 +322,25 @@ class TestAlertmanager:
         detail = await daemon.detail(records[0]["request_id"])
         assert [s.parts for s in detail.sms] == [1]
 
+    async def test_alias_and_number_in_one_to(
+        self, start_daemon: DaemonFactory, alertmanager: Callable[[str], Alertmanager]
+    ) -> None:
+        """The issue's case: to: 'oncall@…, +7…@…' is one SMTP transaction with two RCPTs.
+        Both are taken at once (before: 452 at the second RCPT, retried, given up)."""
+        alias = {"address": "oncall@sms.example.com", "account": "alex",
+                 "to": ["+79991112233"], "template": "{subject}: {body}"}  # fmt: skip
+        daemon = await start_daemon({"forward": [alias]})
+        to = "oncall@sms.example.com, +79991234570@sms.example.com"
+        config = alertmanager_config(daemon.port, to, text_template=True)
+        am = await asyncio.to_thread(alertmanager, config)
+        await asyncio.to_thread(am.post_alerts, [ALERT])
+        records = await outbox_records(daemon, 2)
+        assert sorted(r["recipient"] for r in records) == ["+79991112233", "+79991234570"]
+        assert {r["text"] for r in records} == {
+            "[FIRING] DiskFull: Disk /var on web-01 is 97% full"
+        }
+        assert "452" not in am.log_text()
+
     async def test_default_html_mail(
         self, start_daemon: DaemonFactory, alertmanager: Callable[[str], Alertmanager]
     ) -> None:

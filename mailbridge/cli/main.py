@@ -50,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE.eml", help="the mail, as bytes ('-' for stdin)")
     _add_config(p)
     p.add_argument("--client-ip", default="127.0.0.1", help="client IP for allowed_ips checks")
+    p.add_argument(
+        "--from", dest="mail_from", default="", metavar="ADDR", help="the envelope sender"
+    )
+    p.add_argument(
+        "--rcpt",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="an envelope recipient (again for several): command, alias or number address",
+    )
 
     p = sub.add_parser("queue", help="inspect and act on the delivery queue")
     _add_config(p)
@@ -129,7 +139,15 @@ def _serve(arg: str | None, err: TextIO, worker: int | None = None) -> int:
     return run(path, worker=worker)
 
 
-def _parse(file: str, arg: str | None, client_ip: str, out: TextIO, err: TextIO) -> int:
+def _parse(
+    file: str,
+    arg: str | None,
+    client_ip: str,
+    out: TextIO,
+    err: TextIO,
+    mail_from: str = "",
+    rcpts: Sequence[str] = (),
+) -> int:
     from mailbridge.core.config import load_config
     from mailbridge.core.dryrun import dry_run
     from mailbridge.errors import ConfigError
@@ -146,7 +164,14 @@ def _parse(file: str, arg: str | None, client_ip: str, out: TextIO, err: TextIO)
         except ConfigError as exc:
             print(str(exc), file=err)
             return 1
-    report = dry_run(raw, settings=settings, client_ip=client_ip, now=datetime.now(UTC))
+    report = dry_run(
+        raw,
+        settings=settings,
+        client_ip=client_ip,
+        now=datetime.now(UTC),
+        mail_from=mail_from,
+        rcpts=rcpts,
+    )
     out.write(report.text)
     return 0 if report.ok else 2
 
@@ -175,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "hash-password":
         return _hash_password(args.stdin, out, err)
     if args.command == "parse":
-        return _parse(args.file, args.config, args.client_ip, out, err)
+        return _parse(args.file, args.config, args.client_ip, out, err, args.mail_from, args.rcpt)
     if args.command == "queue":
         return _queue(args, out, err)
     raise AssertionError(args.command)  # argparse refuses other commands

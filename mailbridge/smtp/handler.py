@@ -26,7 +26,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
-from mailbridge.core.answers import error_line, smtp_reply
+from mailbridge.core.answers import error_line, ok_line_all, smtp_reply
 from mailbridge.core.capabilities import carried_formats
 from mailbridge.core.intake import MailEnvelope, ip_in, normalize_ip
 from mailbridge.core.login import Verified, verify_login
@@ -290,7 +290,7 @@ class MailHandler(HookTable, SmtpAuth):
             self._on_reply()
         total = sum(r.sms_count for r in results)
         ids = [r.request_id for r in results]
-        line = f"OK - {total} SMS, ID - {', '.join(ids)}"
+        line = ok_line_all(total, ids)
         fields.update(id=", ".join(ids), account=None, n=total, result=line)
         fields["requests"] = [
             {"id": r.request_id, "mode": i.mode.value, "account": i.account, "n": r.sms_count}

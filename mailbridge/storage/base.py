@@ -168,6 +168,11 @@ class ReplyStore(Protocol):
         self, reply_id: int, *, due: datetime, error: str, now: datetime
     ) -> None: ...
 
+    async def mark_reply_dropped(self, reply_id: int, *, error: str, now: datetime) -> None:
+        """The smarthost refused the reply for good (5xx): state ``dropped``, never claimed
+        again (``queue show`` lists it with the smarthost's answer)."""
+        ...
+
     def subscribe_replies(self, callback: Callback) -> Unsubscribe:
         """Call ``callback`` when a reply was queued that the SMTP handler did not announce
         (a follow-up from ``mark_failed``; another instance's replies)."""

@@ -299,6 +299,16 @@ class Store:
 
         await self._connector.transaction(work)
 
+    async def mark_reply_dropped(self, reply_id: int, *, error: str, now: datetime) -> None:
+        """The smarthost refused the reply for good (5xx): kept as ``dropped``, not retried."""
+        to_ts(now)
+        params = {"id": reply_id, "error": shorten(error)}
+
+        async def work(tx: Tx) -> None:
+            await tx.run("set_reply_dropped", params)
+
+        await self._connector.transaction(work)
+
     # --- operators --------------------------------------------------------------
 
     async def list_requests(

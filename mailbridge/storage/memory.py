@@ -388,6 +388,15 @@ def _set_reply_retry(db: _Db, p: Params) -> list[Row]:
     return []
 
 
+@_query
+def _set_reply_dropped(db: _Db, p: Params) -> list[Row]:
+    r = db.replies.get(p["id"])
+    if r is not None and r["state"] != "sent":
+        r.update(state="dropped", lease_until=None, error=p["error"])
+        r["attempts"] += 1
+    return []
+
+
 # --- operators ---------------------------------------------------------------------------
 
 

@@ -239,6 +239,12 @@ UPDATE replies SET state = 'queued', attempts = attempts + 1, due = %(due)s, lea
                    error = %(error)s
  WHERE id = %(id)s AND state <> 'sent';
 
+-- set_reply_dropped --
+-- The smarthost refused the reply for good (5xx): not tried again
+UPDATE replies SET state = 'dropped', attempts = attempts + 1, lease_until = NULL,
+                   error = %(error)s
+ WHERE id = %(id)s AND state <> 'sent';
+
 -- list_requests --
 -- Requests, newest first, filtered by account and by a state some row is in
 SELECT pk, request_id, account, received_at, mode, result, sms_total

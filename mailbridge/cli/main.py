@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="an envelope recipient (again for several): command, alias or number address",
     )
 
+    p = sub.add_parser("balance", help="what each account has left; top one up")
+    _add_config(p)
+    bsub = p.add_subparsers(dest="balance_command", metavar="ACTION")
+    b = bsub.add_parser("list", help="each account's balance, charge and what is left")
+    _add_config(b, nested=True)
+    b = bsub.add_parser("add", help="top an account up (negative: take parts back)")
+    _add_config(b, nested=True)
+    b.add_argument("account", metavar="ACCOUNT")
+    b.add_argument("parts", metavar="PARTS", type=int)
+
     p = sub.add_parser("queue", help="inspect and act on the delivery queue")
     _add_config(p)
     qsub = p.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
@@ -190,6 +200,20 @@ def _queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_queue_command(settings, args, out=out, err=err)
 
 
+def _balance(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from mailbridge.cli.balance import run_balance_command
+    from mailbridge.core.config import load_config
+    from mailbridge.errors import ConfigError
+
+    path = _config_path(args.config)
+    try:
+        settings = load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=err)
+        return 1
+    return run_balance_command(settings, args, out=out, err=err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out, err = sys.stdout, sys.stderr
@@ -203,4 +227,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _parse(args.file, args.config, args.client_ip, out, err, args.mail_from, args.rcpt)
     if args.command == "queue":
         return _queue(args, out, err)
+    if args.command == "balance":
+        return _balance(args, out, err)
     raise AssertionError(args.command)  # argparse refuses other commands

@@ -195,6 +195,16 @@ class QueueStore(Protocol):
         """
         ...
 
+    async def balance_charges(self) -> dict[str, int]:
+        """Parts charged so far per account: accepted requests, less refunds (SMS that
+        failed or were cancelled) and top-ups. What an account has left is its configured
+        ``balance`` minus this."""
+        ...
+
+    async def top_up(self, account: str, parts: int) -> int:
+        """Give ``account`` ``parts`` more (negative: take them back); its charge after."""
+        ...
+
     async def cancel_request(self, request_id: str, now: datetime) -> int:
         """Cancel its scheduled SMS (refunding their parts); returns how many."""
         ...

@@ -299,6 +299,24 @@ class Store:
 
         await self._connector.transaction(work)
 
+    async def balance_charges(self) -> dict[str, int]:
+        """Parts charged so far per account (net of refunds and top-ups)."""
+
+        async def work(tx: Tx) -> dict[str, int]:
+            return {str(r[0]): int(r[1]) for r in await tx.all("balance_charges", {})}
+
+        return await self._connector.transaction(work, write=False)
+
+    async def top_up(self, account: str, parts: int) -> int:
+        """Give ``account`` ``parts`` more (a negative charge); its charge after."""
+
+        async def work(tx: Tx) -> int:
+            await tx.run("charge", {"account": account, "parts": -parts})
+            row = await tx.one("charged_of", {"account": account})
+            return int(row[0]) if row is not None else 0
+
+        return await self._connector.transaction(work)
+
     async def mark_reply_dropped(self, reply_id: int, *, error: str, now: datetime) -> None:
         """The smarthost refused the reply for good (5xx): kept as ``dropped``, not retried."""
         to_ts(now)

@@ -389,6 +389,17 @@ def _set_reply_retry(db: _Db, p: Params) -> list[Row]:
 
 
 @_query
+def _balance_charges(db: _Db, p: Params) -> list[Row]:
+    return [(account, charged) for account, charged in sorted(db.balances.items())]
+
+
+@_query
+def _charged_of(db: _Db, p: Params) -> list[Row]:
+    charged = db.balances.get(p["account"])
+    return [] if charged is None else [(charged,)]
+
+
+@_query
 def _set_reply_dropped(db: _Db, p: Params) -> list[Row]:
     r = db.replies.get(p["id"])
     if r is not None and r["state"] != "sent":

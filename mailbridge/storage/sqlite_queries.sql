@@ -223,6 +223,14 @@ UPDATE replies SET state = 'dropped', attempts = attempts + 1, lease_until = NUL
                    error = :error
  WHERE id = :id AND state != 'sent';
 
+-- balance_charges --
+-- Parts charged per account (net of refunds and top-ups)
+SELECT account, charged FROM balances ORDER BY account;
+
+-- charged_of --
+-- One account's charge
+SELECT charged FROM balances WHERE account = :account;
+
 -- list_requests --
 -- Requests, newest first, filtered by account and by a state some row is in
 SELECT pk, request_id, account, received_at, mode, result, sms_total

@@ -1,8 +1,10 @@
 """The composition root: builds the gateway and owns its signals and shutdown.
 
-:class:`Gateway` wires storage, providers, the dispatcher, the reply mailer
-and the SMTP listeners together; :func:`mailbridge.runtime.process.serve`
-runs one until SIGTERM (or supervises SMTP workers that each run one):
+:class:`Gateway` wires storage, providers, the dispatcher, the reply mailer,
+the provider events sink (receipts and SMS from phones, given to the
+providers by the factory), the status poller and the SMTP listeners
+together; :func:`mailbridge.runtime.process.serve` runs one until SIGTERM
+(or supervises SMTP workers that each run one):
 
 * start: open storage (schema created or migrated), build providers, open
   the listeners, start the dispatcher and the mailer, ``READY=1``;
@@ -25,7 +27,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from mailbridge.delivery.dispatcher import Dispatcher
+from mailbridge.delivery.events import StorageEvents
 from mailbridge.delivery.mailer import Mailer
+from mailbridge.delivery.status import StatusPoller
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.providers.base import Provider
 from mailbridge.providers.events import ProviderEvents
@@ -76,7 +80,7 @@ class Gateway:
         :class:`SmtpServer`; ``on_request``/``on_reply`` are called after a commit that stored
         SMS rows or queued a reply, when this process runs no dispatcher or mailer to wake;
         ``events`` is where providers that hear back (``smpp``) store receipts and inbound SMS
-        (without one, an SMPP ``deliver_sm`` is answered with a temporary error, not lost).
+        (default: a :class:`StorageEvents` on this gateway's storage, waking its mailer).
         ``owns_logging``: this gateway owns the process's logging (``serve`` and workers),
         so a reload with another ``[logging]`` sets it up again.
         """
@@ -95,6 +99,8 @@ class Gateway:
         self.storage: Storage | None = None
         self.dispatcher: Dispatcher | None = None
         self.mailer: Mailer | None = None
+        self.events: StorageEvents | None = None
+        self.status: StatusPoller | None = None
         self.handler: MailHandler | None = None
         self.smtp: SmtpServer | None = None
 
@@ -112,6 +118,9 @@ class Gateway:
             on_request = self._on_request or _nothing
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
+                self.events = StorageEvents(storage, settings, clock=self._clock)
+                if self._events is None:
+                    self._events = self.events
                 providers = build_providers(settings.providers, self._events)
                 self._providers = providers
                 owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -119,7 +128,16 @@ class Gateway:
                     storage, providers, settings, clock=self._clock, owner=owner
                 )
                 self.mailer = Mailer(storage, settings, clock=self._clock)
+                self.events.wake_on_mail(self.mailer.wake)
                 on_request, on_reply = self.dispatcher.wake, self.mailer.wake
+                self.status = StatusPoller(
+                    storage,
+                    self._events,
+                    settings,
+                    clock=self._clock,
+                    flush=self.events.flush_parts,
+                )
+                self.status.set_providers(providers)
             if self._run_smtp:
                 self.handler = MailHandler(
                     settings=settings,
@@ -136,6 +154,8 @@ class Gateway:
             if self.dispatcher is not None and self.mailer is not None:
                 await self.dispatcher.start()
                 await self.mailer.start()
+            if self.status is not None:
+                await self.status.start()
         except BaseException:
             await self.stop(drain_s=0)
             raise
@@ -164,6 +184,10 @@ class Gateway:
             log.info("logging_reloaded", level=new.level, format=new.format)
         if settings.daemon != self.settings.daemon and self._run_delivery:
             log.warning("reload_pid_file_ignored", reason="the PID file changes on restart")
+        if self.events is not None:
+            self.events.reload(settings)
+        if self.status is not None:
+            self.status.reload(settings, providers)
         self.settings = settings
 
     async def stop(self, *, drain_s: float = DRAIN_S) -> bool:
@@ -171,6 +195,8 @@ class Gateway:
         clean = True
         if self.smtp is not None:
             clean = await self.smtp.drain(drain_s)
+        if self.status is not None:
+            await self.status.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop(STOP_S)
         if self.mailer is not None:

@@ -105,6 +105,7 @@ class TestExample:
             "routing.rules": "## `[routing]`",
             "logging": "## `[logging]`",
             "daemon": "## `[daemon]`",
+            "inbound": "## `[inbound]`",
         }
         assert set(headings) == set(SCHEMA)
         for section, keys in SCHEMA.items():

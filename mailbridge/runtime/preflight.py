@@ -26,7 +26,7 @@ from mailbridge.errors import ConfigError
 from mailbridge.settings import Settings
 from mailbridge.storage.factory import sqlite_path
 
-__all__ = ["check_database", "check_tls", "preflight"]
+__all__ = ["check_database", "check_tls", "preflight", "unreadable_tls_file"]
 
 
 def preflight(settings: Settings) -> None:
@@ -36,12 +36,14 @@ def preflight(settings: Settings) -> None:
         check_database(sqlite_path(settings.storage.url))
 
 
-def _unreadable(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            f.read(1)
-    except OSError as exc:
-        return f"{path}: {exc.strerror or exc}"
+def unreadable_tls_file(cert: str, key: str) -> tuple[str, str, str] | None:
+    """(key name, path, reason) of the first TLS file that cannot be read, else None."""
+    for name, path in (("tls_cert", cert), ("tls_key", key)):
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            return name, path, exc.strerror or str(exc)
     return None
 
 
@@ -49,10 +51,10 @@ def check_tls(cert: str | None, key: str | None) -> None:
     """The TLS certificate and key exist, are readable and belong together."""
     if not cert or not key:
         return
-    for name, path in (("tls_cert", cert), ("tls_key", key)):
-        problem = _unreadable(path)
-        if problem is not None:
-            raise ConfigError(f"smtp.{name}", problem)
+    unreadable = unreadable_tls_file(cert, key)
+    if unreadable is not None:
+        name, path, reason = unreadable
+        raise ConfigError(f"smtp.{name}", f"{path}: {reason}")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         ctx.load_cert_chain(cert, key)

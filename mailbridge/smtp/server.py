@@ -24,6 +24,7 @@ from mailbridge.log import get_logger
 from mailbridge.settings import Settings
 from mailbridge.smtp.gate import ConnectionGate
 from mailbridge.smtp.handler import PARSE_IN_THREAD_BYTES, MailHandler
+from mailbridge.smtp.refusals import RefusalLog
 from mailbridge.smtp.session import Session, simple_address
 from mailbridge.smtp.untrusted import UntrustedPolicy
 
@@ -76,6 +77,7 @@ class SmtpServer:
         """
         self.handler = handler
         self.gate = handler.gate
+        self.refusals = RefusalLog()
         self._settings = settings
         self._listen = tuple(listen) if listen is not None else None
         self._reuse_port = reuse_port
@@ -105,7 +107,8 @@ class SmtpServer:
         return Session(
             self.gate,
             (smtp.max_connections, smtp.max_connections_per_ip),
-            UntrustedPolicy(
+            self.refusals,
+            untrusted=UntrustedPolicy(
                 trusted_networks=smtp.trusted_networks,
                 timeout_s=smtp.untrusted_timeout_s,
                 command_limit=smtp.untrusted_command_limit,

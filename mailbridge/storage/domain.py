@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from mailbridge.core import limits as lim
 from mailbridge.core.answers import error_line
@@ -36,6 +37,7 @@ from mailbridge.core.records import (
 from mailbridge.models import Encoding, Format, SmsState
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Callback, Unsubscribe
+from mailbridge.storage.batching import Coalescer
 from mailbridge.storage.common import (
     FOLLOWUP_ERROR,
     failure_outcome,
@@ -48,6 +50,17 @@ from mailbridge.storage.intake import accept_intake, count_replies, insert_reply
 
 __all__ = ["Store"]
 
+
+class _Sent(NamedTuple):
+    """One ``mark_sent`` waiting for its transaction."""
+
+    sms_id: int
+    provider: str
+    provider_id: str
+    answer: str
+    now: datetime
+
+
 #: The states ``mark_failed`` takes.
 _FINAL = (SmsState.FAILED, SmsState.EXPIRED)
 
@@ -57,6 +70,8 @@ class Store:
 
     def __init__(self, connector: Connector) -> None:
         self._connector = connector
+        # mark_sent calls under way together share one transaction (group commit)
+        self._sent: Coalescer[_Sent] = Coalescer(self._write_sent)
 
     async def open(self) -> None:
         """Connect, create or migrate the schema."""
@@ -147,15 +162,47 @@ class Store:
     async def mark_sent(
         self, sms_id: int, *, provider: str, provider_id: str, answer: str, now: datetime
     ) -> None:
-        """The provider took the SMS (only a row in ``sending`` moves)."""
-        to_ts(now)
+        """The provider took the SMS (only a row in ``sending`` moves).
 
+        Calls under way at the same time are committed together, in one
+        transaction (:class:`~mailbridge.storage.batching.Coalescer`); each
+        returns once its row is committed.
+        """
+        to_ts(now)
+        await self._sent.add(_Sent(sms_id, provider, provider_id, answer, now))
+
+    async def _write_sent(self, items: Sequence[_Sent]) -> None:
         async def work(tx: Tx) -> None:
-            if await tx.one("sending_row", {"id": sms_id}) is None:
+            # only rows in sending move; the same row twice: the first moves it
+            ids = list(dict.fromkeys(item.sms_id for item in items))
+            sending = {r[0] for r in await tx.all("sending_ids", {"ids": ids})}
+            moving: list[_Sent] = []
+            for item in items:
+                if item.sms_id in sending:
+                    sending.discard(item.sms_id)
+                    moving.append(item)
+            if not moving:
                 return
-            await _attempt(tx, sms_id, provider, "sent", answer, now)
-            params = {"id": sms_id, "provider": provider, "provider_id": provider_id}
-            await tx.run("set_sent", params)
+            await tx.run_many(
+                "insert_attempt",
+                [
+                    {
+                        "sms_id": m.sms_id,
+                        "at": m.now,
+                        "provider": m.provider,
+                        "outcome": "sent",
+                        "answer": shorten(m.answer),
+                    }
+                    for m in moving
+                ],
+            )
+            await tx.run_many(
+                "set_sent",
+                [
+                    {"id": m.sms_id, "provider": m.provider, "provider_id": m.provider_id}
+                    for m in moving
+                ],
+            )
 
         await self._connector.transaction(work)
 

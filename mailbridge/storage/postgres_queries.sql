@@ -173,6 +173,10 @@ SELECT s.id, s.parts, r.pk, r.request_id, r.account, r.charged, r.error, r.test,
 -- Lock a request row (one follow-up reply per request across instances)
 SELECT followup_sent FROM requests WHERE pk = %(pk)s FOR UPDATE;
 
+-- sending_ids --
+-- Which of some rows are in sending
+SELECT id FROM sms WHERE id = ANY(%(ids)s::bigint[]) AND state = 'sending';
+
 -- insert_attempt --
 -- One delivery attempt
 INSERT INTO attempts (sms_id, at, provider, outcome, answer)

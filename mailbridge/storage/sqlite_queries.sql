@@ -135,8 +135,9 @@ SELECT s.id, r.request_id, r.account, s.recipient, s.text, s.sender, s.format, s
  LIMIT :limit;
 
 -- claim_due_lease --
--- Hand one row claim_due found out under a lease
-UPDATE sms SET state = 'sending', lease_owner = :owner, lease_until = :until WHERE id = :id;
+-- Hand the rows claim_due found out (a JSON array of ids) under a lease
+UPDATE sms SET state = 'sending', lease_owner = :owner, lease_until = :until
+ WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- sending_row --
 -- A row in sending, with what a state change needs of its request
@@ -144,6 +145,10 @@ SELECT s.id, s.parts, r.pk, r.request_id, r.account, r.charged, r.error, r.test,
        r.followup_sent, r.reply_to, r.reply_subject, r.reply_in_reply_to, r.reply_references
   FROM sms AS s JOIN requests AS r ON r.pk = s.request_pk
  WHERE s.id = :id AND s.state = 'sending';
+
+-- sending_ids --
+-- Which of some rows (a JSON array of ids) are in sending
+SELECT id FROM sms WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'sending';
 
 -- insert_attempt --
 -- One delivery attempt
@@ -202,8 +207,9 @@ SELECT p.id, r.request_id, p.recipient, p.subject, p.in_reply_to, p.refs, p.body
  LIMIT :limit;
 
 -- claim_replies_lease --
--- Hand one reply claim_replies found out under a lease
-UPDATE replies SET state = 'sending', lease_until = :until WHERE id = :id;
+-- Hand the replies claim_replies found out (a JSON array of ids) under a lease
+UPDATE replies SET state = 'sending', lease_until = :until
+ WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- set_reply_sent --
 -- The smarthost took the reply

@@ -46,6 +46,13 @@ from mailbridge.storage.common import (
     validate_intake,
 )
 from mailbridge.storage.connector import Channel, Connector, Row, Tx
+from mailbridge.storage.events_domain import (
+    DEFAULT_REPLY_RATE,
+    EventsStore,
+    apply_kept_receipts,
+    message_ids,
+    receipt_lock,
+)
 from mailbridge.storage.intake import accept_intake, count_replies, insert_reply
 
 __all__ = ["Store"]
@@ -59,14 +66,16 @@ class _Sent(NamedTuple):
     provider_id: str
     answer: str
     now: datetime
+    rate: int
 
 
 #: The states ``mark_failed`` takes.
 _FINAL = (SmsState.FAILED, SmsState.EXPIRED)
 
 
-class Store:
-    """The :class:`~mailbridge.storage.base.Storage` contract over one connector."""
+class Store(EventsStore):
+    """The :class:`~mailbridge.storage.base.Storage` contract over one connector
+    (receipts and SMS from phones: :class:`~mailbridge.storage.events_domain.EventsStore`)."""
 
     def __init__(self, connector: Connector) -> None:
         self._connector = connector
@@ -160,29 +169,42 @@ class Store:
         return await self._connector.transaction(work)
 
     async def mark_sent(
-        self, sms_id: int, *, provider: str, provider_id: str, answer: str, now: datetime
+        self,
+        sms_id: int,
+        *,
+        provider: str,
+        provider_id: str,
+        answer: str,
+        now: datetime,
+        reply_rate_per_hour: int = DEFAULT_REPLY_RATE,
     ) -> None:
-        """The provider took the SMS (only a row in ``sending`` moves).
+        """The provider took the SMS (only a row in ``sending`` moves); receipts kept for
+        its id are applied (``reply_rate_per_hour`` bounds the not-delivered mail one may
+        queue).
 
         Calls under way at the same time are committed together, in one
         transaction (:class:`~mailbridge.storage.batching.Coalescer`); each
         returns once its row is committed.
         """
         to_ts(now)
-        await self._sent.add(_Sent(sms_id, provider, provider_id, answer, now))
+        await self._sent.add(_Sent(sms_id, provider, provider_id, answer, now, reply_rate_per_hour))
 
     async def _write_sent(self, items: Sequence[_Sent]) -> None:
-        async def work(tx: Tx) -> None:
+        async def work(tx: Tx) -> bool:
             # only rows in sending move; the same row twice: the first moves it
             ids = list(dict.fromkeys(item.sms_id for item in items))
-            sending = {r[0] for r in await tx.all("sending_ids", {"ids": ids})}
-            moving: list[_Sent] = []
+            sending = {r[0]: r[1] for r in await tx.all("sending_ids", {"ids": ids})}
+            moving: list[tuple[_Sent, int]] = []
             for item in items:
-                if item.sms_id in sending:
-                    sending.discard(item.sms_id)
-                    moving.append(item)
+                request_pk = sending.pop(item.sms_id, None)
+                if request_pk is not None:
+                    moving.append((item, request_pk))
             if not moving:
-                return
+                return False
+            # the receipt locks of the whole batch at once, in key order (no deadlock)
+            await tx.lock(
+                receipt_lock(m.provider, i) for m, _ in moving for i in message_ids(m.provider_id)
+            )
             await tx.run_many(
                 "insert_attempt",
                 [
@@ -193,18 +215,39 @@ class Store:
                         "outcome": "sent",
                         "answer": shorten(m.answer),
                     }
-                    for m in moving
+                    for m, _ in moving
                 ],
             )
             await tx.run_many(
                 "set_sent",
                 [
-                    {"id": m.sms_id, "provider": m.provider, "provider_id": m.provider_id}
-                    for m in moving
+                    {
+                        "id": m.sms_id,
+                        "provider": m.provider,
+                        "provider_id": m.provider_id,
+                        "now": m.now,
+                    }
+                    for m, _ in moving
                 ],
             )
+            queued = False
+            for m, request_pk in moving:
+                queued = (
+                    await apply_kept_receipts(
+                        tx,
+                        m.sms_id,
+                        request_pk,
+                        provider=m.provider,
+                        provider_id=m.provider_id,
+                        now=m.now,
+                        rate=m.rate,
+                    )
+                    or queued
+                )
+            return queued
 
-        await self._connector.transaction(work)
+        if await self._connector.transaction(work):
+            self._connector.notify(Channel.REPLIES, here=True)
 
     async def mark_retry(
         self, sms_id: int, *, provider: str, due: datetime, answer: str, now: datetime
@@ -476,6 +519,10 @@ async def _show_request(tx: Tx, request_id: str) -> RequestDetail | None:
             provider_id=r[6],
             attempts=tuple(attempts.get(r[0], ())),
             error=r[7],
+            receipt_status=r[8],
+            receipt_error=r[9],
+            receipt_at=None if r[10] is None else tx.moment(r[10]),
+            sent_at=None if r[11] is None else tx.moment(r[11]),
         )
         for r in await tx.all("request_sms", {"pk": pk})
     )

@@ -380,11 +380,9 @@ class _SqliteTx:
             self._c.executemany(sql, rows)
 
     async def claim(self, name: str, params: Params) -> list[Row]:
-        """The rows of query ``name``, then ``<name>_lease`` on all of them in one statement
-        (one writer: no race)."""
+        """The rows of query ``name``, then ``<name>_lease`` for each (one writer: no race)."""
         rows = self._c.execute(Q[name], params).fetchall()
-        if rows:
-            self._c.execute(Q[f"{name}_lease"], {**params, "ids": [r[0] for r in rows]})
+        self._c.executemany(Q[f"{name}_lease"], [{**params, "id": r[0]} for r in rows])
         return rows
 
     async def lock(self, keys: Iterable[tuple[str, str]]) -> None:

@@ -230,6 +230,7 @@ class Store(EventsStore):
                     for m, _ in moving
                 ],
             )
+            any_kept = await tx.one("any_kept_receipt", {}) is not None
             queued = False
             for m, request_pk in moving:
                 queued = (
@@ -241,6 +242,7 @@ class Store(EventsStore):
                         provider_id=m.provider_id,
                         now=m.now,
                         rate=m.rate,
+                        any_kept=any_kept,
                     )
                     or queued
                 )

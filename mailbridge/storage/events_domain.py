@@ -369,10 +369,12 @@ async def apply_kept_receipts(
     provider_id: str,
     now: datetime,
     rate: int,
+    any_kept: bool = True,
 ) -> bool:
     """Inside ``mark_sent``: record the part ids of an SMS sent as several parts, then
     apply the receipts kept for its id(s), in the order they came; whether a
-    not-delivered mail was queued."""
+    not-delivered mail was queued. ``any_kept`` False: no receipt is kept at all
+    (``any_kept_receipt``, read under the ids' locks), nothing to look up."""
     ids = message_ids(provider_id)
     await tx.lock([receipt_lock(provider, i) for i in ids])
     if len(ids) > 1:
@@ -382,7 +384,7 @@ async def apply_kept_receipts(
             [{"sms_id": sms_id, "provider": provider, "provider_id": i} for i in ids],
         )
     queued = False
-    for message_id in ids:
+    for message_id in ids if any_kept else ():
         key = {"provider": provider, "provider_id": message_id}
         kept = await tx.all("kept_receipts", key)
         if not kept:

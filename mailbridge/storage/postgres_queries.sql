@@ -319,6 +319,10 @@ UPDATE sms SET state = %(state)s, receipt_status = %(status)s, receipt_error = %
 INSERT INTO receipts_kept (provider, provider_id, state, status, error_code, at, received_at)
 VALUES (%(provider)s, %(provider_id)s, %(state)s, %(status)s, %(error_code)s, %(at)s, %(now)s);
 
+-- any_kept_receipt --
+-- Whether any receipt is kept at all
+SELECT 1 FROM receipts_kept LIMIT 1;
+
 -- kept_receipts --
 -- The receipts kept for an id, in the order they came
 SELECT state, status, error_code, at FROM receipts_kept

@@ -297,6 +297,10 @@ UPDATE sms SET state = :state, receipt_status = :status, receipt_error = :error_
 INSERT INTO receipts_kept (provider, provider_id, state, status, error_code, at, received_at)
 VALUES (:provider, :provider_id, :state, :status, :error_code, :at, :now);
 
+-- any_kept_receipt --
+-- Whether any receipt is kept at all
+SELECT 1 FROM receipts_kept LIMIT 1;
+
 -- kept_receipts --
 -- The receipts kept for an id, in the order they came
 SELECT state, status, error_code, at FROM receipts_kept

@@ -19,6 +19,7 @@ __all__ = [
     "MailContent",
     "Message",
     "OnError",
+    "ReplyState",
     "RouteKind",
     "SmsRequest",
     "SmsState",
@@ -76,6 +77,14 @@ class AttemptOutcome(enum.StrEnum):
     DEFERRED = "deferred"  # not tried: every provider on its route is paused
     FAILED = "failed"  # not tried: no provider carries its format
     EXPIRED = "expired"  # not tried: its validity ended
+
+
+class ReplyState(enum.StrEnum):
+    """Life of one queued reply mail (SPEC §4)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"  # leased by a mailer
+    SENT = "sent"  # the smarthost took it
 
 
 class RouteKind(enum.StrEnum):

@@ -25,7 +25,7 @@ from typing import TextIO
 
 from mailbridge.core.records import RequestSummary
 from mailbridge.errors import MailbridgeError
-from mailbridge.models import SmsState
+from mailbridge.models import ReplyState, SmsState
 from mailbridge.settings import Settings
 from mailbridge.storage.base import QueueStore, Storage
 
@@ -69,7 +69,7 @@ def _row(summary: RequestSummary) -> list[str]:
         summary.request_id,
         summary.account or "-",
         _when(summary.received_at),
-        summary.mode,
+        summary.mode.value,
         str(summary.sms_total),
         _states(summary.states),
         summary.result,
@@ -126,7 +126,7 @@ async def queue_show(storage: QueueStore, request_id: str, *, out: TextIO) -> in
         ("account", s.account or "-"),
         ("received", _when(s.received_at)),
         ("client", f"{detail.client_ip} <{detail.mail_from}>"),
-        ("mode", s.mode),
+        ("mode", s.mode.value),
         ("result", s.result),
         ("sender", detail.sender if detail.sender is not None else "-"),
         ("format", str(detail.format) if detail.format is not None else "-"),
@@ -147,16 +147,18 @@ async def queue_show(storage: QueueStore, request_id: str, *, out: TextIO) -> in
             print(f"    error: {sms.error}", file=out)
         for attempt in sms.attempts:
             print(
-                f"    {_when(attempt.at)}  {attempt.provider or '-'}  {attempt.outcome}"
+                f"    {_when(attempt.at)}  {attempt.provider or '-'}  {attempt.outcome.value}"
                 f"  {attempt.answer}".rstrip(),
                 file=out,
             )
     for reply in detail.replies:
         when = (
-            f"sent {_when(reply.sent_at)}" if reply.state == "sent" else f"due {_when(reply.due)}"
+            f"sent {_when(reply.sent_at)}"
+            if reply.state is ReplyState.SENT
+            else f"due {_when(reply.due)}"
         )
         print(
-            f"\n  reply {reply.reply_id}  to {reply.to}  {reply.state}"
+            f"\n  reply {reply.reply_id}  to {reply.to}  {reply.state.value}"
             f"  attempts {reply.attempts}  {when}",
             file=out,
         )

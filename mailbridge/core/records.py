@@ -12,7 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailbridge.models import Encoding, Format, RouteKind, SmsRequest, SmsState
+from mailbridge.models import (
+    AttemptOutcome,
+    Encoding,
+    Format,
+    ReplyState,
+    RouteKind,
+    SmsRequest,
+    SmsState,
+)
 
 __all__ = [
     "AcceptResult",
@@ -116,7 +124,7 @@ class ReplyJob:
 class Attempt:
     at: datetime
     provider: str
-    outcome: str  # "sent" | "temporary" | "permanent"
+    outcome: AttemptOutcome  # SENT, TEMPORARY or PERMANENT
     answer: str  # the provider's answer, shortened; never credentials
 
 
@@ -138,7 +146,7 @@ class RequestSummary:
     request_id: str
     account: str | None
     received_at: datetime
-    mode: str
+    mode: RouteKind
     result: str  # the result line
     sms_total: int
     states: dict[str, int]  # state -> number of SMS rows
@@ -150,7 +158,7 @@ class ReplyView:
 
     reply_id: int
     to: str
-    state: str  # queued | sending | sent
+    state: ReplyState
     attempts: int  # smarthost transactions tried
     body: str  # the result line(s)
     due: datetime  # when it is (or was last) due

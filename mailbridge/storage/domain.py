@@ -33,7 +33,7 @@ from mailbridge.core.records import (
     SmsJob,
     SmsView,
 )
-from mailbridge.models import Encoding, Format, SmsState
+from mailbridge.models import AttemptOutcome, Encoding, Format, ReplyState, RouteKind, SmsState
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Callback, Unsubscribe
 from mailbridge.storage.common import (
@@ -153,7 +153,7 @@ class Store:
         async def work(tx: Tx) -> None:
             if await tx.one("sending_row", {"id": sms_id}) is None:
                 return
-            await _attempt(tx, sms_id, provider, "sent", answer, now)
+            await _attempt(tx, sms_id, provider, AttemptOutcome.SENT, answer, now)
             params = {"id": sms_id, "provider": provider, "provider_id": provider_id}
             await tx.run("set_sent", params)
 
@@ -169,7 +169,7 @@ class Store:
         async def work(tx: Tx) -> None:
             if await tx.one("sending_row", {"id": sms_id}) is None:
                 return
-            await _attempt(tx, sms_id, provider, "temporary", answer, now)
+            await _attempt(tx, sms_id, provider, AttemptOutcome.TEMPORARY, answer, now)
             params = {"id": sms_id, "due": due, "provider": provider, "error": shorten(answer)}
             await tx.run("set_retry", params)
 
@@ -331,7 +331,7 @@ def _job(tx: Tx, r: Row) -> SmsJob:
 
 
 async def _attempt(
-    tx: Tx, sms_id: int, provider: str, outcome: str, answer: str, now: datetime
+    tx: Tx, sms_id: int, provider: str, outcome: AttemptOutcome, answer: str, now: datetime
 ) -> None:
     await tx.run(
         "insert_attempt",
@@ -339,7 +339,7 @@ async def _attempt(
             "sms_id": sms_id,
             "at": now,
             "provider": provider,
-            "outcome": outcome,
+            "outcome": outcome.value,
             "answer": shorten(answer),
         },
     )
@@ -399,7 +399,7 @@ async def _summaries(tx: Tx, rows: Sequence[Row]) -> list[RequestSummary]:
             request_id=r[1],
             account=r[2],
             received_at=tx.moment(r[3]),
-            mode=r[4],
+            mode=RouteKind(r[4]),
             result=r[5],
             sms_total=r[6],
             states=states.get(r[0], {}),
@@ -416,7 +416,12 @@ async def _show_request(tx: Tx, request_id: str) -> RequestDetail | None:
     attempts: dict[int, list[Attempt]] = {}
     for sms_id, at, provider, outcome, answer in await tx.all("request_attempts", {"pk": pk}):
         attempts.setdefault(sms_id, []).append(
-            Attempt(at=tx.moment(at), provider=provider, outcome=outcome, answer=answer)
+            Attempt(
+                at=tx.moment(at),
+                provider=provider,
+                outcome=AttemptOutcome(outcome),
+                answer=answer,
+            )
         )
     sms = tuple(
         SmsView(
@@ -436,7 +441,7 @@ async def _show_request(tx: Tx, request_id: str) -> RequestDetail | None:
         ReplyView(
             reply_id=r[0],
             to=r[1],
-            state=r[2],
+            state=ReplyState(r[2]),
             attempts=r[3],
             body=r[4],
             due=tx.moment(r[5]),

@@ -45,6 +45,7 @@ from mailbridge.providers.base import (
     SendResult,
     Sent,
     check_batch,
+    format_refused,
     redact,
     shorten,
 )
@@ -90,10 +91,7 @@ class JsonApiProvider(HttpProvider):
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         check_batch(self.name, batch, self.max_batch)
         results: list[SendResult | None] = [
-            None
-            if item.format in self.formats
-            else PermanentProviderError(f"{self.name}: format {int(item.format)} not carried")
-            for item in batch
+            format_refused(self.name, self.formats, item) for item in batch
         ]
         todo = [item for item, result in zip(batch, results, strict=True) if result is None]
         if todo:

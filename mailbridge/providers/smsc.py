@@ -58,6 +58,7 @@ from mailbridge.providers.base import (
     SendResult,
     Sent,
     check_batch,
+    format_refused,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -135,8 +136,8 @@ class SmscProvider(HttpProvider):
         return data
 
     async def _send_one(self, item: Outbound) -> SendResult:
-        if item.format not in self.formats:
-            return PermanentProviderError(f"{self.name}: format {int(item.format)} not carried")
+        if (refused := format_refused(self.name, self.formats, item)) is not None:
+            return refused
         response, answer = await self._exchange("POST", data=self.form(item))
         status = response.status_code
         try:

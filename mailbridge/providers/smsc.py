@@ -38,7 +38,6 @@ Answers (``fmt=3``, JSON):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
@@ -59,6 +58,7 @@ from mailbridge.providers.base import (
     Sent,
     check_batch,
     format_refused,
+    json_document,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -140,16 +140,10 @@ class SmscProvider(HttpProvider):
             return refused
         response, answer = await self._exchange("POST", data=self.form(item))
         status = response.status_code
-        try:
-            document: Any = json.loads(response.content)
-        except ValueError:
-            document = None
+        document: Any = json_document(response)
         if isinstance(document, dict) and "error_code" in document:
             return self._failure(document["error_code"], answer)
-        if status in (401, 403):
-            raise ProviderUnavailableError(
-                f"{self.name}: credentials refused (HTTP {status})", provider_answer=answer
-            )
+        self._check_credentials(status, answer)
         if isinstance(document, dict) and document.get("id") is not None and 200 <= status < 300:
             count = document.get("cnt")
             parts = _as_int(count)

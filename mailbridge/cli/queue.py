@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -171,25 +171,31 @@ async def queue_retry(
     storage: QueueStore, request_id: str, *, out: TextIO, now: datetime | None = None
 ) -> int:
     """Put the failed, expired and cancelled SMS of a request back in the queue, due now."""
-    when = now or datetime.now(UTC)
-    if await storage.show_request(request_id) is None:
-        print(f"no request {request_id}", file=out)
-        return EXIT_NOT_FOUND
-    count = await storage.retry_request(request_id, when)
-    print(f"request {request_id}: {count} SMS scheduled again", file=out)
-    return EXIT_OK
+    return await _change(storage, request_id, storage.retry_request, "scheduled again", out, now)
 
 
 async def queue_cancel(
     storage: QueueStore, request_id: str, *, out: TextIO, now: datetime | None = None
 ) -> int:
     """Cancel the SMS of a request still waiting in the queue (their parts are refunded)."""
+    return await _change(storage, request_id, storage.cancel_request, "cancelled", out, now)
+
+
+async def _change(
+    storage: QueueStore,
+    request_id: str,
+    action: Callable[[str, datetime], Awaitable[int]],
+    done: str,
+    out: TextIO,
+    now: datetime | None,
+) -> int:
+    """Run ``action`` on a known request and say how many SMS it changed."""
     when = now or datetime.now(UTC)
     if await storage.show_request(request_id) is None:
         print(f"no request {request_id}", file=out)
         return EXIT_NOT_FOUND
-    count = await storage.cancel_request(request_id, when)
-    print(f"request {request_id}: {count} SMS cancelled", file=out)
+    count = await action(request_id, when)
+    print(f"request {request_id}: {count} SMS {done}", file=out)
     return EXIT_OK
 
 

@@ -47,7 +47,7 @@ EXIT_NOT_FOUND = 1
 EXIT_BAD_ARGS = 2
 EXIT_STORAGE = 3
 
-_STATE_ORDER = [s.value for s in SmsState]
+_STATE_ORDER = list(SmsState)
 
 
 def _when(moment: datetime | None) -> str:
@@ -56,12 +56,9 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _states(states: dict[str, int]) -> str:
-    def rank(item: tuple[str, int]) -> int:
-        return _STATE_ORDER.index(item[0]) if item[0] in _STATE_ORDER else len(_STATE_ORDER)
-
-    ordered = sorted(states.items(), key=rank)
-    return " ".join(f"{name}={count}" for name, count in ordered if count) or "-"
+def _states(states: dict[SmsState, int]) -> str:
+    ordered = sorted(states.items(), key=lambda item: _STATE_ORDER.index(item[0]))
+    return " ".join(f"{state.value}={count}" for state, count in ordered if count) or "-"
 
 
 def _row(summary: RequestSummary) -> list[str]:

@@ -149,7 +149,7 @@ class RequestSummary:
     mode: RouteKind
     result: str  # the result line
     sms_total: int
-    states: dict[str, int]  # state -> number of SMS rows
+    states: dict[SmsState, int]  # state -> number of SMS rows
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -390,10 +390,10 @@ async def _mark_failed(
 
 
 async def _summaries(tx: Tx, rows: Sequence[Row]) -> list[RequestSummary]:
-    states: dict[int, dict[str, int]] = {}
+    states: dict[int, dict[SmsState, int]] = {}
     if rows:
         for pk, state, count in await tx.all("request_states", {"pks": [r[0] for r in rows]}):
-            states.setdefault(pk, {})[state] = count
+            states.setdefault(pk, {})[SmsState(state)] = count
     return [
         RequestSummary(
             request_id=r[1],

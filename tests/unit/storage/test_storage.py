@@ -655,6 +655,7 @@ class TestQueue:
             ("2", 0, {}),
             ("1", 2, {"scheduled": 2}),
         ]
+        assert all(type(state) is SmsState for r in summaries for state in r.states)
         assert summaries[1].result == "ERROR = 7 (Invalid phone number format), ID - 2"
         assert (summaries[0].account, summaries[0].mode, summaries[0].received_at) == (
             "alex",

@@ -313,7 +313,13 @@ class TestCommandIntake:
         )  # fmt: skip
         assert got.error is None
         assert got.request is not None
-        assert (got.account, got.client_id, got.test, got.mode) == ("alex", "7", 1, "command")
+        assert (got.account, got.client_id, got.test, got.mode) == (
+            "alex",
+            "7",
+            1,
+            RouteKind.COMMAND,
+        )
+        assert got.mode is RouteKind.COMMAND
         assert got.fingerprint
         assert got.reply is not None
 
@@ -392,5 +398,5 @@ class TestForward:
         )
         assert got.reply is None
         assert got.request is not None
-        assert got.request.mode == "forward"
+        assert got.request.mode is RouteKind.FORWARD
         assert got.fingerprint

@@ -17,6 +17,7 @@ __all__ = [
     "Account",
     "DeliverySettings",
     "ForwardAlias",
+    "InboundSettings",
     "LimitsSettings",
     "LoggingSettings",
     "NumberAddressSettings",
@@ -82,6 +83,14 @@ class ReplySettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundSettings:
+    """SMS from phones, mailed on (``[inbound]``)."""
+
+    reply_window_s: float = 86400.0  # mail to the sender of the last request to the phone within
+    mail_to: str | None = None  # otherwise here; None: kept, shown in `queue`
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,6 +178,7 @@ class ProviderSettings:
     timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     max_recipients: int = 1  # recipients per request where the wire format allows several
+    status_poll_s: float = 60.0  # `smsc`: ask the status of sent SMS this often; 0: never
     smpp: SmppSettings | None = None  # type smpp only
 
 
@@ -205,6 +215,7 @@ class Settings:
     providers: tuple[ProviderSettings, ...] = ()
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    inbound: InboundSettings = field(default_factory=InboundSettings)
     source: str = ""  # the config file this came from ("" when built in code)
 
     def account(self, login: str) -> Account | None:

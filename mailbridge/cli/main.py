@@ -59,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--state", help="only requests with SMS in this state")
     q.add_argument("--account", help="only this account's requests")
     q.add_argument("--limit", type=int, default=100)
+    q = qsub.add_parser("inbound", help="list SMS from phones: mailed, queued or kept")
+    _add_config(q, nested=True)
+    q.add_argument("--limit", type=int, default=100)
     for name, text in (
-        ("show", "a request, each SMS and every attempt"),
+        ("show", "a request, each SMS with its receipt and every attempt"),
         ("retry", "send the failed, expired or cancelled SMS of a request again"),
         ("cancel", "cancel the scheduled SMS of a request"),
     ):

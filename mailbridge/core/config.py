@@ -35,6 +35,7 @@ from mailbridge.settings import (
     Account,
     DeliverySettings,
     ForwardAlias,
+    InboundSettings,
     LimitsSettings,
     LoggingSettings,
     Network,
@@ -66,6 +67,8 @@ DEFAULT_CONFIG_PATH: Final = Path("/etc/mailbridge/config.toml")
 PROVIDER_FORMATS: Final[Mapping[str, frozenset[Format]]] = TYPE_FORMATS
 
 _HTTP_TYPES: Final = frozenset({"miatel", "jsonapi", "smsc"})
+#: Provider types whose wire format documents a status query (``status_poll_s``).
+_STATUS_TYPES: Final = frozenset({"smsc"})
 _FORMAT_NUMBERS: Final = frozenset(int(f) for f in Format)
 
 
@@ -185,6 +188,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
         "timeout_s": _k("float", 10.0),
         "connect_timeout_s": _k("float", 5.0),
         "max_recipients": _k("int", 1),
+        "status_poll_s": _k("float", 60.0),
         "host": _k("str"),
         "port": _k("int", 2775),
         "tls": _k("bool", False),
@@ -217,6 +221,10 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
     "logging": {
         "level": _k("str", "info"),
         "format": _k("str", "auto"),
+    },
+    "inbound": {
+        "reply_window_s": _k("float", 86400.0),
+        "mail_to": _k("str"),
     },
 }
 
@@ -862,6 +870,11 @@ def _provider(raw: object, i: int, base_dir: Path | None) -> ProviderSettings:
         if key in checked:
             _at_least(checked[key], 1, f"{p}.{key}")
             kw[key] = checked[key]
+    if "status_poll_s" in checked:
+        if ptype not in _STATUS_TYPES:
+            raise ConfigError(f"{p}.status_poll_s", f"not used by type {ptype}")
+        _at_least(checked["status_poll_s"], 0, f"{p}.status_poll_s")
+        kw["status_poll_s"] = float(checked["status_poll_s"])
     return ProviderSettings(**kw)
 
 
@@ -905,6 +918,19 @@ def _routing(raw: dict[str, Any], providers: Sequence[ProviderSettings]) -> Rout
         _positive(raw["breaker_reset_s"], "routing.breaker_reset_s")
         kw["breaker_reset_s"] = float(raw["breaker_reset_s"])
     return RoutingSettings(**kw)
+
+
+def _inbound(raw: dict[str, Any]) -> InboundSettings:
+    kw: dict[str, Any] = {}
+    if "reply_window_s" in raw:
+        _at_least(raw["reply_window_s"], 0, "inbound.reply_window_s")
+        kw["reply_window_s"] = float(raw["reply_window_s"])
+    if "mail_to" in raw:
+        address = raw["mail_to"].strip()
+        if not _ADDRESS_RE.fullmatch(address):
+            raise ConfigError("inbound.mail_to", f"not an e-mail address: {_show(address)}")
+        kw["mail_to"] = address
+    return InboundSettings(**kw)
 
 
 def _logging(raw: dict[str, Any]) -> LoggingSettings:
@@ -1016,6 +1042,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         providers=tuple(providers),
         routing=routing,
         logging=_logging(section("logging")),
+        inbound=_inbound(section("inbound")),
         source=source,
     )
 

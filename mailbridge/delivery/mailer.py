@@ -19,6 +19,12 @@ first, so nothing from it can add a header.
 
 Without a smarthost replies stay queued; that is logged once.
 
+The mails of SMS from phones (:mod:`mailbridge.core.inbound`) go the same
+way, claimed with ``claim_inbound_mails`` after the replies of each round:
+same smarthost, null envelope sender, retries and lease; ``From:`` the phone
+at the gateway's domain, ``Auto-Submitted: auto-generated``
+(:func:`build_inbound`).
+
 A storage shared by several instances (PostgreSQL) offers
 ``subscribe_replies``: the mailer subscribes its :meth:`Mailer.wake` on start
 (and unsubscribes on stop), so a reply queued by another instance, or by the
@@ -31,6 +37,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -39,7 +46,7 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from mailbridge.core.intake import clean_header
-from mailbridge.core.records import ReplyJob
+from mailbridge.core.records import InboundMailJob, ReplyJob
 from mailbridge.core.retry import decide_reply, reply_backoff_s
 from mailbridge.delivery.clock import Clock, as_clock
 from mailbridge.log import get_logger
@@ -49,6 +56,7 @@ from mailbridge.storage.base import ReplyStore
 __all__ = [
     "MAX_IDLE_S",
     "Mailer",
+    "build_inbound",
     "build_reply",
     "reply_backoff_s",
     "reply_message_id",
@@ -103,8 +111,45 @@ def build_reply(job: ReplyJob, *, from_address: str, hostname: str, now: datetim
     return msg
 
 
+def inbound_message_id(job: InboundMailJob, hostname: str) -> str:
+    """A Message-ID fixed per inbound SMS row (a copy sent again carries the same one)."""
+    domain = re.sub(r"[^A-Za-z0-9.\-]", "", hostname) or "localhost"
+    return f"<inbound.{job.inbound_id}@{domain}>"
+
+
+def build_inbound(job: InboundMailJob, *, hostname: str, now: datetime) -> EmailMessage:
+    """The mail of one SMS from a phone: plain text, ``Auto-Submitted: auto-generated``."""
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg["From"] = clean_header(job.from_address, limit=320)
+    msg["To"] = clean_header(job.to, limit=320)
+    msg["Subject"] = clean_header(job.subject) or "SMS"
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = inbound_message_id(job, hostname)
+    in_reply_to = clean_header(job.in_reply_to, limit=998)
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    references = clean_header(job.references, limit=998)
+    if references:
+        msg["References"] = references
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(job.body.rstrip("\n") + "\n", charset="utf-8")
+    return msg
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """One claimed mail of either kind, with what the send loop needs to settle it."""
+
+    kind: str  # "reply" | "inbound"
+    row_id: int
+    label: str  # the request id of a reply, "inbound <id>" otherwise
+    to: str
+    attempts: int
+    message: EmailMessage
+
+
 class Mailer:
-    """Sends queued reply mails; see the module docstring."""
+    """Sends queued reply mails and the mails of SMS from phones; see the module docstring."""
 
     def __init__(
         self,
@@ -123,6 +168,7 @@ class Mailer:
         self._warned_no_smarthost = False
         self._unsubscribe: Callable[[], None] | None = None
         self.sent = 0
+        self.inbound_sent = 0
 
     async def start(self) -> None:
         """Start the send loop (returns at once)."""
@@ -183,16 +229,20 @@ class Mailer:
         timeout = MAX_IDLE_S
         if self._settings.reply.smarthost:
             with contextlib.suppress(Exception):
-                due = await self._storage.next_reply_due()
-                if due is not None:
-                    timeout = min(timeout, max((due - self._clock()).total_seconds(), 0.0))
+                dues = [
+                    await self._storage.next_reply_due(),
+                    await self._storage.next_inbound_due(),
+                ]
+                for due in dues:
+                    if due is not None:
+                        timeout = min(timeout, max((due - self._clock()).total_seconds(), 0.0))
         if timeout <= 0 or self._stopping:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def run_once(self) -> int:
-        """Claim due replies and try each once; returns how many were claimed."""
+        """Claim due replies and inbound mails and try each once; returns how many were claimed."""
         settings = self._settings
         reply = settings.reply
         if not reply.smarthost:
@@ -201,7 +251,15 @@ class Mailer:
                 log.warning("reply_not_sent", reason="no [reply] smarthost; replies stay queued")
             return 0
         lease_s = self._lease_s if self._lease_s is not None else settings.delivery.lease_s
-        jobs = await self._storage.claim_replies(self._clock(), limit=_BATCH, lease_s=lease_s)
+        now = self._clock()
+        replies = await self._storage.claim_replies(now, limit=_BATCH, lease_s=lease_s)
+        inbound: list[InboundMailJob] = []
+        if len(replies) < _BATCH:
+            inbound = await self._storage.claim_inbound_mails(
+                now, limit=_BATCH - len(replies), lease_s=lease_s
+            )
+        jobs = [self._reply_outgoing(job, now) for job in replies]
+        jobs.extend(self._inbound_outgoing(job, now) for job in inbound)
         if not jobs:
             return 0
         host, port = split_hostport(reply.smarthost)
@@ -224,9 +282,7 @@ class Mailer:
             for i, job in enumerate(jobs):
                 if self._stopping and i:
                     # claimed but not tried: back to the queue at once
-                    await self._storage.mark_reply_retry(
-                        job.reply_id, due=self._clock(), error="shutdown", now=self._clock()
-                    )
+                    await self._mark_retry(job, due=self._clock(), error="shutdown")
                     continue
                 await self._send_one(client, job)
         finally:
@@ -234,19 +290,23 @@ class Mailer:
                 await client.quit()
         return len(jobs)
 
-    async def _send_one(self, client: aiosmtplib.SMTP, job: ReplyJob) -> None:
+    def _reply_outgoing(self, job: ReplyJob, now: datetime) -> _Outgoing:
         settings = self._settings
-        now = self._clock()
         msg = build_reply(
-            job,
-            from_address=settings.reply.from_address,
-            hostname=settings.smtp.hostname,
-            now=now,
+            job, from_address=settings.reply.from_address, hostname=settings.smtp.hostname, now=now
         )
+        return _Outgoing("reply", job.reply_id, job.request_id, job.to, job.attempts, msg)
+
+    def _inbound_outgoing(self, job: InboundMailJob, now: datetime) -> _Outgoing:
+        msg = build_inbound(job, hostname=self._settings.smtp.hostname, now=now)
+        label = f"inbound {job.inbound_id}"
+        return _Outgoing("inbound", job.inbound_id, label, job.to, job.attempts, msg)
+
+    async def _send_one(self, client: aiosmtplib.SMTP, job: _Outgoing) -> None:
         try:
             if not client.is_connected:
                 await client.connect()
-            await client.send_message(msg, sender="", recipients=[job.to])
+            await client.send_message(job.message, sender="", recipients=[job.to])
         except aiosmtplib.SMTPRecipientsRefused as exc:
             # the smarthost refused the address for good: keep retrying would loop forever
             await self._retry(job, exc, permanent=True)
@@ -256,17 +316,33 @@ class Mailer:
             with contextlib.suppress(Exception):
                 client.close()
             return
-        await self._storage.mark_reply_sent(job.reply_id, self._clock())
-        self.sent += 1
-        log.info("reply_sent", id=job.request_id, attempts=job.attempts + 1)
+        now = self._clock()
+        if job.kind == "reply":
+            await self._storage.mark_reply_sent(job.row_id, now)
+            self.sent += 1
+            log.info("reply_sent", id=job.label, attempts=job.attempts + 1)
+        else:
+            await self._storage.mark_inbound_sent(job.row_id, now)
+            self.inbound_sent += 1
+            log.info("inbound_mail_sent", inbound_id=job.row_id, attempts=job.attempts + 1)
 
-    async def _retry(self, job: ReplyJob, exc: BaseException, *, permanent: bool = False) -> None:
+    async def _mark_retry(self, job: _Outgoing, *, due: datetime, error: str) -> None:
+        now = self._clock()
+        if job.kind == "reply":
+            await self._storage.mark_reply_retry(job.row_id, due=due, error=error, now=now)
+            return
+        await self._storage.mark_inbound_retry(job.row_id, due=due, error=error, now=now)
+
+    async def _retry(self, job: _Outgoing, exc: BaseException, *, permanent: bool = False) -> None:
         now = self._clock()
         due = decide_reply(
             attempt=job.attempts + 1, now=now, permanent=permanent, settings=self._settings.delivery
         )
         error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        await self._storage.mark_reply_retry(job.reply_id, due=due, error=error, now=now)
+        await self._mark_retry(job, due=due, error=error)
         log.warning(
-            "reply_retry", id=job.request_id, attempts=job.attempts + 1, error=type(exc).__name__
+            "reply_retry" if job.kind == "reply" else "inbound_mail_retry",
+            id=job.label,
+            attempts=job.attempts + 1,
+            error=type(exc).__name__,
         )

@@ -1,8 +1,10 @@
 """The composition root: builds the gateway and owns its signals and shutdown.
 
-:class:`Gateway` wires storage, providers, the dispatcher, the reply mailer
-and the SMTP listeners together; :func:`mailbridge.runtime.process.serve`
-runs one until SIGTERM (or supervises SMTP workers that each run one):
+:class:`Gateway` wires storage, providers, the dispatcher, the reply mailer,
+the provider events sink (receipts and SMS from phones, given to the
+providers by the factory), the status poller and the SMTP listeners
+together; :func:`mailbridge.runtime.process.serve` runs one until SIGTERM
+(or supervises SMTP workers that each run one):
 
 * start: open storage (schema created or migrated), build providers, open
   the listeners, start the dispatcher and the mailer, ``READY=1``;
@@ -25,7 +27,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from mailbridge.delivery.dispatcher import Dispatcher
+from mailbridge.delivery.events import StorageEvents
 from mailbridge.delivery.mailer import Mailer
+from mailbridge.delivery.status import StatusPoller
 from mailbridge.log import get_logger
 from mailbridge.providers.base import Provider
 from mailbridge.providers.events import ProviderEvents
@@ -75,7 +79,7 @@ class Gateway:
         :class:`SmtpServer`; ``on_request``/``on_reply`` are called after a commit that stored
         SMS rows or queued a reply, when this process runs no dispatcher or mailer to wake;
         ``events`` is where providers that hear back (``smpp``) store receipts and inbound SMS
-        (without one, an SMPP ``deliver_sm`` is answered with a temporary error, not lost).
+        (default: a :class:`StorageEvents` on this gateway's storage, waking its mailer).
         """
         self._events = events
         self._providers: dict[str, Provider] = {}
@@ -91,6 +95,8 @@ class Gateway:
         self.storage: Storage | None = None
         self.dispatcher: Dispatcher | None = None
         self.mailer: Mailer | None = None
+        self.events: StorageEvents | None = None
+        self.status: StatusPoller | None = None
         self.handler: MailHandler | None = None
         self.smtp: SmtpServer | None = None
 
@@ -108,6 +114,9 @@ class Gateway:
             on_request = self._on_request or _nothing
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
+                self.events = StorageEvents(storage, settings, clock=self._clock)
+                if self._events is None:
+                    self._events = self.events
                 providers = build_providers(settings.providers, self._events)
                 self._providers = providers
                 owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -115,7 +124,16 @@ class Gateway:
                     storage, providers, settings, clock=self._clock, owner=owner
                 )
                 self.mailer = Mailer(storage, settings, clock=self._clock)
+                self.events.wake_on_mail(self.mailer.wake)
                 on_request, on_reply = self.dispatcher.wake, self.mailer.wake
+                self.status = StatusPoller(
+                    storage,
+                    self._events,
+                    settings,
+                    clock=self._clock,
+                    flush=self.events.flush_parts,
+                )
+                self.status.set_providers(providers)
             if self._run_smtp:
                 self.handler = MailHandler(
                     settings=settings,
@@ -132,6 +150,8 @@ class Gateway:
             if self.dispatcher is not None and self.mailer is not None:
                 await self.dispatcher.start()
                 await self.mailer.start()
+            if self.status is not None:
+                await self.status.start()
         except BaseException:
             await self.stop(drain_s=0)
             raise
@@ -154,6 +174,10 @@ class Gateway:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
             self._providers = providers
+        if self.events is not None:
+            self.events.reload(settings)
+        if self.status is not None:
+            self.status.reload(settings, providers)
         self.settings = settings
 
     async def stop(self, *, drain_s: float = DRAIN_S) -> bool:
@@ -161,6 +185,8 @@ class Gateway:
         clean = True
         if self.smtp is not None:
             clean = await self.smtp.drain(drain_s)
+        if self.status is not None:
+            await self.status.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop(STOP_S)
         if self.mailer is not None:

@@ -44,6 +44,7 @@ from mailbridge.storage.common import (
     validate_intake,
 )
 from mailbridge.storage.connector import Channel, Connector, Row, Tx
+from mailbridge.storage.events_domain import DEFAULT_REPLY_RATE, EventsStore, apply_kept_receipts
 from mailbridge.storage.intake import accept_intake, count_replies, insert_reply
 
 __all__ = ["Store"]
@@ -52,8 +53,9 @@ __all__ = ["Store"]
 _FINAL = (SmsState.FAILED, SmsState.EXPIRED)
 
 
-class Store:
-    """The :class:`~mailbridge.storage.base.Storage` contract over one connector."""
+class Store(EventsStore):
+    """The :class:`~mailbridge.storage.base.Storage` contract over one connector
+    (receipts and SMS from phones: :class:`~mailbridge.storage.events_domain.EventsStore`)."""
 
     def __init__(self, connector: Connector) -> None:
         self._connector = connector
@@ -145,19 +147,39 @@ class Store:
         return await self._connector.transaction(work)
 
     async def mark_sent(
-        self, sms_id: int, *, provider: str, provider_id: str, answer: str, now: datetime
+        self,
+        sms_id: int,
+        *,
+        provider: str,
+        provider_id: str,
+        answer: str,
+        now: datetime,
+        reply_rate_per_hour: int = DEFAULT_REPLY_RATE,
     ) -> None:
-        """The provider took the SMS (only a row in ``sending`` moves)."""
+        """The provider took the SMS (only a row in ``sending`` moves); receipts kept for
+        its id are applied (``reply_rate_per_hour`` bounds the not-delivered mail one may
+        queue)."""
         to_ts(now)
 
-        async def work(tx: Tx) -> None:
-            if await tx.one("sending_row", {"id": sms_id}) is None:
-                return
+        async def work(tx: Tx) -> bool:
+            row = await tx.one("sending_row", {"id": sms_id})
+            if row is None:
+                return False
             await _attempt(tx, sms_id, provider, AttemptOutcome.SENT, answer, now)
-            params = {"id": sms_id, "provider": provider, "provider_id": provider_id}
+            params = {"id": sms_id, "provider": provider, "provider_id": provider_id, "now": now}
             await tx.run("set_sent", params)
+            return await apply_kept_receipts(
+                tx,
+                sms_id,
+                row[2],
+                provider=provider,
+                provider_id=provider_id,
+                now=now,
+                rate=reply_rate_per_hour,
+            )
 
-        await self._connector.transaction(work)
+        if await self._connector.transaction(work):
+            self._connector.notify(Channel.REPLIES, here=True)
 
     async def mark_retry(
         self, sms_id: int, *, provider: str, due: datetime, answer: str, now: datetime
@@ -434,6 +456,10 @@ async def _show_request(tx: Tx, request_id: str) -> RequestDetail | None:
             provider_id=r[6],
             attempts=tuple(attempts.get(r[0], ())),
             error=r[7],
+            receipt_status=r[8],
+            receipt_error=r[9],
+            receipt_at=None if r[10] is None else tx.moment(r[10]),
+            sent_at=None if r[11] is None else tx.moment(r[11]),
         )
         for r in await tx.all("request_sms", {"pk": pk})
     )

@@ -23,6 +23,7 @@ from mailbridge.models import ReplyState, SmsState
 from mailbridge.storage.common import RETRYABLE_STATES, to_ts
 from mailbridge.storage.connector import LocalWakeups, Params, Row, Tx
 from mailbridge.storage.domain import Store
+from mailbridge.storage.memory_events import QUERIES as EVENT_QUERIES
 
 __all__ = ["QUERIES", "MemoryConnector", "MemoryStorage"]
 
@@ -52,6 +53,10 @@ class _Db:
     balances: dict[str, int] = field(default_factory=dict)
     ip_errors: dict[str, list[datetime]] = field(default_factory=dict)
     ip_blocks: dict[str, list[Any]] = field(default_factory=dict)  # ip -> [until, refused]
+    sms_parts: Table = field(default_factory=dict)
+    receipts_kept: Table = field(default_factory=dict)
+    inbound: Table = field(default_factory=dict)
+    inbound_parts: Table = field(default_factory=dict)
     next_request: int = 1
 
     def insert(self, table: Table, row: dict[str, Any]) -> int:
@@ -73,7 +78,8 @@ _REPLY_JOB = itemgetter("recipient", "subject", "in_reply_to", "refs", "body", "
 _SUMMARY = itemgetter("pk", "request_id", "account", "received_at", "mode", "result", "sms_total")
 _DETAIL = itemgetter("client_ip", "mail_from", "sender", "format", "due", "charged")
 _SMS_VIEW = itemgetter(
-    "id", "recipient", "state", "parts", "due", "provider", "provider_id", "error"
+    "id", "recipient", "state", "parts", "due", "provider", "provider_id", "error",
+    "receipt_status", "receipt_error", "receipt_at", "sent_at",
 )  # fmt: skip
 _ATTEMPT = itemgetter("sms_id", "at", "provider", "outcome", "answer")
 _REPLY_VIEW = itemgetter("id", "recipient", "state", "attempts", "body", "due", "sent_at")
@@ -145,7 +151,7 @@ def _record_blocked(db: _Db, p: Params) -> list[Row]:
 
 @_query
 def _insert_request(db: _Db, p: Params) -> list[Row]:
-    db.requests[p["pk"]] = {**p, "followup_sent": False}
+    db.requests[p["pk"]] = {**p, "followup_sent": False, "undelivered_sent": False}
     db.next_request = max(db.next_request, p["pk"] + 1)
     return []
 
@@ -170,6 +176,11 @@ def _insert_sms(db: _Db, p: Params) -> list[Row]:
             "provider": None,
             "provider_id": None,
             "error": None,
+            "sent_at": None,
+            "receipt_status": None,
+            "receipt_error": None,
+            "receipt_at": None,
+            "status_checked_at": None,
         },
     )
     return []
@@ -310,6 +321,11 @@ def _set_sent(db: _Db, p: Params) -> list[Row]:
         provider=p["provider"],
         provider_id=p["provider_id"],
         error=None,
+        sent_at=p["now"],
+        receipt_status=None,
+        receipt_error=None,
+        receipt_at=None,
+        status_checked_at=None,
     )
 
 
@@ -545,3 +561,6 @@ class MemoryStorage(Store):
     @fail_writes.setter
     def fail_writes(self, value: bool) -> None:
         self.connector.fail_writes = value
+
+
+QUERIES.update(EVENT_QUERIES)  # receipts and SMS from phones

@@ -102,6 +102,7 @@ class TestExample:
             "routing": "## `[routing]`",
             "routing.rules": "## `[routing]`",
             "logging": "## `[logging]`",
+            "inbound": "## `[inbound]`",
         }
         assert set(headings) == set(SCHEMA)
         for section, keys in SCHEMA.items():

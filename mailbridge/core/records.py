@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from mailbridge.core.receipts import ReceiptAction
 from mailbridge.models import (
     AttemptOutcome,
     Encoding,
@@ -207,10 +208,10 @@ class ReceiptIn:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReceiptStored:
-    """What one receipt did: ``action`` a :class:`~mailbridge.core.receipts.ReceiptAction`
-    value; ``sms_id`` the row it moved or was recorded with (None: kept for later)."""
+    """What one receipt did: ``sms_id`` the row it moved or was recorded with (None: kept
+    for later)."""
 
-    action: str
+    action: ReceiptAction
     sms_id: int | None
     #: The not-delivered mail of the request was queued by this receipt.
     mail_queued: bool = False

@@ -259,11 +259,11 @@ async def _record_receipt(
                 "now": now,
             },
         )
-        return ReceiptStored(action=action.value, sms_id=None if row is None else row[0])
+        return ReceiptStored(action=action, sms_id=None if row is None else row[0])
     assert row is not None
     sms_id, _, request_pk = row
     queued = await _settle(tx, sms_id, request_pk, current, receipt, action, now=now, rate=rate)
-    return ReceiptStored(action=action.value, sms_id=sms_id, mail_queued=queued)
+    return ReceiptStored(action=action, sms_id=sms_id, mail_queued=queued)
 
 
 async def _part_receipt(
@@ -279,7 +279,7 @@ async def _part_receipt(
     current = SmsState(state)
     action = decide_receipt(current, whole.state)
     queued = await _settle(tx, sms_id, request_pk, current, whole, action, now=now, rate=rate)
-    return ReceiptStored(action=action.value, sms_id=sms_id, mail_queued=queued)
+    return ReceiptStored(action=action, sms_id=sms_id, mail_queued=queued)
 
 
 def _code(code: str | None) -> str | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mailbridge.core.inbound import PART_WAIT_S
+from mailbridge.core.receipts import ReceiptAction
 from mailbridge.core.records import InboundIn, ReceiptIn
 from mailbridge.models import SmsState
 from mailbridge.settings import InboundSettings
@@ -75,8 +76,10 @@ async def sent(s: Storage, *ids: str, now: datetime = T0) -> list[int]:
     return [job.sms_id for job in jobs]
 
 
-async def record(s: Storage, r: ReceiptIn, *, rate: int = RATE, now: float = 10) -> str:
-    return (await s.record_receipt(r, now=at(now), reply_rate_per_hour=rate)).action
+async def record(s: Storage, r: ReceiptIn, *, rate: int = RATE, now: float = 10) -> ReceiptAction:
+    action = (await s.record_receipt(r, now=at(now), reply_rate_per_hour=rate)).action
+    assert type(action) is ReceiptAction
+    return action
 
 
 class TestReceipts:

@@ -16,6 +16,7 @@ __all__ = [
     "CommandEntry",
     "Encoding",
     "Format",
+    "InboundState",
     "MailContent",
     "Message",
     "OnError",
@@ -77,6 +78,15 @@ class AttemptOutcome(enum.StrEnum):
     DEFERRED = "deferred"  # not tried: every provider on its route is paused
     FAILED = "failed"  # not tried: no provider carries its format
     EXPIRED = "expired"  # not tried: its validity ended
+
+
+class InboundState(enum.StrEnum):
+    """Life of one SMS from a phone and its mail (``mailbridge queue inbound``)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"  # leased by a mailer
+    SENT = "sent"  # the smarthost took its mail
+    KEPT = "kept"  # no one to mail it to
 
 
 class ReplyState(enum.StrEnum):

@@ -222,7 +222,7 @@ async def queue_inbound(storage: QueueStore, *, out: TextIO, limit: int = 100) -
             i.source,
             i.destination or "-",
             str(i.parts),
-            i.state,
+            i.state.value,
             (i.to or "-") + (f" (request {i.request_id})" if i.request_id else ""),
             _one_line(i.text),
         ]

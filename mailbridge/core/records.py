@@ -17,6 +17,7 @@ from mailbridge.models import (
     AttemptOutcome,
     Encoding,
     Format,
+    InboundState,
     ReplyState,
     RouteKind,
     SmsRequest,
@@ -254,8 +255,7 @@ class InboundView:
     text: str
     received_at: datetime
     parts: int
-    #: ``queued`` | ``sending`` | ``sent`` | ``kept`` (no one to mail it to).
-    state: str
+    state: InboundState
     to: str | None
     request_id: str | None
     attempts: int

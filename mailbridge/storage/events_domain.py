@@ -45,7 +45,7 @@ from mailbridge.core.records import (
     ReplyDraft,
     SentForStatus,
 )
-from mailbridge.models import SmsState
+from mailbridge.models import InboundState, SmsState
 from mailbridge.settings import InboundSettings, ReplySettings
 from mailbridge.storage.common import shorten, to_ts
 from mailbridge.storage.connector import Channel, Connector, Tx
@@ -213,7 +213,7 @@ class EventsStore:
                     text=r[4],
                     received_at=tx.moment(r[5]),
                     parts=r[6],
-                    state=r[7],
+                    state=InboundState(r[7]),
                     to=r[8],
                     request_id=r[9],
                     attempts=r[10],
@@ -506,7 +506,7 @@ async def _new_message(
         "parts": parts,
         "now": now,
         "request_pk": row[5] if row is not None and route.request_id is not None else None,
-        "state": "kept",
+        "state": InboundState.KEPT.value,
         "recipient": None,
         "from_address": None,
         "subject": None,
@@ -524,7 +524,7 @@ async def _new_message(
             domain=domain,
         )
         params.update(
-            state="queued",
+            state=InboundState.QUEUED.value,
             recipient=mail.to,
             from_address=mail.from_address,
             subject=mail.subject,

@@ -95,6 +95,7 @@ class ReplyState(enum.StrEnum):
     QUEUED = "queued"
     SENDING = "sending"  # leased by a mailer
     SENT = "sent"  # the smarthost took it
+    DROPPED = "dropped"  # the smarthost refused it for good (5xx)
 
 
 class RouteKind(enum.StrEnum):

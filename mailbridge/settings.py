@@ -124,7 +124,7 @@ class ForwardAlias:
     address: str  # full address, lower case
     account: str
     to: tuple[str, ...]
-    allowed_senders: tuple[str, ...] = ()
+    allowed_senders: tuple[str, ...] | None = None  # None: any sender; (): nobody
     template: str = "{subject}: {body}"
     max_parts: int = 2
     sender: str | None = None  # None: the account's default_sender
@@ -134,7 +134,7 @@ class ForwardAlias:
 class NumberAddressSettings:
     enabled: bool = False
     account: str = ""
-    allowed_senders: tuple[str, ...] = ()
+    allowed_senders: tuple[str, ...] | None = None  # None: any sender; (): nobody
     template: str = "{subject}: {body}"
     max_parts: int = 2
     sender: str | None = None
@@ -203,6 +203,11 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonSettings:
+    pid_file: str | None = None  # absolute once loaded from a file; None: no PID file
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -215,6 +220,7 @@ class Settings:
     providers: tuple[ProviderSettings, ...] = ()
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
     inbound: InboundSettings = field(default_factory=InboundSettings)
     source: str = ""  # the config file this came from ("" when built in code)
 

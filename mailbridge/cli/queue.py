@@ -132,7 +132,8 @@ async def queue_show(storage: QueueStore, request_id: str, *, out: TextIO) -> in
         ("sender", detail.sender if detail.sender is not None else "-"),
         ("format", str(detail.format) if detail.format is not None else "-"),
         ("due", _when(detail.due)),
-        ("sms", f"{s.sms_total} ({_states(s.states)})"),
+        ("parts", f"{s.sms_total} (the n of the result line: parts x recipients)"),
+        ("messages", f"{len(detail.sms)} ({_states(s.states)})"),
     ]
     for name, value in fields:
         print(f"{name + ':':<10}{value}", file=out)

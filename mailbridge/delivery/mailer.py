@@ -5,8 +5,10 @@ A background task claims due replies from storage under a lease
 null envelope sender (``MAIL FROM:<>``), and marks it sent right after its
 SMTP transaction. When the smarthost is down the reply goes back to the
 queue with exponential backoff (``[delivery] retry_first_s`` doubling up to
-``retry_max_s``, decided by :func:`mailbridge.core.retry.decide_reply`): a
-reply is never dropped. A crash between the smarthost's
+``retry_max_s``, decided by :func:`mailbridge.core.retry.decide_reply`). A
+reply the smarthost refuses for good (5xx at RCPT or DATA) is marked
+``dropped`` with one ``reply_dropped`` line instead (:func:`permanent_refusal`).
+A crash between the smarthost's
 250 and ``mark_reply_sent`` sends that one reply again once its lease runs
 out (``[delivery] lease_s``, as for SMS rows). That window is one SQLite
 commit wide, and the copy carries the same ``Message-ID`` (made from the
@@ -58,6 +60,7 @@ __all__ = [
     "Mailer",
     "build_inbound",
     "build_reply",
+    "permanent_refusal",
     "reply_backoff_s",
     "reply_message_id",
     "split_hostport",
@@ -70,6 +73,19 @@ _BATCH = 50
 _ERROR_PAUSE_S = 1.0
 
 log = get_logger("mailbridge.mailer")
+
+
+def permanent_refusal(exc: BaseException) -> str | None:
+    """The smarthost's answer when it refused a reply for good (every recipient, or the
+    DATA, answered 5xx), else None (4xx and the rest are tried again)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        refusals = exc.recipients
+        if refusals and all(r.code >= 500 for r in refusals):
+            return f"{refusals[0].code} {refusals[0].message}"[:200]
+        return None
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 500:
+        return f"{exc.code} {exc.message}"[:200]
+    return None
 
 
 def split_hostport(value: str, default_port: int = 25) -> tuple[str, int]:
@@ -329,9 +345,14 @@ class Mailer:
             if not client.is_connected:
                 await client.connect()
             await client.send_message(job.message, sender="", recipients=[job.to])
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            # the smarthost refused the address for good: keep retrying would loop forever
-            await self._retry(job, exc, permanent=True)
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPDataError) as exc:
+            answer = permanent_refusal(exc)
+            if answer is not None and job.kind == "reply":
+                # refused for good (5xx at RCPT or DATA): retrying would loop forever
+                await self._storage.mark_reply_dropped(job.row_id, error=answer, now=self._clock())
+                log.warning("reply_dropped", id=job.label, to=job.to, answer=answer)
+                return
+            await self._retry(job, exc, permanent=isinstance(exc, aiosmtplib.SMTPRecipientsRefused))
             return
         except (aiosmtplib.SMTPException, OSError) as exc:
             await self._retry(job, exc)

@@ -30,7 +30,7 @@ from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.delivery.events import StorageEvents
 from mailbridge.delivery.mailer import Mailer
 from mailbridge.delivery.status import StatusPoller
-from mailbridge.log import get_logger
+from mailbridge.log import configure_logging, get_logger
 from mailbridge.providers.base import Provider
 from mailbridge.providers.events import ProviderEvents
 from mailbridge.providers.factory import build_providers
@@ -73,6 +73,7 @@ class Gateway:
         on_request: Callable[[datetime | None], None] | None = None,
         on_reply: Callable[[], None] | None = None,
         events: ProviderEvents | None = None,
+        owns_logging: bool = False,
     ) -> None:
         """``smtp``/``delivery`` pick the halves to run (a worker process runs only the SMTP
         side, its parent only the dispatcher and mailer); ``listen``/``reuse_port`` go to
@@ -80,6 +81,8 @@ class Gateway:
         SMS rows or queued a reply, when this process runs no dispatcher or mailer to wake;
         ``events`` is where providers that hear back (``smpp``) store receipts and inbound SMS
         (default: a :class:`StorageEvents` on this gateway's storage, waking its mailer).
+        ``owns_logging``: this gateway owns the process's logging (``serve`` and workers),
+        so a reload with another ``[logging]`` sets it up again.
         """
         self._events = events
         self._providers: dict[str, Provider] = {}
@@ -92,6 +95,7 @@ class Gateway:
         self._reuse_port = reuse_port
         self._on_request = on_request
         self._on_reply = on_reply
+        self._owns_logging = owns_logging
         self.storage: Storage | None = None
         self.dispatcher: Dispatcher | None = None
         self.mailer: Mailer | None = None
@@ -174,6 +178,12 @@ class Gateway:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
             self._providers = providers
+        if settings.logging != self.settings.logging and self._owns_logging:
+            configure_logging(settings.logging)
+            new = settings.logging
+            log.info("logging_reloaded", level=new.level, format=new.format)
+        if settings.daemon != self.settings.daemon and self._run_delivery:
+            log.warning("reload_pid_file_ignored", reason="the PID file changes on restart")
         if self.events is not None:
             self.events.reload(settings)
         if self.status is not None:

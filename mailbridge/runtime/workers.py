@@ -58,6 +58,7 @@ from mailbridge.errors import ConfigError, StorageError
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.runtime.app import DRAIN_S, Gateway
 from mailbridge.runtime.config_file import read_settings
+from mailbridge.runtime.pidfile import remove_pid_file, write_pid_file
 from mailbridge.runtime.sdnotify import notify
 from mailbridge.settings import Settings, StorageSettings
 from mailbridge.smtp.server import parse_listen
@@ -258,6 +259,7 @@ async def serve_worker(settings_path: str | Path, index: int) -> int:
         delivery=False,
         listen=spec.listen,
         reuse_port=True,
+        owns_logging=True,
         on_request=wake.request,
         on_reply=wake.reply,
     )
@@ -500,7 +502,7 @@ async def supervise(path: Path, settings: Settings) -> int:
     except OSError as exc:
         log.error("start_failed", error=str(exc))
         return 1
-    gateway = Gateway(settings, smtp=False)
+    gateway = Gateway(settings, smtp=False, owns_logging=True)
     try:
         await gateway.start()
     except (OSError, ConfigError, StorageError, ssl.SSLError) as exc:
@@ -510,6 +512,7 @@ async def supervise(path: Path, settings: Settings) -> int:
         return 1
 
     loop = asyncio.get_running_loop()
+    pid_file = settings.daemon.pid_file
     sup = _Supervisor(path, settings, gateway, listen)
     loop.add_reader(sup.wake_r.fileno(), sup.on_datagram)
     stop = asyncio.Event()
@@ -536,6 +539,8 @@ async def supervise(path: Path, settings: Settings) -> int:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         addresses = " ".join(listen)
+        if pid_file is not None:
+            write_pid_file(pid_file)
         notify("READY=1", f"STATUS=accepting mail on {addresses} ({len(sup.workers)} workers)")
         log.info("started", addresses=addresses, pid=os.getpid(), workers=len(sup.workers))
         await stop.wait()
@@ -548,7 +553,12 @@ async def supervise(path: Path, settings: Settings) -> int:
         # the workers drain their sessions while delivery stops here
         await asyncio.gather(sup.stop_workers(), gateway.stop(drain_s=0))
         log.info("stopped")
+    except OSError as exc:  # the PID file cannot be written
+        log.error("pid_file_failed", path=pid_file, error=str(exc))
+        return 1
     finally:
+        if pid_file is not None:
+            remove_pid_file(pid_file)
         if not sup.stopping:
             await sup.stop_workers()
             await gateway.stop(drain_s=0)

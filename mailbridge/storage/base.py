@@ -102,6 +102,20 @@ class IntakeStore(Protocol):
         """
         ...
 
+    async def accept_all(
+        self,
+        intakes: Sequence[Intake],
+        *,
+        limits: LimitsSettings,
+        reply_rate_per_hour: int,
+        now: datetime,
+    ) -> list[AcceptResult]:
+        """Commit the requests of one mail to several kinds of recipient (SPEC §3): each
+        intake as :meth:`accept` would, all in ONE transaction, all or none. When storage
+        refuses one (9, 8, 3) nothing of the mail is written and the result is that refusal
+        alone; otherwise one result per intake, in order."""
+        ...
+
 
 class DeliveryStore(Protocol):
     """What the dispatcher needs."""
@@ -172,6 +186,11 @@ class ReplyStore(Protocol):
         self, reply_id: int, *, due: datetime, error: str, now: datetime
     ) -> None: ...
 
+    async def mark_reply_dropped(self, reply_id: int, *, error: str, now: datetime) -> None:
+        """The smarthost refused the reply for good (5xx): state ``dropped``, never claimed
+        again (``queue show`` lists it with the smarthost's answer)."""
+        ...
+
     def subscribe_replies(self, callback: Callback) -> Unsubscribe:
         """Call ``callback`` when a reply was queued that the SMTP handler did not announce
         (a follow-up from ``mark_failed``; another instance's replies)."""
@@ -241,6 +260,16 @@ class QueueStore(Protocol):
 
         Returns how many rows it rescheduled.
         """
+        ...
+
+    async def balance_charges(self) -> dict[str, int]:
+        """Parts charged so far per account: accepted requests, less refunds (SMS that
+        failed or were cancelled) and top-ups. What an account has left is its configured
+        ``balance`` minus this."""
+        ...
+
+    async def top_up(self, account: str, parts: int) -> int:
+        """Give ``account`` ``parts`` more (negative: take them back); its charge after."""
         ...
 
     async def cancel_request(self, request_id: str, now: datetime) -> int:

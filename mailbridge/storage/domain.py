@@ -53,6 +53,14 @@ __all__ = ["Store"]
 _FINAL = (SmsState.FAILED, SmsState.EXPIRED)
 
 
+class _MailRefused(Exception):
+    """Raised inside ``accept_all``'s transaction so that nothing of the mail is written."""
+
+    def __init__(self, result: AcceptResult) -> None:
+        super().__init__(result.line)
+        self.result = result
+
+
 class Store(EventsStore):
     """The :class:`~mailbridge.storage.base.Storage` contract over one connector
     (receipts and SMS from phones: :class:`~mailbridge.storage.events_domain.EventsStore`)."""
@@ -119,6 +127,41 @@ class Store(EventsStore):
             self._connector.notify(Channel.REPLIES, here=False)
         self._connector.after_intake(limits, now)
         return result
+
+    async def accept_all(
+        self,
+        intakes: Sequence[Intake],
+        *,
+        limits: LimitsSettings,
+        reply_rate_per_hour: int,
+        now: datetime,
+    ) -> list[AcceptResult]:
+        """Several intakes of one mail in one transaction, all or none (see the protocol)."""
+        for intake in intakes:
+            validate_intake(intake)
+        to_ts(now)
+
+        async def work(tx: Tx) -> list[AcceptResult]:
+            results: list[AcceptResult] = []
+            for intake in intakes:
+                result = await accept_intake(
+                    tx, intake, limits=limits, reply_rate_per_hour=reply_rate_per_hour, now=now
+                )
+                if result.error is not None:
+                    raise _MailRefused(result)  # rolls the whole transaction back
+                results.append(result)
+            return results
+
+        try:
+            results = await self._connector.transaction(work)
+        except _MailRefused as refused:
+            return [refused.result]
+        if any(r.sms_count for r in results):
+            self._connector.notify(Channel.DUE, here=False)
+        if any(r.reply_queued for r in results):
+            self._connector.notify(Channel.REPLIES, here=False)
+        self._connector.after_intake(limits, now)
+        return results
 
     # --- delivery ---------------------------------------------------------------
 
@@ -275,6 +318,34 @@ class Store(EventsStore):
 
         async def work(tx: Tx) -> None:
             await tx.run("set_reply_retry", params)
+
+        await self._connector.transaction(work)
+
+    async def balance_charges(self) -> dict[str, int]:
+        """Parts charged so far per account (net of refunds and top-ups)."""
+
+        async def work(tx: Tx) -> dict[str, int]:
+            return {str(r[0]): int(r[1]) for r in await tx.all("balance_charges", {})}
+
+        return await self._connector.transaction(work, write=False)
+
+    async def top_up(self, account: str, parts: int) -> int:
+        """Give ``account`` ``parts`` more (a negative charge); its charge after."""
+
+        async def work(tx: Tx) -> int:
+            await tx.run("charge", {"account": account, "parts": -parts})
+            row = await tx.one("charged_of", {"account": account})
+            return int(row[0]) if row is not None else 0
+
+        return await self._connector.transaction(work)
+
+    async def mark_reply_dropped(self, reply_id: int, *, error: str, now: datetime) -> None:
+        """The smarthost refused the reply for good (5xx): kept as ``dropped``, not retried."""
+        to_ts(now)
+        params = {"id": reply_id, "error": shorten(error)}
+
+        async def work(tx: Tx) -> None:
+            await tx.run("set_reply_dropped", params)
 
         await self._connector.transaction(work)
 

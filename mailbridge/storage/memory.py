@@ -11,6 +11,7 @@ on the event loop. Set ``fail_writes`` to make every write transaction raise
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, TypeVar
 
+from mailbridge.core.records import AcceptResult, Intake
 from mailbridge.errors import StorageError
 from mailbridge.models import ReplyState, SmsState
+from mailbridge.settings import LimitsSettings
 from mailbridge.storage.common import RETRYABLE_STATES, to_ts
 from mailbridge.storage.connector import LocalWakeups, Params, Row, Tx
 from mailbridge.storage.domain import Store
@@ -36,6 +39,7 @@ _QUEUED, _REPLY_SENDING, _SENT = (
     ReplyState.SENDING.value,
     ReplyState.SENT.value,
 )
+_DROPPED = ReplyState.DROPPED.value
 _RETRYABLE = frozenset(s.value for s in RETRYABLE_STATES)
 
 
@@ -406,6 +410,26 @@ def _set_reply_retry(db: _Db, p: Params) -> list[Row]:
     return []
 
 
+@_query
+def _balance_charges(db: _Db, p: Params) -> list[Row]:
+    return [(account, charged) for account, charged in sorted(db.balances.items())]
+
+
+@_query
+def _charged_of(db: _Db, p: Params) -> list[Row]:
+    charged = db.balances.get(p["account"])
+    return [] if charged is None else [(charged,)]
+
+
+@_query
+def _set_reply_dropped(db: _Db, p: Params) -> list[Row]:
+    r = db.replies.get(p["id"])
+    if r is not None and r["state"] != _SENT:
+        r.update(state=_DROPPED, lease_until=None, error=p["error"])
+        r["attempts"] += 1
+    return []
+
+
 # --- operators ---------------------------------------------------------------------------
 
 
@@ -552,6 +576,24 @@ class MemoryStorage(Store):
     def __init__(self) -> None:
         self.connector = MemoryConnector()
         super().__init__(self.connector)
+
+    async def accept_all(
+        self,
+        intakes: Sequence[Intake],
+        *,
+        limits: LimitsSettings,
+        reply_rate_per_hour: int,
+        now: datetime,
+    ) -> list[AcceptResult]:
+        """As the other backends, all or none: memory has no rollback, so the tables are
+        copied first and put back when the mail is refused."""
+        saved = copy.deepcopy(self.connector.db)
+        results = await super().accept_all(
+            intakes, limits=limits, reply_rate_per_hour=reply_rate_per_hour, now=now
+        )
+        if len(results) == 1 and results[0].error is not None:
+            self.connector.db = saved
+        return results
 
     @property
     def fail_writes(self) -> bool:

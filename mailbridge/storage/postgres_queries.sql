@@ -240,6 +240,20 @@ UPDATE replies SET state = 'queued', attempts = attempts + 1, due = %(due)s, lea
                    error = %(error)s
  WHERE id = %(id)s AND state <> 'sent';
 
+-- set_reply_dropped --
+-- The smarthost refused the reply for good (5xx): not tried again
+UPDATE replies SET state = 'dropped', attempts = attempts + 1, lease_until = NULL,
+                   error = %(error)s
+ WHERE id = %(id)s AND state <> 'sent';
+
+-- balance_charges --
+-- Parts charged per account (net of refunds and top-ups)
+SELECT account, charged FROM balances ORDER BY account;
+
+-- charged_of --
+-- One account's charge
+SELECT charged FROM balances WHERE account = %(account)s;
+
 -- list_requests --
 -- Requests, newest first, filtered by account and by a state some row is in
 SELECT pk, request_id, account, received_at, mode, result, sms_total

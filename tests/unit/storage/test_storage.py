@@ -1252,6 +1252,19 @@ class TestReplyViews:
         assert (sent.state, sent.attempts, sent.sent_at, sent.body) == ("sent", 2, at(31), line)
         assert sent.state is ReplyState.SENT
 
+    async def test_dropped_reply_shows(self, backend: Backend) -> None:
+        """A reply the smarthost refused for good is listed as dropped, never claimed again."""
+        s = backend.storage
+        rid, _ = await accept(s, intake(error=7))
+        (job,) = await s.claim_replies(T0, limit=10, lease_s=60)
+        await s.mark_reply_dropped(job.reply_id, error="550 no such user", now=at(1))
+        detail = await s.show_request(rid)
+        assert detail is not None
+        (dropped,) = detail.replies
+        assert (dropped.state, dropped.attempts) == (ReplyState.DROPPED, 1)
+        assert dropped.state is ReplyState.DROPPED
+        assert await s.claim_replies(at(10_000), limit=10, lease_s=60) == []
+
     async def test_ok_and_followup(self, backend: Backend) -> None:
         """A test=1 request whose SMS expired lists its OK reply and the ERROR = 8 follow-up."""
         s = backend.storage

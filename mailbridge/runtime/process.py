@@ -26,6 +26,7 @@ from mailbridge.core.config import config_warnings, load_config
 from mailbridge.errors import ConfigError, StorageError
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.runtime.app import Gateway
+from mailbridge.runtime.config_file import read_settings
 from mailbridge.runtime.pidfile import remove_pid_file, write_pid_file
 from mailbridge.runtime.preflight import preflight
 from mailbridge.runtime.sdnotify import notify
@@ -39,8 +40,10 @@ log = get_logger("mailbridge.app")
 async def serve(settings_path: str | Path) -> int:
     """Run the gateway configured at ``settings_path`` until SIGTERM; the exit status."""
     path = Path(settings_path)
+    settings = read_settings(path)
+    if settings is None:
+        return 1
     try:
-        settings = load_config(path)
         preflight(settings)  # TLS files and the SQLite file, named by key and path
     except ConfigError as exc:
         print(str(exc), flush=True)

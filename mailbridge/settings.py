@@ -17,6 +17,7 @@ __all__ = [
     "Account",
     "DeliverySettings",
     "ForwardAlias",
+    "HttpSettings",
     "LimitsSettings",
     "LoggingSettings",
     "NumberAddressSettings",
@@ -167,6 +168,24 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HttpSettings:
+    """``[http]``: metrics, health checks and the status page; ``listen`` empty: off."""
+
+    listen: tuple[str, ...] = ()
+    token_hash: str | None = field(default=None, repr=False)  # bearer token, hashed
+    username: str | None = None  # basic auth, with password_hash
+    password_hash: str | None = field(default=None, repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.listen)
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.token_hash is not None or self.password_hash is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -179,6 +198,7 @@ class Settings:
     providers: tuple[ProviderSettings, ...] = ()
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     source: str = ""  # the config file this came from ("" when built in code)
 
     def account(self, login: str) -> Account | None:

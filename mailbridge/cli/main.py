@@ -173,4 +173,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "queue":
         return _queue(args, out, err)
     raise AssertionError(args.command)  # argparse refuses other commands
-

@@ -130,6 +130,10 @@ class Dispatcher:
         """Rows claimed by this dispatcher and not yet settled."""
         return len(self._inflight)
 
+    def breaker_states(self, now: datetime) -> dict[str, str]:
+        """Each provider's circuit breaker as seen at ``now``: closed, half-open or open."""
+        return {name: str(lane.breaker.state(now)) for name, lane in self._lanes.items()}
+
     async def start(self) -> None:
         """Start the claim loop (returns at once)."""
         if self._loop_task is None:

@@ -31,9 +31,13 @@ from mailbridge.core.config import config_warnings, load_config
 from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.delivery.mailer import Mailer
 from mailbridge.errors import ConfigError, StorageError
+from mailbridge.http.figures import Figures
+from mailbridge.http.metrics import BreakerView, Metrics
+from mailbridge.http.server import HttpServer
 from mailbridge.log import configure_logging, get_logger
+from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.providers.factory import build_providers
-from mailbridge.runtime.sdnotify import notify
+from mailbridge.runtime.sdnotify import Heartbeat, notify
 from mailbridge.settings import Settings
 from mailbridge.smtp.server import ConnectionGate, MailHandler, SmtpServer
 from mailbridge.storage.base import Storage
@@ -92,6 +96,24 @@ class Gateway:
         self.mailer: Mailer | None = None
         self.handler: MailHandler | None = None
         self.smtp: SmtpServer | None = None
+        #: Metrics of this process when ``[http]`` is on (workers forward theirs to the parent).
+        self.metrics: Metrics | None = Metrics() if settings.http.enabled else None
+        self.observer: Observer = self.metrics or NULL_OBSERVER
+        self.http: HttpServer | None = None
+        self.heartbeat: Heartbeat | None = None
+        #: Whether the SMTP listeners are up (the supervisor of workers replaces it).
+        self.listeners_up: Callable[[], bool] = lambda: bool(self.addresses)
+
+    def breakers(self) -> list[BreakerView]:
+        """Each provider's breaker, for metrics and health (empty without a dispatcher)."""
+        if self.dispatcher is None:
+            return []
+        states = self.dispatcher.breaker_states(self._clock())
+        rates = {p.name: p.rate_per_s for p in self.settings.providers}
+        return [
+            BreakerView(name=name, state=state, rate_per_s=rates.get(name, 0.0))
+            for name, state in states.items()
+        ]
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -130,9 +152,32 @@ class Gateway:
             if self.dispatcher is not None and self.mailer is not None:
                 await self.dispatcher.start()
                 await self.mailer.start()
+                self.heartbeat = Heartbeat()
+                self.heartbeat.start()
+                if self.metrics is not None:
+                    await self._start_http(self.metrics, storage, self.heartbeat)
         except BaseException:
             await self.stop(drain_s=0)
             raise
+
+    async def _start_http(self, metrics: Metrics, storage: Storage, beat: Heartbeat) -> None:
+        figures = Figures(storage)
+        metrics.read_queue_from(figures.latest)
+        metrics.read_breakers_from(self.breakers)
+        self.http = HttpServer(
+            self.settings,
+            metrics=metrics,
+            figures=figures,
+            breakers=self.breakers,
+            listeners=lambda: self.listeners_up(),
+            late_s=beat.late_s,
+        )
+        await self.http.start()
+
+    @property
+    def http_addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of each HTTP listener."""
+        return self.http.addresses if self.http is not None else []
 
     def reload(self, settings: Settings) -> None:
         """Apply ``settings`` (raises, changing nothing, when providers or TLS cannot be built)."""
@@ -147,6 +192,10 @@ class Gateway:
         if self.dispatcher is not None and self.mailer is not None:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
+        if self.http is not None:
+            if settings.http.listen != self.settings.http.listen:
+                log.warning("reload_http_listen_ignored", reason="listen changes on restart")
+            self.http.reload(settings)
         self.settings = settings
 
     async def stop(self, *, drain_s: float = DRAIN_S) -> bool:
@@ -154,6 +203,12 @@ class Gateway:
         clean = True
         if self.smtp is not None:
             clean = await self.smtp.drain(drain_s)
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
+            self.heartbeat = None
         if self.dispatcher is not None:
             await self.dispatcher.stop(STOP_S)
         if self.mailer is not None:
@@ -214,7 +269,8 @@ async def serve(settings_path: str | Path) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     addresses = " ".join(f"{h}:{p}" for h, p in gateway.addresses)
     notify("READY=1", f"STATUS=accepting mail on {addresses}")
-    log.info("started", addresses=addresses, pid=os.getpid())
+    http = " ".join(f"{h}:{p}" for h, p in gateway.http_addresses)
+    log.info("started", addresses=addresses, pid=os.getpid(), **({"http": http} if http else {}))
     try:
         await stop.wait()
     finally:

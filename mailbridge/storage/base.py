@@ -31,6 +31,7 @@ __all__ = [
     "AcceptResult",
     "Attempt",
     "Intake",
+    "QueueStats",
     "ReplyDraft",
     "ReplyJob",
     "ReplyView",
@@ -183,6 +184,15 @@ class RequestDetail:
     replies: tuple[ReplyView, ...] = ()  # oldest first
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStats:
+    """The queue at a glance (metrics, ``/readyz``, the status page, ``mailbridge status``)."""
+
+    by_state: dict[str, int]  # state -> SMS rows
+    oldest_due: datetime | None  # the oldest ``scheduled`` row due at ``now``; None: none due
+    replies_waiting: int  # reply mails queued or being sent
+
+
 class Storage(Protocol):
     """Durable state of the gateway. Every method is one transaction."""
 
@@ -281,4 +291,10 @@ class Storage(Protocol):
 
     async def cancel_request(self, request_id: str, now: datetime) -> int:
         """Cancel its scheduled SMS (refunding their parts); returns how many."""
+        ...
+
+    # --- monitoring -------------------------------------------------------------
+
+    async def queue_stats(self, now: datetime) -> QueueStats:
+        """SMS rows by state, the oldest due one, reply mails waiting; one transaction."""
         ...

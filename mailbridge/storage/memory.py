@@ -22,6 +22,7 @@ from mailbridge.storage.base import (
     AcceptResult,
     Attempt,
     Intake,
+    QueueStats,
     ReplyDraft,
     ReplyJob,
     ReplyView,
@@ -497,6 +498,17 @@ class MemoryStorage:
                 continue
             out.append(summary)
         return out
+
+    async def queue_stats(self, now: datetime) -> QueueStats:
+        """SMS rows by state, the oldest due one, replies waiting."""
+        by_state: dict[str, int] = {}
+        oldest: datetime | None = None
+        for row in self._sms.values():
+            by_state[row.state.value] = by_state.get(row.state.value, 0) + 1
+            if row.state is SmsState.SCHEDULED and row.due <= now:
+                oldest = row.due if oldest is None or row.due < oldest else oldest
+        waiting = sum(1 for r in self._replies.values() if r.state in ("queued", "sending"))
+        return QueueStats(by_state=by_state, oldest_due=oldest, replies_waiting=waiting)
 
     async def show_request(self, request_id: str) -> RequestDetail | None:
         """The newest request with ``request_id``, with its rows and attempts."""

@@ -64,6 +64,7 @@ from mailbridge.storage.base import (
     AcceptResult,
     Attempt,
     Intake,
+    QueueStats,
     ReplyJob,
     ReplyView,
     RequestDetail,
@@ -606,6 +607,21 @@ class PostgresStorage:
 
         async def work(c: Conn) -> RequestDetail | None:
             return await _show_request(c, request_id)
+
+        return await self._tx(work)
+
+    async def queue_stats(self, now: datetime) -> QueueStats:
+        """SMS rows by state, the oldest due one, replies waiting; one read transaction."""
+
+        async def work(c: Conn) -> QueueStats:
+            rows = await (await c.execute(Q["queue_states"])).fetchall()
+            oldest = await (await c.execute(Q["oldest_due"], {"now": _aware(now)})).fetchone()
+            waiting = await (await c.execute(Q["replies_waiting"])).fetchone()
+            return QueueStats(
+                by_state={str(state): int(n) for state, n in rows},
+                oldest_due=None if oldest is None or oldest[0] is None else oldest[0],
+                replies_waiting=int(waiting[0]) if waiting is not None else 0,
+            )
 
         return await self._tx(work)
 

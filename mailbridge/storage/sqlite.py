@@ -51,6 +51,7 @@ from mailbridge.storage.base import (
     AcceptResult,
     Attempt,
     Intake,
+    QueueStats,
     ReplyJob,
     ReplyView,
     RequestDetail,
@@ -648,6 +649,11 @@ class SqliteStorage:
         """The newest request with ``request_id``, with its rows and attempts."""
         return await self._call(partial(_show_request, request_id=request_id), write=False)
 
+    async def queue_stats(self, now: datetime) -> QueueStats:
+        """SMS rows by state, the oldest due one, replies waiting (on the writer's connection,
+        so an answer also says the writer is not stuck)."""
+        return await self._call(partial(_queue_stats, now_ts=to_ts(now)), write=False)
+
     async def retry_request(self, request_id: str, now: datetime) -> int:
         """Failed/expired/cancelled rows back to ``scheduled`` now (charged again)."""
         now_ts = to_ts(now)
@@ -1027,4 +1033,15 @@ def _show_request(c: sqlite3.Connection, *, request_id: str) -> RequestDetail | 
         due=None if req[11] is None else from_ts(req[11]),
         sms=sms,
         replies=replies,
+    )
+
+
+def _queue_stats(c: sqlite3.Connection, *, now_ts: float) -> QueueStats:
+    by_state = {str(state): int(n) for state, n in c.execute(Q["queue_states"]).fetchall()}
+    oldest = c.execute(Q["oldest_due"], {"now": now_ts}).fetchone()[0]
+    waiting = c.execute(Q["replies_waiting"]).fetchone()[0]
+    return QueueStats(
+        by_state=by_state,
+        oldest_due=None if oldest is None else from_ts(oldest),
+        replies_waiting=int(waiting),
     )

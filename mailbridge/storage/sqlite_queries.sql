@@ -264,3 +264,15 @@ SELECT id, parts FROM sms WHERE request_pk = :pk AND state = 'scheduled';
 -- cancel_row --
 -- Cancel one scheduled row
 UPDATE sms SET state = 'cancelled' WHERE id = :id;
+
+-- queue_states --
+-- SMS rows by state (monitoring; a scan of the per-request index)
+SELECT state, count(*) FROM sms GROUP BY state;
+
+-- oldest_due --
+-- The due time of the oldest scheduled row that is due (monitoring)
+SELECT min(due) FROM sms WHERE state = 'scheduled' AND due <= :now;
+
+-- replies_waiting --
+-- Reply mails not yet taken by the smarthost (monitoring)
+SELECT count(*) FROM replies WHERE state IN ('queued', 'sending');

@@ -101,6 +101,7 @@ class TestExample:
             "routing": "## `[routing]`",
             "routing.rules": "## `[routing]`",
             "logging": "## `[logging]`",
+            "http": "## `[http]`",
         }
         assert set(headings) == set(SCHEMA)
         for section, keys in SCHEMA.items():

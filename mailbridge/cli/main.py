@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         q = qsub.add_parser(name, help=text)
         _add_config(q, nested=True)
         q.add_argument("id", metavar="ID")
+
+    p = sub.add_parser("status", help="queue, providers, the figures of the status page")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
@@ -159,6 +163,19 @@ def _queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_queue_command(settings, args, out=out, err=err)
 
 
+def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from mailbridge.cli.status import run_status
+    from mailbridge.core.config import load_config
+    from mailbridge.errors import ConfigError
+
+    try:
+        settings = load_config(_config_path(args.config))
+    except ConfigError as exc:
+        print(str(exc), file=err)
+        return 1
+    return run_status(settings, as_json=args.json, out=out, err=err, env=os.environ)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out, err = sys.stdout, sys.stderr
@@ -172,4 +189,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _parse(args.file, args.config, args.client_ip, out, err)
     if args.command == "queue":
         return _queue(args, out, err)
+    if args.command == "status":
+        return _status(args, out, err)
     raise AssertionError(args.command)  # argparse refuses other commands

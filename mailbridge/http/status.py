@@ -34,7 +34,7 @@ _STATES = [s.value for s in SmsState]
 
 
 def mask(value: str) -> str:
-    """A number (or address) with its middle hidden: ``+79991234567`` → ``+7999*****67``."""
+    """A number (or address) with its middle hidden: ``+79991234567`` → ``+799******67``."""
     if "@" in value:
         local, _, domain = value.partition("@")
         return f"{local[:1]}***@{domain}"

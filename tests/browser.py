@@ -15,7 +15,6 @@ import contextlib
 import itertools
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,17 @@ def chromium_path() -> str:
         found = shutil.which(name)
         if found:
             return found
-    skip_unless_ci("chromium is not installed")
+    return skip_unless_ci("chromium is not installed")
+
+
+def _devtools_port(profile: Path) -> int | None:
+    """The port Chromium wrote to DevToolsActivePort (``--remote-debugging-port=0``)."""
+    try:
+        text = (profile / "DevToolsActivePort").read_text()
+    except OSError:
+        return None
+    first = text.split()[0] if text.split() else ""
+    return int(first) if first.isdigit() else None
 
 
 class Browser:
@@ -51,7 +60,7 @@ class Browser:
 
     def __init__(self, profile: Path) -> None:
         self.profile = profile
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: asyncio.subprocess.Process | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
@@ -62,26 +71,22 @@ class Browser:
 
     async def start(self, *, width: int = 1000, height: int = 900) -> None:
         self.profile.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                chromium_path(),
-                *FLAGS,
-                f"--user-data-dir={self.profile}",
-                "--remote-debugging-address=127.0.0.1",
-                "--remote-debugging-port=0",
-                f"--window-size={width},{height}",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.proc = await asyncio.create_subprocess_exec(
+            chromium_path(),
+            *FLAGS,
+            f"--user-data-dir={self.profile}",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            f"--window-size={width},{height}",
+            "about:blank",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
-        port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text().strip():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+        while (port := await asyncio.to_thread(_devtools_port, self.profile)) is None:
+            if self.proc.returncode is not None or time.monotonic() > deadline:
                 raise AssertionError("chromium did not start its DevTools endpoint")
             await asyncio.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
         self._session = aiohttp.ClientSession()
         async with self._session.get(f"http://127.0.0.1:{port}/json/list") as resp:
             targets = await resp.json()
@@ -155,7 +160,7 @@ class Browser:
             mobile=mobile,
         )
         shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
+        await asyncio.to_thread(path.write_bytes, base64.b64decode(shot["data"]))
 
     async def close(self) -> None:
         if self._ws is not None:
@@ -166,10 +171,10 @@ class Browser:
                 await self._reader
         if self._session is not None:
             await self._session.close()
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
                 self.proc.kill()
-                self.proc.wait(10)
+                await self.proc.wait()

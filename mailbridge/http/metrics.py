@@ -398,6 +398,7 @@ class Metrics(Observer):
             self._retire(old)
 
     def _retire(self, snap: _WorkerSnapshot) -> None:
+        self.recent.extend(snap.refusals)  # shown until newer ones push them out
         for key, value in snap.samples.items():
             if key[0] != "mailbridge_smtp_sessions_open":
                 self._retired[key] = self._retired.get(key, 0.0) + value

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailbridge.core.passwords import hash_password
@@ -203,7 +202,8 @@ class TestHealth:
     async def test_readyz_fails_when_storage_is_gone(self, start_daemon: DaemonFactory) -> None:
         """Storage that cannot answer makes /readyz 503 with the storage check failed."""
         daemon = await start_daemon(HTTP)
-        assert daemon.gateway.storage is not None and daemon.gateway.http is not None
+        assert daemon.gateway.storage is not None
+        assert daemon.gateway.http is not None
         storage = daemon.gateway.storage
         await storage.close()  # the gateway's own storage, closed under it
         daemon.gateway.http.figures._max_age_s = 0.0

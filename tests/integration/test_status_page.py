@@ -66,7 +66,8 @@ async def test_status_page_in_chromium(start_daemon: DaemonFactory, tmp_path: Pa
     config = tmp_path / "config.toml"
     config.write_text(to_toml(daemon.doc))
     expected = await asyncio.to_thread(queue_totals, config)
-    assert expected["sent"] == 4 and expected["scheduled"] == 1
+    assert expected["sent"] == 4
+    assert expected["scheduled"] == 1
 
     browser = Browser(tmp_path / "profile")
     try:
@@ -91,7 +92,8 @@ async def test_status_page_in_chromium(start_daemon: DaemonFactory, tmp_path: Pa
         assert TEXT not in body
         assert "+79991234567" not in body
         assert "+799******67" in body
-        assert "ERROR = 7" in body and "RCPT 550" in body
+        assert "ERROR = 7" in body
+        assert "RCPT 550" in body
         assert await browser.evaluate("document.scripts.length") == 0  # nothing needs JS
         refresh = await browser.evaluate(
             "document.querySelector('meta[http-equiv=refresh]').content"
@@ -112,7 +114,8 @@ async def test_status_page_in_chromium(start_daemon: DaemonFactory, tmp_path: Pa
         await browser.send("Emulation.clearDeviceMetricsOverride")
         await browser.open(base_url(daemon) + "/")
         await browser.screenshot(shot, width=1000, height=900, mobile=False)
-        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        head = await asyncio.to_thread(shot.read_bytes)
+        assert head[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         await browser.close()
 
@@ -142,6 +145,7 @@ async def test_status_command_matches_queue(start_daemon: DaemonFactory, tmp_pat
     assert f"sent={expected['sent']}" in proc.stdout
     assert "scheduled=1" in proc.stdout
     assert "breaker unknown" in proc.stdout
-    assert TEXT not in proc.stdout and "+79991234567" not in proc.stdout
+    assert TEXT not in proc.stdout
+    assert "+79991234567" not in proc.stdout
     _, page_json, _ = await get(daemon, "/status.json")
     assert json.loads(page_json)["queue"]["sms_by_state"] == by_state

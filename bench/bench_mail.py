@@ -22,7 +22,8 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 
-from mailbridge.core import mail
+from mailbridge.core.mail import charset as mail_charset
+from mailbridge.core.mail import headers as mail_headers
 from mailbridge.core.mail import read_mail
 from mailbridge.errors import RequestError
 
@@ -47,8 +48,8 @@ def read(raw: bytes) -> None:
 
 def read_cold(raw: bytes) -> None:
     """``read`` with the header-value caches of mailbridge.core.mail emptied first."""
-    mail._charset_param.cache_clear()
-    mail._address.cache_clear()
+    mail_charset._charset_param.cache_clear()
+    mail_headers._address.cache_clear()
     read(raw)
 
 

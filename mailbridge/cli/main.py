@@ -116,7 +116,7 @@ def _hash_password(from_stdin: bool, out: TextIO, err: TextIO) -> int:
 def _serve(arg: str | None, err: TextIO, worker: int | None = None) -> int:
     from mailbridge.core.config import load_config
     from mailbridge.errors import ConfigError
-    from mailbridge.runtime.app import run
+    from mailbridge.runtime.process import run
 
     path = _config_path(arg)
     try:

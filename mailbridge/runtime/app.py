@@ -1,7 +1,8 @@
 """The composition root: builds the gateway and owns its signals and shutdown.
 
 :class:`Gateway` wires storage, providers, the dispatcher, the reply mailer
-and the SMTP listeners together; :func:`serve` runs one until SIGTERM:
+and the SMTP listeners together; :func:`mailbridge.runtime.process.serve`
+runs one until SIGTERM (or supervises SMTP workers that each run one):
 
 * start: open storage (schema created or migrated), build providers, open
   the listeners, start the dispatcher and the mailer, ``READY=1``;
@@ -18,32 +19,26 @@ and the SMTP listeners together; :func:`serve` runs one until SIGTERM:
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import socket
-import ssl
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
-from mailbridge.core.config import config_warnings, load_config
 from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.delivery.mailer import Mailer
-from mailbridge.errors import ConfigError, StorageError
 from mailbridge.http.figures import Figures
 from mailbridge.http.metrics import BreakerView, Metrics
 from mailbridge.http.server import HttpServer
-from mailbridge.log import configure_logging, get_logger
+from mailbridge.log import get_logger
 from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.providers.factory import build_providers
-from mailbridge.runtime.sdnotify import Heartbeat, notify
+from mailbridge.runtime.sdnotify import Heartbeat
 from mailbridge.settings import Settings
 from mailbridge.smtp.server import ConnectionGate, MailHandler, SmtpServer
 from mailbridge.storage.base import Storage
 from mailbridge.storage.factory import open_storage
 
-__all__ = ["DRAIN_S", "STOP_S", "Gateway", "run", "serve"]
+__all__ = ["DRAIN_S", "STOP_S", "Gateway"]
 
 #: Longest wait for sessions inside DATA when stopping.
 DRAIN_S = 10.0
@@ -219,80 +214,3 @@ class Gateway:
             await self.storage.close()
             self.storage = None
         return clean
-
-
-async def serve(settings_path: str | Path) -> int:
-    """Run the gateway configured at ``settings_path`` until SIGTERM; the exit status."""
-    path = Path(settings_path)
-    try:
-        settings = load_config(path)
-    except ConfigError as exc:
-        print(str(exc), flush=True)
-        return 1
-    configure_logging(settings.logging)
-    for warning in config_warnings(settings):
-        log.warning("config_warning", message=warning)
-    if settings.smtp.workers > 1:
-        from mailbridge.runtime.workers import supervise
-
-        return await supervise(path, settings)
-
-    gateway = Gateway(settings)
-    try:
-        await gateway.start()
-    except (OSError, ConfigError, StorageError, ssl.SSLError) as exc:
-        log.error("start_failed", error=str(exc))
-        return 1
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    reloads: set[asyncio.Task[None]] = set()
-
-    async def reload() -> None:
-        notify("RELOADING=1")
-        try:
-            new = await asyncio.to_thread(load_config, path)
-            gateway.reload(new)
-        except (ConfigError, OSError, ssl.SSLError) as exc:
-            log.error("reload_refused", error=str(exc))
-        else:
-            log.info("reloaded", config=str(path))
-        notify("READY=1")
-
-    def on_hup() -> None:
-        task = loop.create_task(reload())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
-    addresses = " ".join(f"{h}:{p}" for h, p in gateway.addresses)
-    notify("READY=1", f"STATUS=accepting mail on {addresses}")
-    http = " ".join(f"{h}:{p}" for h, p in gateway.http_addresses)
-    log.info("started", addresses=addresses, pid=os.getpid(), **({"http": http} if http else {}))
-    try:
-        await stop.wait()
-    finally:
-        notify("STOPPING=1")
-        log.info("stopping")
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        for task in list(reloads):
-            await task
-        clean = await gateway.stop()
-        log.info("stopped", drained=clean)
-    return 0
-
-
-def run(settings_path: str | Path, *, worker: int | None = None) -> int:
-    """``mailbridge serve``: run :func:`serve` in a fresh event loop.
-
-    ``worker``: run as SMTP worker ``worker`` of a ``[smtp] workers > 1`` parent
-    (started by :func:`mailbridge.runtime.workers.supervise`, never by hand).
-    """
-    if worker is not None:
-        from mailbridge.runtime.workers import serve_worker
-
-        return asyncio.run(serve_worker(settings_path, worker))
-    return asyncio.run(serve(settings_path))

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailbridge.core import mail as mail_module
 from mailbridge.core.mail import (
     MAX_DEPTH,
     MAX_HEADER_BYTES,
@@ -24,6 +23,7 @@ from mailbridge.core.mail import (
     charset_label,
     read_mail,
 )
+from mailbridge.core.mail import guards as mail_guards
 from mailbridge.errors import RequestError
 from mailbridge.models import MailContent
 
@@ -835,7 +835,7 @@ class TestGuards:
         def explode(data: bytes) -> None:
             raise RecursionError
 
-        monkeypatch.setattr(mail_module._PARSER, "parsebytes", explode)
+        monkeypatch.setattr(mail_guards.PARSER, "parsebytes", explode)
         assert error_code(mail(CMD.encode())) == 1
 
 

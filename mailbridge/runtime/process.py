@@ -1,0 +1,107 @@
+"""The process model: one gateway process, or a parent supervising SMTP workers.
+
+``mailbridge serve`` lands in :func:`run`. With ``[smtp] workers = 1`` (the
+default) :func:`serve` runs one :class:`~mailbridge.runtime.app.Gateway` and
+owns its signals; with more, it hands over to
+:func:`mailbridge.runtime.workers.supervise`, whose worker processes come back
+here through ``run(..., worker=N)``.
+
+* SIGHUP: read the config again; accounts, limits, mailboxes, TLS files,
+  the reply smarthost and providers take effect for the next transactions,
+  open connections stay. A config that does not load (or whose providers or
+  TLS files cannot be built) is refused with one log line and the old one
+  kept. Listen addresses and the storage URL change only on restart;
+* SIGTERM/SIGINT: ``STOPPING=1``, drain (:meth:`Gateway.stop`), exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import ssl
+from pathlib import Path
+
+from mailbridge.core.config import config_warnings, load_config
+from mailbridge.errors import ConfigError, StorageError
+from mailbridge.log import configure_logging, get_logger
+from mailbridge.runtime.app import Gateway
+from mailbridge.runtime.sdnotify import notify
+from mailbridge.runtime.workers import serve_worker, supervise
+
+__all__ = ["run", "serve"]
+
+log = get_logger("mailbridge.app")
+
+
+async def serve(settings_path: str | Path) -> int:
+    """Run the gateway configured at ``settings_path`` until SIGTERM; the exit status."""
+    path = Path(settings_path)
+    try:
+        settings = load_config(path)
+    except ConfigError as exc:
+        print(str(exc), flush=True)
+        return 1
+    configure_logging(settings.logging)
+    for warning in config_warnings(settings):
+        log.warning("config_warning", message=warning)
+    if settings.smtp.workers > 1:
+        return await supervise(path, settings)
+
+    gateway = Gateway(settings)
+    try:
+        await gateway.start()
+    except (OSError, ConfigError, StorageError, ssl.SSLError) as exc:
+        log.error("start_failed", error=str(exc))
+        return 1
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        notify("RELOADING=1")
+        try:
+            new = await asyncio.to_thread(load_config, path)
+            gateway.reload(new)
+        except (ConfigError, OSError, ssl.SSLError) as exc:
+            log.error("reload_refused", error=str(exc))
+        else:
+            log.info("reloaded", config=str(path))
+        notify("READY=1")
+
+    def on_hup() -> None:
+        task = loop.create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    addresses = " ".join(f"{h}:{p}" for h, p in gateway.addresses)
+    notify("READY=1", f"STATUS=accepting mail on {addresses}")
+    http = " ".join(f"{h}:{p}" for h, p in gateway.http_addresses)
+    log.info("started", addresses=addresses, pid=os.getpid(), **({"http": http} if http else {}))
+    try:
+        await stop.wait()
+    finally:
+        notify("STOPPING=1")
+        log.info("stopping")
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        for task in list(reloads):
+            await task
+        clean = await gateway.stop()
+        log.info("stopped", drained=clean)
+    return 0
+
+
+def run(settings_path: str | Path, *, worker: int | None = None) -> int:
+    """``mailbridge serve``: run :func:`serve` in a fresh event loop.
+
+    ``worker``: run as SMTP worker ``worker`` of a ``[smtp] workers > 1`` parent
+    (started by :func:`mailbridge.runtime.workers.supervise`, never by hand).
+    """
+    if worker is not None:
+        return asyncio.run(serve_worker(settings_path, worker))
+    return asyncio.run(serve(settings_path))

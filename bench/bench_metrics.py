@@ -1,0 +1,145 @@
+"""What metrics cost the SMTP path: ingest CPU per mail without and with ``[http]``.
+
+Two mailbridge daemons run side by side on the config of ``bench_ingest.py``
+(ingest-only: the SMS are due in a day, so only the SMTP/parse/storage path
+runs): ``off`` without ``[http]`` (the hooks call the no-op observer) and
+``on`` with ``[http] listen`` on loopback (every hook counts, and a scraper
+reads ``/metrics`` every ``--scrape`` seconds during the load). Rounds are
+interleaved — off/on, then on/off, … — so drift of the machine hits both
+alike; each round sends ``--mails`` mails over ``--sessions`` sessions with
+the Python client of ``bench_ingest.py`` and reads the daemon's CPU
+(user + system, all threads, workers included) before and after.
+
+Printed: CPU per mail for each round, the medians, and the ratio on/off.
+
+    .venv/bin/python bench/bench_metrics.py [--mails 2000] [--rounds 6] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_ingest import (
+    ROOT,
+    config_toml,
+    cpu_s,
+    free_port,
+    load,
+    wait_idle,
+    wait_port,
+)
+
+
+def scraper(port: int, every_s: float, stop: threading.Event) -> None:
+    while not stop.wait(every_s):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                resp.read()
+        except OSError:
+            pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mails", type=int, default=2000, help="mails per round and daemon")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--per-connection", type=int, default=50)
+    parser.add_argument("--scrape", type=float, default=2.0, help="seconds between scrapes")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    daemons: dict[str, tuple[subprocess.Popen[bytes], int, int | None, Path]] = {}
+    for name in ("off", "on"):
+        folder = Path(tempfile.mkdtemp(prefix=f"mailbridge-bench-metrics-{name}-"))
+        port = free_port()
+        text = config_toml(folder, port, args.workers)
+        http_port = None
+        if name == "on":
+            http_port = free_port()
+            text += f'\n[http]\nlisten = ["127.0.0.1:{http_port}"]\n'
+        (folder / "config.toml").write_text(text)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailbridge.cli", "serve", "--config",
+             str(folder / "config.toml")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        )  # fmt: skip
+        daemons[name] = (proc, port, http_port, folder)
+    per_mail: dict[str, list[float]] = {"off": [], "on": []}
+    start = 0
+    try:
+        for proc, port, _, _ in daemons.values():
+            wait_port(port, proc)
+            asyncio.run(
+                load(
+                    port,
+                    mails=300,
+                    sessions=args.sessions,
+                    per_connection=args.per_connection,
+                    start=start,
+                    time_field="+1440",
+                )
+            )  # fmt: skip  (warm-up)
+            start += 300
+        print(
+            f"ingest-only, {args.mails} mails per round, {args.sessions} sessions, "
+            f"{args.per_connection} mails/connection, workers={args.workers}, "
+            f"scrape every {args.scrape:g} s (on), cpus={os.cpu_count()}"
+        )
+        for r in range(args.rounds):
+            order = ("off", "on") if r % 2 == 0 else ("on", "off")
+            line = []
+            for name in order:
+                proc, port, http_port, _ = daemons[name]
+                wait_idle(proc.pid)
+                stop = threading.Event()
+                thread = None
+                if http_port is not None:
+                    thread = threading.Thread(target=scraper, args=(http_port, args.scrape, stop))
+                    thread.start()
+                before = cpu_s(proc.pid)
+                result = asyncio.run(load(
+                    port, mails=args.mails, sessions=args.sessions,
+                    per_connection=args.per_connection, start=start, time_field="+1440",
+                ))  # fmt: skip
+                wait_idle(proc.pid)
+                used = cpu_s(proc.pid) - before
+                stop.set()
+                if thread is not None:
+                    thread.join()
+                start += args.mails
+                ms = used / args.mails * 1000
+                per_mail[name].append(ms)
+                line.append(
+                    f"{name} {ms:.3f} ms/mail ({result.rate:.0f}/s, {result.failures} failed)"
+                )
+            print(f"round {r + 1}: " + "  ".join(line))
+        off, on = statistics.median(per_mail["off"]), statistics.median(per_mail["on"])
+        print(
+            f"median CPU per mail: off {off:.3f} ms, on {on:.3f} ms, "
+            f"ratio on/off {on / off:.3f} ({(on / off - 1) * 100:+.1f} %)"
+        )
+    finally:
+        for proc, _, _, folder in daemons.values():
+            proc.terminate()
+            proc.wait(30)
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""``Storage.queue_stats`` on every backend: what metrics, /readyz and the status page read."""
+
+from __future__ import annotations
+
+from tests.unit.storage.test_storage import (  # noqa: F401 (fixtures)
+    N1,
+    N2,
+    N3,
+    T0,
+    Backend,
+    accept,
+    at,
+    backend,
+    intake,
+    message,
+    pg_cluster_fixture,
+    sms_request,
+)
+
+
+async def test_counts_states_oldest_due_and_replies(backend: Backend) -> None:  # noqa: F811
+    """Rows by state, the oldest scheduled row already due, reply mails not yet sent."""
+    storage = backend.storage
+    empty = await storage.queue_stats(at(0))
+    assert empty.by_state == {}
+    assert empty.oldest_due is None
+    assert empty.replies_waiting == 0
+
+    await accept(storage, intake(sms_request(message(recipients=(N1, N2)), due=at(5))))
+    await accept(storage, intake(sms_request(message(recipients=(N3,)), due=at(3600)), now=at(1)))
+    await accept(storage, intake(error=7, now=at(2)))  # an error: its reply mail waits
+    stats = await storage.queue_stats(at(10))
+    assert stats.by_state == {"scheduled": 3}
+    assert stats.oldest_due == at(5)  # the one due in an hour is not due yet
+    assert stats.replies_waiting == 1
+    assert (await storage.queue_stats(at(1))).oldest_due is None
+
+    jobs = await storage.claim_due(at(10), limit=1, lease_s=60, owner="t")
+    assert len(jobs) == 1
+    await storage.mark_sent(jobs[0].sms_id, provider="p", provider_id="x", answer="ok", now=at(11))
+    jobs = await storage.claim_due(at(12), limit=1, lease_s=60, owner="t")
+    stats = await storage.queue_stats(at(12))
+    assert stats.by_state == {"scheduled": 1, "sending": 1, "sent": 1}
+    assert stats.oldest_due is None  # the last scheduled one is due in an hour
+    assert at(12) > T0

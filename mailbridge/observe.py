@@ -28,7 +28,7 @@ class Observer:
     def session_closed(self) -> None:
         """An admitted SMTP session ended."""
 
-    def smtp_refused(self, stage: str, code: int) -> None:
+    def smtp_refused(self, stage: str, code: int, client_ip: str = "") -> None:
         """The session refused something before a result line: ``stage`` is ``connect``,
         ``mail``, ``rcpt``, ``data`` or ``auth``; ``code`` the SMTP reply code."""
 
@@ -43,7 +43,7 @@ class Observer:
     ) -> None:
         """A mail got its result line: ``error`` is the SMSC number, None for OK.
 
-        ``mode``: ``command``, ``forward``, ``number`` (or ``mixed``).
+        ``mode``: ``command``, ``forward`` or ``number``.
         """
 
     def mail_tempfail(self) -> None:

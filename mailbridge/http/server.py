@@ -73,15 +73,9 @@ class HttpServer:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """(host, port) of each HTTP listener."""
-        out: list[tuple[str, int]] = []
-        for site in self._sites:
-            server = site._server  # aiohttp keeps the asyncio server here
-            if server is None:
-                continue
-            for sock in getattr(server, "sockets", ()):
-                name = sock.getsockname()
-                out.append((str(name[0]), int(name[1])))
-        return out
+        if self._runner is None:
+            return []
+        return [(str(a[0]), int(a[1])) for a in self._runner.addresses]
 
     def reload(self, settings: Settings) -> None:
         """New credentials and routes take effect at once (listen addresses on restart)."""

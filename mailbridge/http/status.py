@@ -14,7 +14,6 @@ off, and its tables scroll sideways inside a phone's width.
 from __future__ import annotations
 
 import html
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -305,7 +304,3 @@ def render_text(report: Mapping[str, Any]) -> str:
                 f"{f['account'] or '-'}  {f['client_ip'] or '-'}"
             )
     return "\n".join(lines) + "\n"
-
-
-def now_s() -> float:
-    return time.time()

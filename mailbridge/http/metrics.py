@@ -77,6 +77,7 @@ _COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 _MODES = ("command", "forward", "number")
 _STATES = tuple(s.value for s in SmsState)
 _RECENT = 20
+_RATE_WINDOW_S = 60
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +106,20 @@ class ProviderActivity:
     last_error_kind: str = ""  # temporary | permanent
     sent: int = 0
     errors: int = 0
+    #: (second, SMS sent in it) of the last minute or so, for the observed rate
+    seconds: deque[list[int]] = field(default_factory=lambda: deque(maxlen=_RATE_WINDOW_S + 1))
+
+    def count_sent(self, now: float, n: int) -> None:
+        second = int(now)
+        if self.seconds and self.seconds[-1][0] == second:
+            self.seconds[-1][1] += n
+        else:
+            self.seconds.append([second, n])
+
+    def rate_per_s(self, now: float) -> float:
+        """SMS per second sent over the last minute."""
+        start = int(now) - _RATE_WINDOW_S
+        return sum(n for second, n in self.seconds if second > start) / _RATE_WINDOW_S
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,6 +355,7 @@ class Metrics(Observer):
         if outcome == "sent":
             act.last_success = time.time()
             act.sent += count
+            act.count_sent(act.last_success, count)
         elif outcome in ("temporary", "permanent"):
             act.last_error = time.time()
             act.last_error_kind = outcome

@@ -73,6 +73,7 @@ def build_report(
                 "type": conf.type,
                 "breaker": states.get(conf.name, "unknown" if breakers is None else "closed"),
                 "rate_per_s": conf.rate_per_s,
+                "sent_per_s": round(act.rate_per_s(now), 2) if act else 0.0,
                 "sent": act.sent if act else 0,
                 "errors": act.errors if act else 0,
                 "last_success": _iso(act.last_success) if act else None,
@@ -208,6 +209,7 @@ def render_html(report: Mapping[str, Any], *, refresh_s: int = REFRESH_S) -> str
             p["type"],
             p["breaker"],
             "unlimited" if not p["rate_per_s"] else f"{p['rate_per_s']:g}/s",
+            f"{p['sent_per_s']:g}/s",
             p["sent"],
             p["last_success"],
             f"{p['last_error']} ({p['last_error_kind']})" if p["last_error"] else None,
@@ -215,7 +217,16 @@ def render_html(report: Mapping[str, Any], *, refresh_s: int = REFRESH_S) -> str
         for p in report["providers"]
     ]
     providers_html = _table(
-        ["provider", "type", "breaker", "rate", "sent", "last success", "last error"],
+        [
+            "provider",
+            "type",
+            "breaker",
+            "rate limit",
+            "rate (1 min)",
+            "sent",
+            "last success",
+            "last error",
+        ],
         provider_rows,
         "providers",
     )
@@ -282,6 +293,7 @@ def render_text(report: Mapping[str, Any]) -> str:
     lines.append("providers:")
     for p in report["providers"]:
         rate = "unlimited" if not p["rate_per_s"] else f"{p['rate_per_s']:g}/s"
+        rate += f", sending {p['sent_per_s']:g}/s"
         last_error = f"{p['last_error']} ({p['last_error_kind']})" if p["last_error"] else "-"
         lines.append(
             f"  {p['name']} ({p['type']}): breaker {p['breaker']}, rate {rate}, "

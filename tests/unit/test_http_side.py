@@ -85,6 +85,9 @@ class TestMetrics:
         assert v[("mailbridge_smtp_sessions_open", ())] == 1
         assert m.activity["main"].sent == 3
         assert m.activity["main"].last_success is not None
+        now = m.activity["main"].last_success
+        assert m.activity["main"].rate_per_s(now) == 3 / 60
+        assert m.activity["main"].rate_per_s(now + 61) == 0
         assert [r.what for r in m.refusals()] == ["RCPT 550", "ERROR = 7"]
 
     def test_queue_and_breakers_read_at_scrape(self) -> None:

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 __all__ = [
+    "AttemptOutcome",
     "Command",
     "CommandEntry",
     "Encoding",
     "Format",
     "MailContent",
     "Message",
+    "OnError",
+    "RouteKind",
     "SmsRequest",
     "SmsState",
     "Split",
@@ -59,6 +62,35 @@ class SmsState(enum.StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+
+
+class AttemptOutcome(enum.StrEnum):
+    """How one try of a row ended: the ``outcome`` of a ``delivery`` log line (SPEC §4).
+
+    Stored attempts (``mailbridge queue show``) use the first three.
+    """
+
+    SENT = "sent"
+    TEMPORARY = "temporary"  # failed; retried, or failed over to the next provider
+    PERMANENT = "permanent"  # the provider refused it for good
+    DEFERRED = "deferred"  # not tried: every provider on its route is paused
+    FAILED = "failed"  # not tried: no provider carries its format
+    EXPIRED = "expired"  # not tried: its validity ended
+
+
+class RouteKind(enum.StrEnum):
+    """The three kinds of mailbox (SPEC §1, §3)."""
+
+    COMMAND = "command"
+    FORWARD = "forward"
+    NUMBER = "number"
+
+
+class OnError(enum.StrEnum):
+    """``[smtp] on_error``: how a mail that sends nothing is answered (SPEC §2)."""
+
+    REPLY = "reply"  # a 250 and a reply mail
+    REJECT = "reject"  # the SMTP answer only
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

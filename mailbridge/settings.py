@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 
-from mailbridge.models import Format
+from mailbridge.models import Format, OnError
 
 __all__ = [
     "Account",
@@ -48,7 +48,7 @@ class SmtpSettings:
     trusted_networks: tuple[Network, ...] = field(default_factory=_loopback)
     default_charset: str = "koi8-r"
     default_region: str = "RU"
-    on_error: str = "reply"  # "reply" | "reject"
+    on_error: OnError = OnError.REPLY
     tls_cert: str | None = None
     tls_key: str | None = None
     require_starttls: bool = False

@@ -29,7 +29,7 @@ from mailbridge.core.capabilities import TYPE_FORMATS
 from mailbridge.core.mail import charset_label
 from mailbridge.core.passwords import PLAIN_PREFIX, is_readable_hash
 from mailbridge.errors import ConfigError
-from mailbridge.models import Format
+from mailbridge.models import Format, OnError
 from mailbridge.settings import (
     Account,
     DeliverySettings,
@@ -527,7 +527,7 @@ def _smtp(raw: dict[str, Any], base_dir: Path | None) -> SmtpSettings:
             raise ConfigError(f"{p}.default_region", "must be a two-letter region code like RU")
         kw["default_region"] = region.upper()
     if "on_error" in raw:
-        kw["on_error"] = _one_of(raw["on_error"], ("reply", "reject"), f"{p}.on_error")
+        kw["on_error"] = OnError(_one_of(raw["on_error"], tuple(OnError), f"{p}.on_error"))
     for key in ("tls_cert", "tls_key"):
         if key in raw:
             if not raw[key].strip():

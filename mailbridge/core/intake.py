@@ -37,7 +37,7 @@ from ipaddress import ip_address
 from mailbridge.core.encoding import truncate_to_parts
 from mailbridge.core.limits import request_fingerprint
 from mailbridge.errors import ERRORS_WITH_ID, RequestError
-from mailbridge.models import Command, CommandEntry, MailContent, SmsRequest
+from mailbridge.models import Command, CommandEntry, MailContent, RouteKind, SmsRequest
 from mailbridge.settings import Account, ForwardAlias, Network, Settings
 from mailbridge.storage.base import Intake, ReplyDraft
 
@@ -65,19 +65,11 @@ __all__ = [
 ]
 
 
-class RouteKind:
-    """The three kinds of mailbox (SPEC §1, §3)."""
-
-    COMMAND = "command"
-    FORWARD = "forward"
-    NUMBER = "number"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """What a recipient address is: the command mailbox, a forward alias or a number."""
 
-    kind: str
+    kind: RouteKind
     address: str  # lower case
     alias: ForwardAlias | None = None
     number: str | None = None  # E.164, number addresses only

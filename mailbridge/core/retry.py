@@ -1,9 +1,18 @@
-"""What to do with an SMS after a provider failed to take it (SPEC §4).
+"""What to do with an SMS, or a reply mail, that was not sent (SPEC §2, §4).
 
-A pure function of (error, attempt, now): retry at a time, or give up as
-``failed`` (the provider refused for good) or ``expired`` (the retry would
-land after the SMS's validity ends). No clock and no randomness of its own:
-``now`` and ``rng`` are passed in, so tests decide both.
+Pure functions; no clock and no randomness of their own: ``now`` and ``rng``
+are passed in, so tests decide both.
+
+* :func:`next_step` is the one decision the dispatcher takes after a try did
+  not send an SMS: fail over to another provider now, wait for a paused
+  provider's breaker to let a probe through, retry after a backoff, or give up
+  as ``failed`` / ``expired``. Its table is in the function's docstring; a new
+  kind of :class:`Fault` is one more branch there.
+* :func:`decide` is its backoff part: retry at a time, or give up as ``failed``
+  (the provider refused for good) or ``expired`` (the retry would land after
+  the SMS's validity ends).
+* :func:`decide_reply` is the reply mailer's: a reply mail is never dropped,
+  it is tried again after a doubling gap without jitter.
 
 Backoff is exponential with *full jitter*: the n-th retry waits a uniform
 random time in ``[0, min(retry_max_s, 2 * retry_first_s * 2**(n-1))]``, so the
@@ -24,26 +33,49 @@ from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryPr
 from mailbridge.models import SmsState
 from mailbridge.settings import DeliverySettings
 
-__all__ = ["RetryAction", "RetryDecision", "backoff_ceiling_s", "decide", "expires_at"]
+__all__ = [
+    "Fault",
+    "RetryAction",
+    "RetryDecision",
+    "backoff_ceiling_s",
+    "decide",
+    "decide_reply",
+    "expires_at",
+    "next_step",
+    "reply_backoff_s",
+]
 
 #: Shortest gap, as a fraction of ``retry_first_s``.
 _FLOOR_FRACTION = 0.1
 
 
 class RetryAction(enum.StrEnum):
-    """The three outcomes of :func:`decide`."""
+    """What to do with the SMS: :func:`decide` returns the last three only."""
 
-    RETRY = "retry"
+    FAILOVER = "failover"  # again now, on another provider of its route
+    WAIT = "wait"  # again when a paused provider's breaker lets a probe through
+    RETRY = "retry"  # again after the backoff
     FAILED = "failed"
     EXPIRED = "expired"
 
 
+class Fault(enum.StrEnum):
+    """Why a try did not send the SMS."""
+
+    PERMANENT = "permanent"  # the provider refused this SMS for good
+    TEMPORARY = "temporary"  # the attempt failed; a later one, or another provider, may not
+    CIRCUIT_OPEN = "circuit-open"  # not tried: every provider left on its route is paused
+    #: The provider itself is down, not this SMS: its breaker opens; the SMS fails
+    #: over, or waits for the breaker within its validity.
+    PROVIDER_UNAVAILABLE = "provider-unavailable"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryDecision:
-    """Retry at ``at``, or give up with ``state`` (``failed`` / ``expired``)."""
+    """Send again at ``at`` (failover, wait, retry), or give up with ``state``."""
 
     action: RetryAction
-    at: datetime | None = None  # set only for RETRY
+    at: datetime | None = None  # set for FAILOVER, WAIT and RETRY
     reason: str = ""
 
     @property
@@ -101,3 +133,74 @@ def decide(
             action=RetryAction.EXPIRED, reason=f"next retry ({gap:.0f} s) past validity"
         )
     return RetryDecision(action=RetryAction.RETRY, at=at, reason=f"retry in {gap:.1f} s")
+
+
+def next_step(
+    fault: Fault,
+    error: ProviderError,
+    *,
+    attempt: int,
+    now: datetime,
+    first_due: datetime,
+    settings: DeliverySettings,
+    rng: Callable[[], float],
+    failover: bool = False,
+    reopens_at: datetime | None = None,
+    tried: bool = False,
+) -> RetryDecision:
+    """The fate of an SMS that a try did not send (the dispatcher's one decision).
+
+    ``attempt`` is the 1-based number of this try; ``failover``: another
+    provider of the route, not yet tried in this round, would take the SMS
+    now; ``reopens_at``: the earliest instant a paused provider of the route
+    lets a probe through (``None``: none is paused); ``tried``: this round of
+    failover already tried a provider. Within validity means ``at <=
+    first_due + validity_s``.
+
+    ====================  =====================================================
+    fault                 decision
+    ====================  =====================================================
+    PERMANENT             FAILED now
+    TEMPORARY             FAILOVER now if ``failover`` and within validity,
+                          else :func:`decide` (RETRY after the backoff, EXPIRED)
+    CIRCUIT_OPEN          WAIT until ``max(reopens_at, now)`` if nothing was
+                          tried and that is within validity, else :func:`decide`
+    PROVIDER_UNAVAILABLE  FAILOVER now if ``failover`` and within validity,
+                          else WAIT until ``reopens_at`` if within validity,
+                          else :func:`decide`
+    ====================  =====================================================
+    """
+    if fault is Fault.PERMANENT:
+        return RetryDecision(action=RetryAction.FAILED, reason=str(error))
+    deadline = expires_at(first_due, settings)
+    if fault in (Fault.TEMPORARY, Fault.PROVIDER_UNAVAILABLE) and failover and now <= deadline:
+        return RetryDecision(action=RetryAction.FAILOVER, at=now, reason="failover")
+    may_wait = fault is Fault.PROVIDER_UNAVAILABLE or (fault is Fault.CIRCUIT_OPEN and not tried)
+    if may_wait and reopens_at is not None:
+        due = max(reopens_at, now)
+        if due <= deadline:
+            return RetryDecision(action=RetryAction.WAIT, at=due, reason="circuit open")
+    return decide(error, attempt=attempt, now=now, first_due=first_due, settings=settings, rng=rng)
+
+
+def reply_backoff_s(attempts: int, *, first_s: float, max_s: float) -> float:
+    """Gap before the next try of a reply that failed ``attempts`` times (≥1)."""
+    exponent = max(attempts - 1, 0)
+    return float(min(max_s, first_s * float(1 << min(exponent, 30))))
+
+
+def decide_reply(
+    *, attempt: int, now: datetime, permanent: bool, settings: DeliverySettings
+) -> datetime:
+    """When to try again a reply mail whose try number ``attempt`` (1-based) failed.
+
+    Always a retry, so the decision is its time: a reply is never dropped. The gap doubles from
+    ``retry_first_s`` up to ``retry_max_s`` (no jitter: one smarthost, one
+    sender); a recipient the smarthost refused for good (``permanent``) waits
+    ``retry_max_s``, so it does not loop fast.
+    """
+    if permanent:
+        gap = settings.retry_max_s
+    else:
+        gap = reply_backoff_s(attempt, first_s=settings.retry_first_s, max_s=settings.retry_max_s)
+    return now + timedelta(seconds=gap)

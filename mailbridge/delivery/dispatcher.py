@@ -13,12 +13,17 @@ marked ``expired``; the rest go to the first provider of their route
 (:func:`mailbridge.core.routing.route`) whose circuit breaker lets traffic through,
 in batches of rows with identical text, sender and format (up to the
 provider's ``max_batch``), each provider capped by its ``concurrency``
-(a semaphore) and ``rate_per_s`` (a token bucket). Each outcome is committed:
-``mark_sent``; a temporary failure with another healthy provider left on the
-route → ``mark_retry`` due now (failover, the attempt is recorded); otherwise
-:func:`mailbridge.core.retry.decide` → ``mark_retry`` at the backoff time or
-``mark_failed`` (``failed``/``expired``). Every attempt logs one ``delivery``
-line.
+(a semaphore) and ``rate_per_s`` (a token bucket): see
+:mod:`mailbridge.delivery.lanes`. Each outcome is committed: ``mark_sent``;
+a row that was not sent (the provider failed, or every provider of its route
+is paused) gets the one pure decision :func:`mailbridge.core.retry.next_step`
+— failover (``mark_retry`` due now, the attempt is recorded), wait for a
+breaker's probe, retry after the backoff (``mark_retry``), or ``mark_failed``
+(``failed``/``expired``). Every attempt logs one ``delivery`` line.
+
+Time comes from one :class:`~mailbridge.delivery.clock.Clock`: wall time for
+due, validity and breakers, monotonic time for rate limits, the coalescing
+window and durations; tests pass a :class:`~mailbridge.delivery.clock.ManualClock`.
 
 A row handed out again while this process still holds it (its lease ran out
 while it waited for a rate-limited provider) is not sent twice: the fresh
@@ -30,20 +35,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from mailbridge.core.retry import RetryAction, decide, expires_at
-from mailbridge.core.routing import CircuitBreaker, route
-from mailbridge.delivery.ratelimit import TokenBucket
+from mailbridge.core.retry import Fault, RetryAction, expires_at, next_step
+from mailbridge.core.routing import route
+from mailbridge.delivery.clock import Clock, as_clock
+from mailbridge.delivery.lanes import Lane, build_lanes, call, provider_settings
 from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
 from mailbridge.log import get_logger
-from mailbridge.models import Format, SmsState
-from mailbridge.providers.base import Outbound, Provider, SendResult, Sent
-from mailbridge.settings import ProviderSettings, Settings
+from mailbridge.models import AttemptOutcome, Format, SmsState
+from mailbridge.providers.base import Provider, SendResult, Sent
+from mailbridge.settings import Settings
 from mailbridge.storage.base import SmsJob, Storage
 
 __all__ = ["COALESCE_S", "MAX_IDLE_S", "Dispatcher"]
@@ -51,36 +55,12 @@ __all__ = ["COALESCE_S", "MAX_IDLE_S", "Dispatcher"]
 #: Longest sleep with nothing due: rows put back by another process are seen this late at most.
 MAX_IDLE_S = 30.0
 
-#: Extra seconds after a provider's own timeouts before a send is abandoned as stuck.
-_STUCK_MARGIN_S = 5.0
-
 #: How many rows at most wait for the failover memory (providers tried in this round).
 _TRIED_LIMIT = 10_000
 
 #: Woken while rows of a partial claim are still in flight: claim again when they are all
 #: settled, or this many seconds after that claim, whichever comes first.
 COALESCE_S = 0.005
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(slots=True, kw_only=True)
-class _Lane:
-    """One provider with its limits and health."""
-
-    name: str
-    provider: Provider
-    formats: frozenset[Format]
-    semaphore: asyncio.Semaphore
-    bucket: TokenBucket
-    breaker: CircuitBreaker
-    max_batch: int
-    deadline_s: float
-    active: int = 0
-    retired: bool = False
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 _BatchKey = tuple[str, str, str, int, str | None, str | None, str | None]
@@ -95,25 +75,29 @@ class Dispatcher:
         providers: Mapping[str, Provider],
         settings: Settings,
         *,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock | Callable[[], datetime] | None = None,
         owner: str,
         rng: Callable[[], float] | None = None,
+        coalesce_s: float = COALESCE_S,
     ) -> None:
+        """``clock``: a :class:`Clock`, or a function of wall time (monotonic time is then
+        the system's); ``coalesce_s``: the coalescing window (see :meth:`_coalesce`)."""
         self._storage = storage
         self._settings = settings
-        self._clock = clock or _utcnow
+        self._clock = as_clock(clock)
         self._owner = owner
         self._rng = rng or random.random
+        self._coalesce_s = coalesce_s
         self._log = get_logger("mailbridge.dispatcher")
-        self._lanes: dict[str, _Lane] = {}
-        self._lanes = self._build_lanes(providers, settings)
+        self._lanes: dict[str, Lane] = {}
+        self._lanes = build_lanes(providers, settings, self._clock)
         self._formats: dict[str, frozenset[Format]] = {}
         self._refresh_formats()
         self._wake = asyncio.Event()
         #: While the loop sleeps: when it will look again anyway (clock time).
         self._next_look: datetime | None = None
         self._drained = asyncio.Event()  # set when the last row in flight is settled
-        self._last_claim = 0.0  # time.monotonic() of the last claim that reached storage
+        self._last_claim = 0.0  # clock.monotonic() of the last claim that reached storage
         self._last_full = True  # whether it got all it asked for (more may be due)
         self._inflight: dict[int, SmsJob] = {}
         self._tried: dict[int, set[str]] = {}
@@ -187,7 +171,7 @@ class Dispatcher:
         """
         old = self._lanes
         self._settings = settings
-        self._lanes = self._build_lanes(providers, settings, previous=old)
+        self._lanes = build_lanes(providers, settings, self._clock, previous=old)
         self._refresh_formats()
         current = {id(lane.provider) for lane in self._lanes.values()}
         for lane in old.values():
@@ -221,7 +205,7 @@ class Dispatcher:
         due = await self._storage.next_due()
         if due is None:
             return cap
-        wait = (due - self._clock()).total_seconds()
+        wait = (due - self._clock.now()).total_seconds()
         return min(cap, max(wait, 0.0))
 
     # --- the loop -------------------------------------------------------------
@@ -246,7 +230,7 @@ class Dispatcher:
                     timeout = 0.05  # due but not claimable yet (a clock edge): do not spin
                 else:
                     timeout += 0.001  # land just after the due instant, not just before
-                self._next_look = self._clock() + timedelta(seconds=timeout)
+                self._next_look = self._clock.now() + timedelta(seconds=timeout)
                 try:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(timeout):
@@ -261,13 +245,13 @@ class Dispatcher:
 
         Under a trickle of new rows each wake would otherwise claim, send and
         mark one row at a time. Waiting until the rows in flight are settled
-        (at most :data:`COALESCE_S` after the last claim) claims everything that
+        (at most ``coalesce_s`` after the last claim) claims everything that
         came in meanwhile at once. With nothing in flight (the queue idle) there
         is no wait.
         """
         if not self._inflight or self._last_full or self._stopping:
             return
-        delay = self._last_claim + COALESCE_S - time.monotonic()
+        delay = self._last_claim + self._coalesce_s - self._clock.monotonic()
         if delay <= 0:
             return
         self._drained.clear()
@@ -282,7 +266,7 @@ class Dispatcher:
         concurrency is never starved while a claim is under way.
         """
         slots = sum(
-            max(1, self._provider_settings(lane.name).concurrency) * lane.max_batch
+            max(1, provider_settings(self._settings, lane.name).concurrency) * lane.max_batch
             for lane in self._lanes.values()
         )
         return max(self._settings.delivery.batch_size, 2 * slots)
@@ -292,9 +276,9 @@ class Dispatcher:
         if free <= 0 or self._stopping:
             return 0
         delivery = self._settings.delivery
-        now = self._clock()
+        now = self._clock.now()
         limit = min(free, delivery.batch_size)
-        self._last_claim = time.monotonic()
+        self._last_claim = self._clock.monotonic()
         jobs = await self._storage.claim_due(
             now, limit=limit, lease_s=delivery.lease_s, owner=self._owner
         )
@@ -341,7 +325,7 @@ class Dispatcher:
     def _route(self, job: SmsJob) -> tuple[str, ...]:
         return route(job.recipient, job.format, self._settings.routing, self._formats)
 
-    def _pick(self, job: SmsJob, order: Sequence[str], now: datetime) -> _Lane | None:
+    def _pick(self, job: SmsJob, order: Sequence[str], now: datetime) -> Lane | None:
         tried = self._tried.get(job.sms_id, ())
         for name in order:
             if name in tried:
@@ -358,7 +342,7 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _spawn_send(self, lane: _Lane, jobs: list[SmsJob]) -> None:
+    def _spawn_send(self, lane: Lane, jobs: list[SmsJob]) -> None:
         lane.active += 1
         task: asyncio.Task[None] = asyncio.create_task(self._send(lane, jobs))
         self._tasks.add(task)
@@ -366,15 +350,15 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lane.tasks.discard)
 
-    async def _send(self, lane: _Lane, jobs: list[SmsJob]) -> None:
+    async def _send(self, lane: Lane, jobs: list[SmsJob]) -> None:
         try:
             async with lane.semaphore:
                 await self._take_tokens(lane, len(jobs))
                 if self._stopping:
                     self._release(jobs)  # left for the lease
                     return
-                results, whole, duration_ms = await self._call(lane, jobs)
-                now = self._clock()
+                results, whole, duration_ms = await call(lane, jobs, self._clock)
+                now = self._clock.now()
                 if isinstance(whole, TemporaryProviderError):
                     lane.breaker.record_failure(now)
                 else:
@@ -401,53 +385,15 @@ class Dispatcher:
             if lane.retired and lane.active == 0:
                 self._spawn(self._close(lane))
 
-    async def _take_tokens(self, lane: _Lane, n: int) -> None:
+    async def _take_tokens(self, lane: Lane, n: int) -> None:
         while True:
-            wait = lane.bucket.take(n, time.monotonic())
+            wait = lane.bucket.take(n, self._clock.monotonic())
             if wait <= 0:
                 return
             await asyncio.sleep(wait)
 
-    async def _call(
-        self, lane: _Lane, jobs: Sequence[SmsJob]
-    ) -> tuple[list[SendResult], ProviderError | None, float]:
-        batch = [
-            Outbound(
-                sms_id=job.sms_id,
-                request_id=job.request_id,
-                recipient=job.recipient,
-                text=job.text,
-                sender=job.sender,
-                format=job.format,
-                subject=job.subject,
-                voice=job.voice,
-                param=job.param,
-            )
-            for job in jobs
-        ]
-        whole: ProviderError | None = None
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(lane.deadline_s):
-                results = list(await lane.provider.send(batch))
-            if len(results) != len(batch):
-                raise TemporaryProviderError(
-                    f"{lane.name}: {len(results)} results for {len(batch)} SMS"
-                )
-        except ProviderError as exc:
-            whole = exc
-        except TimeoutError:
-            whole = TemporaryProviderError(f"{lane.name}: send stuck past {lane.deadline_s:g} s")
-        except Exception as exc:
-            self._log.exception("provider adapter failed", provider=lane.name)
-            whole = TemporaryProviderError(f"{lane.name}: adapter error ({type(exc).__name__})")
-        duration_ms = (time.perf_counter() - started) * 1000.0
-        if whole is not None:
-            results = [whole] * len(batch)
-        return results, whole, duration_ms
-
     async def _settle(
-        self, lane: _Lane, job: SmsJob, result: SendResult, now: datetime, duration_ms: float
+        self, lane: Lane, job: SmsJob, result: SendResult, now: datetime, duration_ms: float
     ) -> None:
         try:
             if isinstance(result, Sent):
@@ -459,53 +405,51 @@ class Dispatcher:
                     now=now,
                 )
                 self._attempt_log(
-                    job, lane.name, "sent", duration_ms, provider_id=result.provider_id
+                    job, lane.name, AttemptOutcome.SENT, duration_ms, provider_id=result.provider_id
                 )
                 self._tried.pop(job.sms_id, None)
             elif isinstance(result, PermanentProviderError):
-                self._attempt_log(job, lane.name, "permanent", duration_ms, error=str(result))
-                await self._final(job, lane.name, SmsState.FAILED, _answer(result), now)
+                outcome = AttemptOutcome.PERMANENT
+                self._attempt_log(job, lane.name, outcome, duration_ms, error=str(result))
+                await self._not_sent(job, lane.name, Fault.PERMANENT, result, now)
             else:
-                self._attempt_log(job, lane.name, "temporary", duration_ms, error=str(result))
-                await self._temporary(job, lane.name, result, now)
+                outcome = AttemptOutcome.TEMPORARY
+                self._attempt_log(job, lane.name, outcome, duration_ms, error=str(result))
+                await self._not_sent(job, lane.name, Fault.TEMPORARY, result, now)
         except Exception:
             self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
         finally:
             self._done(job)
 
-    async def _temporary(
-        self,
-        job: SmsJob,
-        provider: str,
-        error: ProviderError,
-        now: datetime,
-        *,
-        failover: bool = True,
+    async def _not_sent(
+        self, job: SmsJob, provider: str, fault: Fault, error: ProviderError, now: datetime
     ) -> None:
-        tried = self._tried.setdefault(job.sms_id, set())
-        tried.add(provider)
-        if len(self._tried) > _TRIED_LIMIT:
-            self._tried = {job.sms_id: tried}
-        healthy = failover and any(
-            name not in tried and self._lanes[name].breaker.available(now)
-            for name in self._route(job)
-        )
-        if healthy and now <= expires_at(job.first_due, self._settings.delivery):
-            await self._storage.mark_retry(
-                job.sms_id, provider=provider, due=now, answer=_answer(error), now=now
-            )
-            self.wake()
-            return
-        self._tried.pop(job.sms_id, None)
-        decision = decide(
+        """Apply :func:`~mailbridge.core.retry.next_step` to a row this try did not send."""
+        tried = self._tried.get(job.sms_id) or set()  # providers tried in this round
+        tried_before = bool(tried)
+        if fault is Fault.TEMPORARY or fault is Fault.PROVIDER_UNAVAILABLE:
+            tried.add(provider)
+            self._tried[job.sms_id] = tried
+            if len(self._tried) > _TRIED_LIMIT:
+                self._tried = {job.sms_id: tried}
+        order = self._route(job) if fault is not Fault.PERMANENT else ()
+        lanes = [self._lanes[name] for name in order]
+        reopen = [at for lane in lanes if (at := lane.breaker.reopens_at()) is not None]
+        decision = next_step(
+            fault,
             error,
             attempt=job.attempts + 1,
             now=now,
             first_due=job.first_due,
             settings=self._settings.delivery,
             rng=self._rng,
+            failover=any(lane.name not in tried and lane.breaker.available(now) for lane in lanes),
+            reopens_at=min(reopen, default=None),
+            tried=tried_before,
         )
-        if decision.action is RetryAction.RETRY and decision.at is not None:
+        if decision.action is not RetryAction.FAILOVER:
+            self._tried.pop(job.sms_id, None)
+        if decision.at is not None:  # failover, wait or retry
             await self._storage.mark_retry(
                 job.sms_id, provider=provider, due=decision.at, answer=_answer(error), now=now
             )
@@ -532,7 +476,7 @@ class Dispatcher:
     ) -> None:
         """Final state without an attempt (expired before sending, or no route)."""
         try:
-            self._attempt_log(job, provider, str(state), 0.0, error=answer)
+            self._attempt_log(job, provider, AttemptOutcome(state.value), 0.0, error=answer)
             await self._final(job, provider, state, answer, now)
         except Exception:
             self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
@@ -540,24 +484,11 @@ class Dispatcher:
             self._done(job)
 
     async def _all_open(self, job: SmsJob, order: Sequence[str], now: datetime) -> None:
-        """Every provider on the route is open (or was tried): retry when one may be probed."""
+        """Every provider on the route is open (or was tried): the decision says when to retry."""
         try:
-            reopen = [
-                at for name in order if (at := self._lanes[name].breaker.reopens_at()) is not None
-            ]
-            paused = ", ".join(order)
-            error = TemporaryProviderError(f"not sent: circuit open for {paused}")
-            if reopen and not self._tried.get(job.sms_id):
-                due = max(min(reopen), now)
-                if due <= expires_at(job.first_due, self._settings.delivery):
-                    self._attempt_log(job, None, "deferred", 0.0, error=str(error))
-                    await self._storage.mark_retry(
-                        job.sms_id, provider=order[0], due=due, answer=str(error), now=now
-                    )
-                    self.wake()
-                    return
-            self._attempt_log(job, None, "deferred", 0.0, error=str(error))
-            await self._temporary(job, order[0], error, now, failover=False)
+            error = TemporaryProviderError(f"not sent: circuit open for {', '.join(order)}")
+            self._attempt_log(job, None, AttemptOutcome.DEFERRED, 0.0, error=str(error))
+            await self._not_sent(job, order[0], Fault.CIRCUIT_OPEN, error, now)
         except Exception:
             self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
         finally:
@@ -580,7 +511,7 @@ class Dispatcher:
         self,
         job: SmsJob,
         provider: str | None,
-        outcome: str,
+        outcome: AttemptOutcome,
         duration_ms: float,
         **extra: Any,
     ) -> None:
@@ -589,7 +520,7 @@ class Dispatcher:
             sms_id=job.sms_id,
             request_id=job.request_id,
             provider=provider,
-            outcome=outcome,
+            outcome=outcome.value,
             duration_ms=round(duration_ms, 1),
             attempt=job.attempts + 1,
             **extra,
@@ -597,47 +528,10 @@ class Dispatcher:
 
     # --- lanes ----------------------------------------------------------------
 
-    def _provider_settings(self, name: str) -> ProviderSettings:
-        for conf in self._settings.providers:
-            if conf.name == name:
-                return conf
-        return ProviderSettings(name=name, type="")
-
-    def _build_lanes(
-        self,
-        providers: Mapping[str, Provider],
-        settings: Settings,
-        previous: Mapping[str, _Lane] | None = None,
-    ) -> dict[str, _Lane]:
-        confs = {conf.name: conf for conf in settings.providers}
-        routing = settings.routing
-        lanes: dict[str, _Lane] = {}
-        for name, provider in providers.items():
-            conf = confs.get(name) or ProviderSettings(name=name, type="")
-            old = previous.get(name) if previous else None
-            breaker = CircuitBreaker(
-                failures=routing.breaker_failures, reset_s=routing.breaker_reset_s
-            )
-            if old is not None:
-                breaker = old.breaker
-                breaker.failures = max(1, routing.breaker_failures)
-                breaker.reset_s = routing.breaker_reset_s
-            lanes[name] = _Lane(
-                name=name,
-                provider=provider,
-                formats=frozenset(provider.formats),
-                semaphore=asyncio.Semaphore(max(1, conf.concurrency)),
-                bucket=TokenBucket(conf.rate_per_s, now=time.monotonic()),
-                breaker=breaker,
-                max_batch=max(1, provider.max_batch),
-                deadline_s=conf.timeout_s + conf.connect_timeout_s + _STUCK_MARGIN_S,
-            )
-        return lanes
-
     def _refresh_formats(self) -> None:
         self._formats = {name: lane.formats for name, lane in self._lanes.items()}
 
-    async def _close(self, lane: _Lane) -> None:
+    async def _close(self, lane: Lane) -> None:
         try:
             await lane.provider.aclose()
         except Exception:
@@ -645,9 +539,10 @@ class Dispatcher:
 
     async def _finish_tasks(self, tasks: set[asyncio.Task[None]], timeout_s: float | None) -> None:
         """Wait for ``tasks`` (and those they spawn); cancel what is left at the timeout."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        loop = asyncio.get_running_loop()  # real seconds: this bounds a real wait
+        deadline = None if timeout_s is None else loop.time() + timeout_s
         while tasks:
-            left = None if deadline is None else deadline - time.monotonic()
+            left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 still = set(tasks)
                 for task in still:

@@ -5,7 +5,8 @@ A background task claims due replies from storage under a lease
 null envelope sender (``MAIL FROM:<>``), and marks it sent right after its
 SMTP transaction. When the smarthost is down the reply goes back to the
 queue with exponential backoff (``[delivery] retry_first_s`` doubling up to
-``retry_max_s``): a reply is never dropped. A crash between the smarthost's
+``retry_max_s``, decided by :func:`mailbridge.core.retry.decide_reply`): a
+reply is never dropped. A crash between the smarthost's
 250 and ``mark_reply_sent`` sends that one reply again once its lease runs
 out (``[delivery] lease_s``, as for SMS rows). That window is one SQLite
 commit wide, and the copy carries the same ``Message-ID`` (made from the
@@ -30,7 +31,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
@@ -38,6 +39,8 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from mailbridge.core.intake import clean_header
+from mailbridge.core.retry import decide_reply, reply_backoff_s
+from mailbridge.delivery.clock import Clock, as_clock
 from mailbridge.log import get_logger
 from mailbridge.settings import Settings
 from mailbridge.storage.base import ReplyJob, Storage
@@ -60,10 +63,6 @@ _ERROR_PAUSE_S = 1.0
 log = get_logger("mailbridge.mailer")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def split_hostport(value: str, default_port: int = 25) -> tuple[str, int]:
     """``host:port``, ``[v6]:port`` or ``host`` → (host, port)."""
     text = value.strip()
@@ -75,12 +74,6 @@ def split_hostport(value: str, default_port: int = 25) -> tuple[str, int]:
     else:
         host, port = text, ""
     return host, int(port) if port else default_port
-
-
-def reply_backoff_s(attempts: int, *, first_s: float, max_s: float) -> float:
-    """Gap before the next try of a reply that failed ``attempts`` times (≥1)."""
-    exponent = max(attempts - 1, 0)
-    return float(min(max_s, first_s * float(1 << min(exponent, 30))))
 
 
 def reply_message_id(job: ReplyJob, hostname: str) -> str:
@@ -117,12 +110,12 @@ class Mailer:
         storage: Storage,
         settings: Settings,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock | Callable[[], datetime] | None = None,
         lease_s: float | None = None,
     ) -> None:
         self._storage = storage
         self._settings = settings
-        self._clock = clock
+        self._clock = as_clock(clock).now
         self._lease_s = lease_s  # None: [delivery] lease_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -268,17 +261,12 @@ class Mailer:
         log.info("reply_sent", id=job.request_id, attempts=job.attempts + 1)
 
     async def _retry(self, job: ReplyJob, exc: BaseException, *, permanent: bool = False) -> None:
-        delivery = self._settings.delivery
-        delay = reply_backoff_s(
-            job.attempts + 1, first_s=delivery.retry_first_s, max_s=delivery.retry_max_s
-        )
-        if permanent:
-            delay = delivery.retry_max_s
         now = self._clock()
-        error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        await self._storage.mark_reply_retry(
-            job.reply_id, due=now + timedelta(seconds=delay), error=error, now=now
+        due = decide_reply(
+            attempt=job.attempts + 1, now=now, permanent=permanent, settings=self._settings.delivery
         )
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        await self._storage.mark_reply_retry(job.reply_id, due=due, error=error, now=now)
         log.warning(
             "reply_retry", id=job.request_id, attempts=job.attempts + 1, error=type(exc).__name__
         )

@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from mailbridge.core.encoding import split_text
-from mailbridge.delivery import dispatcher as dispatcher_module
+from mailbridge.delivery.clock import ManualClock
 from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.errors import PermanentProviderError, TemporaryProviderError
 from mailbridge.models import Format, Message, SmsRequest, SmsState
@@ -30,19 +30,6 @@ from mailbridge.storage.memory import MemoryStorage
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 LIMITS = LimitsSettings(duplicate_max=10**6, flood_max=10**6)
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class FakeProvider:
@@ -181,13 +168,13 @@ def storage() -> MemoryStorage:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(T0)
 
 
 class TestSending:
     async def test_due_rows_are_sent_and_committed(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """Due rows go to the provider and end `sent` with the provider id."""
         main = FakeProvider("main")
@@ -202,7 +189,9 @@ class TestSending:
         assert detail.sms[0].provider_id == f"main-{detail.sms[0].sms_id}"
         assert d.in_flight == 0
 
-    async def test_outbound_carries_the_row(self, storage: MemoryStorage, clock: FakeClock) -> None:
+    async def test_outbound_carries_the_row(
+        self, storage: MemoryStorage, clock: ManualClock
+    ) -> None:
         """The provider gets the text, sender, format, request id and a client ref."""
         main = FakeProvider("main", formats=frozenset(Format))
         rid = await _enqueue(storage, ["+79990000001"], text="alert: disk", fmt=Format.FLASH)
@@ -218,7 +207,7 @@ class TestSending:
         assert out.client_ref == f"mb-{out.sms_id}"
 
     async def test_future_rows_wait_for_their_time(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """A row scheduled later is not claimed before its due time, then is."""
         main = FakeProvider("main")
@@ -234,7 +223,7 @@ class TestSending:
         assert await _states(storage, rid) == [SmsState.SENT]
 
     async def test_claims_in_bounded_batches(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """Never more rows in memory than the in-flight cap, however many are due."""
         main = FakeProvider("main")
@@ -251,7 +240,7 @@ class TestSending:
         assert len(main.recipients) == 500
 
     async def test_identical_texts_are_batched(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """Rows with the same text/sender/format share a request up to max_batch."""
         bulk = FakeProvider("bulk", max_batch=4)
@@ -264,7 +253,25 @@ class TestSending:
         for batch in bulk.batches:
             assert len({o.text for o in batch}) == 1
 
-    async def test_concurrency_cap(self, storage: MemoryStorage, clock: FakeClock) -> None:
+    async def test_rate_limit_follows_the_clock(
+        self, storage: MemoryStorage, clock: ManualClock
+    ) -> None:
+        """rate_per_s refills by the clock's monotonic time: frozen, nothing past the burst goes."""
+        main = FakeProvider("main")
+        base = _settings("main", concurrency=1)
+        settings = replace(base, providers=(replace(base.providers[0], rate_per_s=20.0),))
+        await _enqueue(storage, _numbers(21))
+        d = Dispatcher(storage, {"main": main}, settings, clock=clock, owner="t")
+        run = asyncio.create_task(d.run_once())
+        for _ in range(20):  # 0.2 s of real time: several 0.05 s waits for a token
+            await asyncio.sleep(0.01)
+        assert len(main.recipients) == 20  # one second's burst; the clock stands still
+        assert not run.done()
+        clock.advance(0.05)  # one token's worth
+        assert await asyncio.wait_for(run, 5) == 21
+        assert main.recipients == _numbers(21)
+
+    async def test_concurrency_cap(self, storage: MemoryStorage, clock: ManualClock) -> None:
         """No more requests in flight to a provider than its concurrency."""
         main = FakeProvider("main")
         main.gate = asyncio.Event()
@@ -282,7 +289,7 @@ class TestSending:
         assert len(main.recipients) == 20
 
     async def test_format_routes_only_to_carriers(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """A flash SMS skips a provider without format 1; with no carrier it fails."""
         plain = FakeProvider("plain")
@@ -302,7 +309,7 @@ class TestSending:
         assert await _states(storage, flash) == [SmsState.SENT]
         assert await _states(storage, voice) == [SmsState.FAILED]
 
-    async def test_prefix_rules(self, storage: MemoryStorage, clock: FakeClock) -> None:
+    async def test_prefix_rules(self, storage: MemoryStorage, clock: ManualClock) -> None:
         """Numbers go to the providers of their longest matching prefix."""
         ru, other = FakeProvider("ru"), FakeProvider("other")
         routing = RoutingSettings(
@@ -323,7 +330,7 @@ class TestSending:
 
 class TestFailures:
     async def test_failover_to_next_provider(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """A temporary failure sends the SMS through the next provider at once."""
         first, second = FakeProvider("first"), FakeProvider("second")
@@ -348,7 +355,7 @@ class TestFailures:
         ]
 
     async def test_breaker_opens_and_fails_back(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """After breaker_failures the first provider is skipped; after reset it is probed back."""
         first, second = FakeProvider("first"), FakeProvider("second")
@@ -371,15 +378,15 @@ class TestFailures:
         assert second.recipients == ["+79990000001", "+79990000002", "+79990000003"]
         first.failure = None
         clock.advance(10)
-        await _enqueue(storage, ["+79990000004"], now=clock.now, due=clock.now)
+        await _enqueue(storage, ["+79990000004"], now=clock.now(), due=clock.now())
         await d.run_once()
         assert first.recipients[-1] == "+79990000004"  # the probe
-        await _enqueue(storage, ["+79990000005"], now=clock.now, due=clock.now)
+        await _enqueue(storage, ["+79990000005"], now=clock.now(), due=clock.now())
         await d.run_once()
         assert first.recipients[-1] == "+79990000005"  # closed again
 
     async def test_open_breaker_defers_to_its_reset(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """With every provider's breaker open, a row waits for the reset without a request."""
         main = FakeProvider("main")
@@ -392,7 +399,7 @@ class TestFailures:
             await d.run_once()
         assert len(main.batches) == 2  # the breaker is open now
         clock.advance(1)
-        rid = await _enqueue(storage, ["+79990000009"], now=clock.now, due=clock.now)
+        rid = await _enqueue(storage, ["+79990000009"], now=clock.now(), due=clock.now())
         assert await d.run_once() == 1
         assert len(main.batches) == 2
         detail = await storage.show_request(rid)
@@ -402,8 +409,66 @@ class TestFailures:
         assert sms.due == T0 + timedelta(seconds=10)  # breaker_reset_s after it opened
         assert "circuit open" in (sms.error or "")
 
+    async def test_open_breaker_after_a_failover_backs_off(
+        self, storage: MemoryStorage, clock: ManualClock
+    ) -> None:
+        """A row that failed over in this round finds the rest paused: backoff, not a wait."""
+        first, second = FakeProvider("first"), FakeProvider("second")
+        routing = RoutingSettings(
+            default=("first", "second"),
+            rules=(RouteRule(prefix="+7888", providers=("second",)),),
+            breaker_failures=1,
+            breaker_reset_s=10,
+        )
+        d = Dispatcher(
+            storage,
+            {"first": first, "second": second},
+            _settings("first", "second", routing=routing),
+            clock=clock,
+            owner="t",
+            rng=lambda: 0.5,
+        )
+        second.failure = TemporaryProviderError("down")  # second's breaker opens at T0
+        opener = await _enqueue(storage, ["+78880000001"])
+        await d.run_once()
+        assert await storage.cancel_request(opener, T0) == 1
+        second.failure = None
+        clock.advance(10)  # second may be probed again
+        probe = await _enqueue(
+            storage, ["+78880000002"], now=clock.now(), due=clock.now() + timedelta(seconds=0.5)
+        )
+        second.gate = asyncio.Event()  # the probe stays out
+        rid = await _enqueue(storage, ["+79990000001"], now=clock.now(), due=clock.now())
+        first.failure = TemporaryProviderError("503")
+        original = first.send
+
+        async def slow_send(batch: Sequence[Outbound]) -> list[SendResult]:
+            clock.advance(1)  # the failover lands after the probe is due
+            return await original(batch)
+
+        first.send = slow_send  # type: ignore[method-assign]
+        run = asyncio.create_task(d.run_once())
+        await asyncio.wait_for(second.started.wait(), 5)
+        for _ in range(100):
+            if await _states(storage, rid) == [SmsState.SCHEDULED]:
+                break
+            await asyncio.sleep(0.01)
+        second.gate.set()
+        await asyncio.wait_for(run, 5)
+        assert first.recipients == ["+79990000001"]
+        assert second.recipients == ["+78880000001", "+78880000002"]
+        assert await _states(storage, probe) == [SmsState.SENT]
+        detail = await storage.show_request(rid)
+        assert detail is not None
+        (sms,) = detail.sms
+        assert sms.state is SmsState.SCHEDULED
+        # attempt 2 (the failover counted): 0.5 x 2 x 2 x retry_first_s after T0 + 11;
+        # waiting for the breakers would have said T0 + 21
+        assert sms.due == T0 + timedelta(seconds=11 + 4)
+        assert "circuit open" in (sms.error or "")
+
     async def test_backoff_when_no_provider_left(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """With every provider failing, the SMS is rescheduled with jittered backoff."""
         main = FakeProvider("main")
@@ -423,7 +488,9 @@ class TestFailures:
         await d.run_once()
         assert await _states(storage, rid) == [SmsState.SENT]
 
-    async def test_retry_after_is_honoured(self, storage: MemoryStorage, clock: FakeClock) -> None:
+    async def test_retry_after_is_honoured(
+        self, storage: MemoryStorage, clock: ManualClock
+    ) -> None:
         """A 429 with Retry-After reschedules no earlier than the hint."""
         main = FakeProvider("main")
         main.failure = TemporaryProviderError("429", retry_after_s=120)
@@ -437,7 +504,7 @@ class TestFailures:
         assert detail.sms[0].due == T0 + timedelta(seconds=120)
 
     async def test_permanent_item_fails_at_once(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """A number the provider rejects fails without retry; the others are sent."""
         main = FakeProvider("main", max_batch=5)
@@ -448,7 +515,7 @@ class TestFailures:
         assert await _states(storage, rid) == [SmsState.SENT, SmsState.FAILED, SmsState.SENT]
 
     async def test_credentials_refused_fail_loudly(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """A whole-request permanent error fails every SMS and logs at error level."""
         main, spare = FakeProvider("main"), FakeProvider("spare")
@@ -469,7 +536,7 @@ class TestFailures:
         assert errors
         assert errors[0]["provider"] == "main"
 
-    async def test_expired_before_sending(self, storage: MemoryStorage, clock: FakeClock) -> None:
+    async def test_expired_before_sending(self, storage: MemoryStorage, clock: ManualClock) -> None:
         """A row claimed after first_due + validity_s expires without a provider call."""
         main = FakeProvider("main")
         rid = await _enqueue(storage, ["+79990000001"])
@@ -480,7 +547,7 @@ class TestFailures:
         assert main.batches == []
         assert await _states(storage, rid) == [SmsState.EXPIRED]
 
-    async def test_retries_until_expiry(self, storage: MemoryStorage, clock: FakeClock) -> None:
+    async def test_retries_until_expiry(self, storage: MemoryStorage, clock: ManualClock) -> None:
         """A provider down for longer than validity_s ends the SMS as expired."""
         main = FakeProvider("main")
         main.failure = TemporaryProviderError("down")
@@ -498,7 +565,7 @@ class TestFailures:
         assert 2 <= len(main.batches) <= 10
 
     async def test_test1_failure_queues_followup(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """A test=1 request whose SMS fails gets the ERROR = 8 follow-up reply."""
         main = FakeProvider("main")
@@ -506,11 +573,13 @@ class TestFailures:
         rid = await _enqueue(storage, ["+79990000001"], test=1)
         d = Dispatcher(storage, {"main": main}, _settings("main"), clock=clock, owner="t")
         await d.run_once()
-        replies = await storage.claim_replies(clock.now, limit=10, lease_s=60)
+        replies = await storage.claim_replies(clock.now(), limit=10, lease_s=60)
         bodies = [r.body for r in replies]
         assert any(b.startswith("ERROR = 8") and rid in b for b in bodies)
 
-    async def test_adapter_bug_is_temporary(self, storage: MemoryStorage, clock: FakeClock) -> None:
+    async def test_adapter_bug_is_temporary(
+        self, storage: MemoryStorage, clock: ManualClock
+    ) -> None:
         """An unexpected exception from an adapter retries instead of losing the SMS."""
         main = FakeProvider("main")
         main.failure = RuntimeError("bug")
@@ -581,15 +650,12 @@ class TestLoop:
         assert main.recipients == ["+79990000001"]
         assert claims[:2] == [0, 1]
 
-    async def test_idle_wake_claims_at_once(
-        self, storage: MemoryStorage, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_idle_wake_claims_at_once(self, storage: MemoryStorage) -> None:
         """With nothing in flight a wake claims at once, whatever the coalescing window."""
-        monkeypatch.setattr(dispatcher_module, "COALESCE_S", 3600.0)
         main = FakeProvider("main")
         sent = _sent_events(storage)
         now = datetime.now(UTC)
-        d = Dispatcher(storage, {"main": main}, _settings("main"), owner="t")
+        d = Dispatcher(storage, {"main": main}, _settings("main"), owner="t", coalesce_s=3600.0)
         await d.start()
         for number in _numbers(3):
             sent.append(asyncio.Event())
@@ -599,11 +665,8 @@ class TestLoop:
         await d.stop(5)
         assert main.recipients == _numbers(3)
 
-    async def test_wakes_while_busy_coalesce_into_one_claim(
-        self, storage: MemoryStorage, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_wakes_while_busy_coalesce_into_one_claim(self, storage: MemoryStorage) -> None:
         """Rows that trickle in while a send is under way are claimed together once it settles."""
-        monkeypatch.setattr(dispatcher_module, "COALESCE_S", 3600.0)
         main = FakeProvider("main", max_batch=10)
         main.gate = asyncio.Event()
         claims: list[int] = []
@@ -619,7 +682,7 @@ class TestLoop:
         sent.extend(asyncio.Event() for _ in range(5))
         now = datetime.now(UTC)
         first = await _enqueue(storage, ["+79990000001"], due=now, now=now)
-        d = Dispatcher(storage, {"main": main}, _settings("main"), owner="t")
+        d = Dispatcher(storage, {"main": main}, _settings("main"), owner="t", coalesce_s=3600.0)
         await d.start()
         await asyncio.wait_for(main.started.wait(), 5)
         later = []
@@ -657,7 +720,7 @@ class TestLoop:
         assert states.count(SmsState.SENDING) == 2
 
     async def test_reclaimed_row_is_not_sent_twice(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """A row whose lease ran out while still in flight here is not sent again."""
         main = FakeProvider("main")
@@ -675,7 +738,7 @@ class TestLoop:
         assert await _states(storage, rid) == [SmsState.SENT]
 
     async def test_reload_switches_providers(
-        self, storage: MemoryStorage, clock: FakeClock
+        self, storage: MemoryStorage, clock: ManualClock
     ) -> None:
         """After reload the new providers carry traffic and the old one is closed."""
         old, new = FakeProvider("old"), FakeProvider("new")
@@ -686,7 +749,9 @@ class TestLoop:
         assert new.recipients == ["+79990000001"]
         assert old.closed
 
-    async def test_one_log_line_per_attempt(self, storage: MemoryStorage, clock: FakeClock) -> None:
+    async def test_one_log_line_per_attempt(
+        self, storage: MemoryStorage, clock: ManualClock
+    ) -> None:
         """Each attempt logs a `delivery` event with ids, provider, outcome and duration."""
         first, second = FakeProvider("first"), FakeProvider("second")
         first.failure = TemporaryProviderError("503")

@@ -1,12 +1,17 @@
-"""The reply mailer's wiring to storage notifications, over MemoryStorage."""
+"""The reply mailer over MemoryStorage: its wiring to storage notifications, its retries."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from mailbridge.core.encoding import split_text
+from mailbridge.delivery.clock import ManualClock
 from mailbridge.delivery.mailer import Mailer
-from mailbridge.settings import Settings
+from mailbridge.models import Format, Message, SmsRequest
+from mailbridge.settings import DeliverySettings, LimitsSettings, ReplySettings, Settings
+from mailbridge.storage.base import Intake, ReplyDraft
 from mailbridge.storage.memory import MemoryStorage
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -91,3 +96,65 @@ async def test_storage_without_notifications() -> None:
     m = mailer(MemoryStorage())
     await m.start()
     await m.stop(1.0)
+
+
+async def _queue_reply(storage: MemoryStorage) -> None:
+    """One accepted command mail with test=1, whose OK line is queued as a reply."""
+    text = "hello"
+    request = SmsRequest(
+        account="alex",
+        client_id=None,
+        due=T0,
+        translit=0,
+        format=Format.SMS,
+        sender="Alex",
+        test=1,
+        messages=(
+            Message(text=text, recipients=("+79990000001",), split=split_text(text, Format.SMS)),
+        ),
+    )
+    intake = Intake(
+        received_at=T0,
+        client_ip="127.0.0.1",
+        mail_from="ops@example.com",
+        rcpt_to=("send@localhost",),
+        raw=b"",
+        mode="command",
+        account="alex",
+        client_id=None,
+        request=request,
+        error=None,
+        test=1,
+        reply=ReplyDraft(to="ops@example.com", subject="Re: x", in_reply_to="", references=""),
+    )
+    limits = LimitsSettings(duplicate_max=10**6, flood_max=10**6)
+    result = await storage.accept(intake, limits=limits, reply_rate_per_hour=30, now=T0)
+    assert result.error is None
+    assert await storage.next_reply_due() == T0
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def test_a_failed_reply_is_retried_after_a_doubling_gap() -> None:
+    """Smarthost down: the reply is due again retry_first_s later, then twice that, by the clock."""
+    storage = MemoryStorage()
+    await _queue_reply(storage)
+    clock = ManualClock(T0)
+    settings = Settings(
+        reply=ReplySettings(smarthost=f"127.0.0.1:{_closed_port()}"),
+        delivery=DeliverySettings(retry_first_s=5, retry_max_s=600),
+    )
+    m = Mailer(storage, settings, clock=clock)
+    assert await m.run_once() == 1
+    assert await storage.next_reply_due() == T0 + timedelta(seconds=5)
+    assert await m.run_once() == 0  # not due yet: the clock stands still
+    clock.advance(5)
+    assert await m.run_once() == 1
+    assert await storage.next_reply_due() == T0 + timedelta(seconds=5 + 10)
+    assert m.sent == 0

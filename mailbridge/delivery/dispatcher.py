@@ -46,6 +46,7 @@ from mailbridge.delivery.lanes import Lane, build_lanes, call, provider_settings
 from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
 from mailbridge.log import get_logger
 from mailbridge.models import AttemptOutcome, Format, SmsState
+from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.providers.base import Provider, SendResult, Sent
 from mailbridge.settings import Settings
 from mailbridge.storage.base import SmsJob, Storage
@@ -79,15 +80,18 @@ class Dispatcher:
         owner: str,
         rng: Callable[[], float] | None = None,
         coalesce_s: float = COALESCE_S,
+        observer: Observer = NULL_OBSERVER,
     ) -> None:
         """``clock``: a :class:`Clock`, or a function of wall time (monotonic time is then
-        the system's); ``coalesce_s``: the coalescing window (see :meth:`_coalesce`)."""
+        the system's); ``coalesce_s``: the coalescing window (see :meth:`_coalesce`);
+        ``observer``: told each claim, attempt, state change and rate-limit wait."""
         self._storage = storage
         self._settings = settings
         self._clock = as_clock(clock)
         self._owner = owner
         self._rng = rng or random.random
         self._coalesce_s = coalesce_s
+        self._observer = observer
         self._log = get_logger("mailbridge.dispatcher")
         self._lanes: dict[str, Lane] = {}
         self._lanes = build_lanes(providers, settings, self._clock)
@@ -287,6 +291,7 @@ class Dispatcher:
         for job in fresh:
             self._inflight[job.sms_id] = job
         if fresh:
+            self._observer.transition(None, "scheduled", "sending", len(fresh))
             self._dispatch(fresh, now)
         return len(fresh)
 
@@ -390,6 +395,7 @@ class Dispatcher:
             wait = lane.bucket.take(n, self._clock.monotonic())
             if wait <= 0:
                 return
+            self._observer.rate_wait(lane.name, wait)
             await asyncio.sleep(wait)
 
     async def _settle(
@@ -407,6 +413,8 @@ class Dispatcher:
                 self._attempt_log(
                     job, lane.name, AttemptOutcome.SENT, duration_ms, provider_id=result.provider_id
                 )
+                self._observer.transition(lane.name, "sending", "sent")
+                self._observer.accepted(lane.name, (now - job.first_due).total_seconds())
                 self._tried.pop(job.sms_id, None)
             elif isinstance(result, PermanentProviderError):
                 outcome = AttemptOutcome.PERMANENT
@@ -453,6 +461,7 @@ class Dispatcher:
             await self._storage.mark_retry(
                 job.sms_id, provider=provider, due=decision.at, answer=_answer(error), now=now
             )
+            self._observer.transition(provider, "sending", "scheduled")
             self.wake()
             return
         state = decision.state or SmsState.FAILED
@@ -470,6 +479,7 @@ class Dispatcher:
             now=now,
             reply_rate_per_hour=self._settings.reply.reply_rate_per_hour,
         )
+        self._observer.transition(provider, "sending", state.value)
 
     async def _give_up(
         self, job: SmsJob, provider: str | None, state: SmsState, answer: str, now: datetime
@@ -515,6 +525,7 @@ class Dispatcher:
         duration_ms: float,
         **extra: Any,
     ) -> None:
+        self._observer.attempt(provider, outcome.value, duration_ms / 1000)
         self._log.info(
             "delivery",
             sms_id=job.sms_id,

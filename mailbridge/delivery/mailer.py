@@ -42,6 +42,7 @@ from mailbridge.core.intake import clean_header
 from mailbridge.core.retry import decide_reply, reply_backoff_s
 from mailbridge.delivery.clock import Clock, as_clock
 from mailbridge.log import get_logger
+from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.settings import Settings
 from mailbridge.storage.base import ReplyJob, Storage
 
@@ -112,8 +113,10 @@ class Mailer:
         *,
         clock: Clock | Callable[[], datetime] | None = None,
         lease_s: float | None = None,
+        observer: Observer = NULL_OBSERVER,
     ) -> None:
         self._storage = storage
+        self._observer = observer  # told each reply sent, retried or refused
         self._settings = settings
         self._clock = as_clock(clock).now
         self._lease_s = lease_s  # None: [delivery] lease_s
@@ -257,6 +260,7 @@ class Mailer:
                 client.close()
             return
         await self._storage.mark_reply_sent(job.reply_id, self._clock())
+        self._observer.reply("sent")
         self.sent += 1
         log.info("reply_sent", id=job.request_id, attempts=job.attempts + 1)
 
@@ -267,6 +271,7 @@ class Mailer:
         )
         error = f"{type(exc).__name__}: {str(exc)[:200]}"
         await self._storage.mark_reply_retry(job.reply_id, due=due, error=error, now=now)
+        self._observer.reply("failed" if permanent else "retry")
         log.warning(
             "reply_retry", id=job.request_id, attempts=job.attempts + 1, error=type(exc).__name__
         )

@@ -127,9 +127,14 @@ class Gateway:
                 providers = build_providers(settings.providers)
                 owner = f"{socket.gethostname()}:{os.getpid()}"
                 self.dispatcher = Dispatcher(
-                    storage, providers, settings, clock=self._clock, owner=owner
+                    storage,
+                    providers,
+                    settings,
+                    clock=self._clock,
+                    owner=owner,
+                    observer=self.observer,
                 )
-                self.mailer = Mailer(storage, settings, clock=self._clock)
+                self.mailer = Mailer(storage, settings, clock=self._clock, observer=self.observer)
                 on_request, on_reply = self.dispatcher.wake, self.mailer.wake
             if self._run_smtp:
                 self.handler = MailHandler(

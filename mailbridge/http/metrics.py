@@ -228,7 +228,7 @@ class Metrics(Observer):
         )
         self._attempt_seconds = Histogram(
             "mailbridge_provider_attempt_duration_seconds",
-            "Duration of one provider call (a batch counts once).",
+            "Duration of the provider call that carried an SMS row (once per row).",
             ["provider"],
             buckets=_ATTEMPT_BUCKETS,
             registry=r,

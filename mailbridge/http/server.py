@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from mailbridge.core.passwords import VerifiedCache, verify_password
 from mailbridge.http.figures import Figures
@@ -36,6 +35,8 @@ __all__ = ["HttpServer"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _NO_STORE = {"Cache-Control": "no-store"}
+#: The text exposition format every Prometheus reads (our names need no UTF-8 escaping).
+_TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _host_port(entry: str) -> tuple[str, int]:
@@ -154,7 +155,7 @@ class HttpServer:
         await self.figures.queue()  # refreshes only when older than a few seconds
         body = self.metrics.exposition()
         resp = web.Response(body=body, headers=_NO_STORE)
-        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        resp.headers["Content-Type"] = _TEXT_FORMAT
         return resp
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -10,7 +10,10 @@ alike; each round sends ``--mails`` mails over ``--sessions`` sessions with
 the Python client of ``bench_ingest.py`` and reads the daemon's CPU
 (user + system, all threads, workers included) before and after.
 
-Printed: CPU per mail for each round, the medians, and the ratio on/off.
+Printed: CPU per mail for each round, the medians, the ratio of the medians,
+and the median of the per-round ratios (each round's pair ran back to back,
+so that one follows the machine's drift best). ``--scrape 0``: no scrapes,
+the hooks alone.
 The machine's noise (other processes, CPU frequency) easily exceeds the
 effect, so the bench also times the hooks themselves in this process: the
 calls one mail makes on the SMTP side (a session opened and closed, the
@@ -141,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wait_idle(proc.pid)
                 stop = threading.Event()
                 thread = None
-                if http_port is not None:
+                if http_port is not None and args.scrape > 0:
                     thread = threading.Thread(target=scraper, args=(http_port, args.scrape, stop))
                     thread.start()
                 before = cpu_s(proc.pid)
@@ -162,9 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             print(f"round {r + 1}: " + "  ".join(line))
         off, on = statistics.median(per_mail["off"]), statistics.median(per_mail["on"])
+        paired = sorted(b / a for a, b in zip(per_mail["off"], per_mail["on"], strict=True))
+        pr = statistics.median(paired)
         print(
             f"median CPU per mail: off {off:.3f} ms, on {on:.3f} ms, "
-            f"ratio on/off {on / off:.3f} ({(on / off - 1) * 100:+.1f} %)"
+            f"ratio of medians {on / off:.3f} ({(on / off - 1) * 100:+.1f} %); "
+            f"median per-round ratio {pr:.3f} ({(pr - 1) * 100:+.1f} %), "
+            f"middle half {paired[len(paired) // 4]:.3f}–{paired[(3 * len(paired)) // 4]:.3f}"
         )
     finally:
         for proc, _, _, folder in daemons.values():

@@ -113,7 +113,7 @@ async def test_status_page_in_chromium(start_daemon: DaemonFactory, tmp_path: Pa
         shot = Path(os.environ.get("MAILBRIDGE_SCREENSHOT", tmp_path / "status.png"))
         await browser.send("Emulation.clearDeviceMetricsOverride")
         await browser.open(base_url(daemon) + "/")
-        await browser.screenshot(shot, width=1000, height=900, mobile=False)
+        await browser.screenshot(shot, width=1100, height=820, mobile=False)
         head = await asyncio.to_thread(shot.read_bytes)
         assert head[:8] == b"\x89PNG\r\n\x1a\n"
     finally:

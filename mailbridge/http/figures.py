@@ -4,8 +4,9 @@ Scrapes, health probes and page views read :class:`Figures`; only when its
 copy is older than ``max_age_s`` does one of them ask storage again (one
 query set at a time, whoever comes first), so a Prometheus scraping every
 second and a dozen open status pages cost storage one read each
-``max_age_s``. A read that fails keeps the previous figures and records the
-error for ``/readyz``.
+``max_age_s``. Each read also asks ``next_due`` (an indexed MIN that takes
+the path commits take), so ``/readyz`` notices a stuck writer. A read that
+fails keeps the previous figures and records the error for ``/readyz``.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class Figures:
             now = self._clock()
             try:
                 async with asyncio.timeout(READ_TIMEOUT_S):
+                    # next_due goes the way commits go (SQLite: the writer thread), so an
+                    # answer also says the writer is not stuck
+                    await self._storage.next_due()
                     stats = await self._storage.queue_stats(datetime.fromtimestamp(now, UTC))
             except (MailbridgeError, TimeoutError, OSError) as exc:
                 self.error = str(exc) or type(exc).__name__

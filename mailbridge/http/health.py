@@ -4,7 +4,7 @@
   the heartbeat (``mailbridge.runtime.sdnotify.Heartbeat``) is more than
   :data:`LATE_S` seconds overdue, then 503.
 * ``/readyz`` — the gateway can do its job: storage answers (a read on the
-  connection that commits, at most :data:`~mailbridge.http.figures.MAX_AGE_S`
+  path commits take, at most :data:`~mailbridge.http.figures.MAX_AGE_S`
   old), the SMTP listeners are up, and every route (``[routing] default``
   and each rule) has at least one provider whose breaker is not open. 200
   when all hold, 503 otherwise, with each check in the JSON body.

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+from mailbridge.storage.sqlite import SqliteStorage
 from tests.unit.storage.test_storage import (  # noqa: F401 (fixtures)
     N1,
     N2,
@@ -43,3 +49,26 @@ async def test_counts_states_oldest_due_and_replies(backend: Backend) -> None:  
     assert stats.by_state == {"scheduled": 1, "sending": 1, "sent": 1}
     assert stats.oldest_due is None  # the last scheduled one is due in an hour
     assert at(12) > T0
+
+
+async def test_sqlite_counts_beside_a_busy_writer(tmp_path: Path) -> None:
+    """SQLite reads the figures on its own connection: a held writer does not delay them."""
+    storage = SqliteStorage(tmp_path / "mb.db")
+    await storage.open()
+    await accept(storage, intake(sms_request(message(recipients=(N1,)), due=at(5))))
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold(_conn: sqlite3.Connection) -> bool:
+        entered.set()
+        return gate.wait(10)
+
+    blocker = asyncio.ensure_future(storage._call(hold, write=False))
+    try:
+        await asyncio.to_thread(entered.wait, 10)
+        stats = await asyncio.wait_for(storage.queue_stats(at(10)), 5)
+        assert stats.by_state == {"scheduled": 1}
+        assert not blocker.done()  # the writer was still held meanwhile
+    finally:
+        gate.set()
+        await blocker
+        await storage.close()

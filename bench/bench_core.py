@@ -3,7 +3,7 @@
 The baseline, measured in the same run: ``email.message_from_bytes(raw)``
 (compat32) and ``get_payload(decode=True)`` of the first text part. The
 whole core is ``read_mail`` (MIME, charset, ``[text]``, signature) +
-``parse_command`` + ``build_request`` (validation, phone numbers,
+``read_command`` + ``build_request`` (validation, phone numbers,
 transliteration, part splitting). Printed: median µs of each and the ratio
 (target: whole core ≤ 3× the baseline for a typical mail), then the worst
 time of each hostile mail of the corpus through the same core (target ≤ 50 ms).
@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
 
-from mailbridge.core.grammar import parse_command
+from mailbridge.core.fields import read_command
 from mailbridge.core.mail import read_mail
 from mailbridge.core.request import build_request
 from mailbridge.errors import RequestError
@@ -78,8 +78,8 @@ def core(raw: bytes) -> object:
     """The whole core: bytes to a validated request (or the SMSC error)."""
     try:
         content = read_mail(raw, default_charset="koi8-r")
-        command = parse_command(content.command)
-        return build_request(command, account=ACCOUNT, now=NOW, region="RU", formats=FORMATS)
+        fields = read_command(content.command)
+        return build_request(fields, account=ACCOUNT, now=NOW, region="RU", formats=FORMATS)
     except RequestError as exc:
         return exc
 

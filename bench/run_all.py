@@ -20,6 +20,7 @@ FULL: list[list[str]] = [
     ["bench_mail.py", "--hostile"],
     ["bench_ingest.py"],
     ["bench_delivery.py"],
+    ["bench_smpp.py"],
     ["bench_postgres.py"],
 ]
 QUICK: list[list[str]] = [
@@ -27,6 +28,7 @@ QUICK: list[list[str]] = [
     ["bench_mail.py"],
     ["bench_ingest.py", "--mails", "1000"],
     ["bench_delivery.py", "--n", "1000", "--skip-memory"],
+    ["bench_smpp.py", "--n", "1000", "--repeat", "1"],
     ["bench_postgres.py", "--n", "300", "--rows", "100000"],
 ]
 

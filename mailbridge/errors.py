@@ -6,7 +6,9 @@
      ├── StorageError          storage could not commit (the SMTP answer is 451)
      └── ProviderError         an upstream provider refused or failed
           ├── TemporaryProviderError   retry later (timeouts, 5xx, 429, connection errors)
-          └── PermanentProviderError   give up at once (credentials, number rejected)
+          │    └── ProviderUnavailableError   the provider refuses the gateway itself
+          │                                   (credentials, account, a refused SMPP bind)
+          └── PermanentProviderError   give up at once (this number or this message rejected)
 
 Anything else escaping the core parser is a bug.
 """
@@ -20,6 +22,7 @@ __all__ = [
     "MailbridgeError",
     "PermanentProviderError",
     "ProviderError",
+    "ProviderUnavailableError",
     "RequestError",
     "StorageError",
     "TemporaryProviderError",
@@ -101,6 +104,17 @@ class TemporaryProviderError(ProviderError):
     ) -> None:
         self.retry_after_s = retry_after_s
         super().__init__(message, provider_answer=provider_answer)
+
+
+class ProviderUnavailableError(TemporaryProviderError):
+    """The provider refuses the gateway itself: credentials, account blocked or out of money,
+    a refused SMPP bind, a bad URL (SPEC §4: a provider fault, not the SMS's).
+
+    Nothing about the SMS: its breaker opens, the SMS fail over along their
+    route or wait (within ``validity_s``) until the operator fixes the
+    configuration. A :class:`TemporaryProviderError` so that any caller that
+    knows only the two kinds retries rather than fails the SMS.
+    """
 
 
 class PermanentProviderError(ProviderError):

@@ -79,7 +79,7 @@ class AttemptOutcome(enum.StrEnum):
 
 
 class RouteKind(enum.StrEnum):
-    """The three kinds of mailbox (SPEC §1, §3)."""
+    """The three kinds of mailbox, and so the mode of a mail (SPEC §1, §3)."""
 
     COMMAND = "command"
     FORWARD = "forward"
@@ -192,7 +192,7 @@ class SmsRequest:
     voice: str | None = None
     param: str | None = None
     bot: bool = False
-    mode: str = "command"
+    mode: RouteKind = RouteKind.COMMAND
 
     @property
     def sms_count(self) -> int:

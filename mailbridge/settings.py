@@ -26,6 +26,7 @@ __all__ = [
     "RouteRule",
     "RoutingSettings",
     "Settings",
+    "SmppSettings",
     "SmtpSettings",
     "StorageSettings",
 ]
@@ -132,9 +133,33 @@ class NumberAddressSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SmppSettings:
+    """The session of an ``smpp`` provider (SMPP 3.4 ESME; ``seeds/smsc-smpp-submit.txt``)."""
+
+    host: str
+    port: int = 2775
+    tls: bool = False
+    tls_ca: str | None = None  # a CA file for the SMSC's certificate; None: the system's
+    system_id: str
+    system_type: str = ""  # "ISO": ISO-8859-1 replaces GSM 7-bit (SMSC)
+    bind: str = "transceiver"  # transceiver | transmitter+receiver
+    data_coding: str = "smsc"  # smsc: coding * 4 (0, 4, 8) | standard: 0x00, 0x03, 0x08
+    source_ton: int | None = None  # None: 5/0 for a name, 1/1 for a number
+    source_npi: int | None = None
+    dest_ton: int = 1
+    dest_npi: int = 1
+    window: int = 10  # submit_sm awaiting their response at once, per connection
+    connections: int = 1  # transmitting sessions
+    enquire_link_s: float = 30.0
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    registered_delivery: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderSettings:
     name: str
-    type: str  # miatel | jsonapi | smsc | file
+    type: str  # miatel | jsonapi | smsc | smpp | file
     url: str = ""
     username: str = ""
     password: str = field(default="", repr=False)
@@ -145,6 +170,7 @@ class ProviderSettings:
     timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     max_recipients: int = 1  # recipients per request where the wire format allows several
+    smpp: SmppSettings | None = None  # type smpp only
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

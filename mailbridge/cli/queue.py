@@ -1,6 +1,6 @@
 """``mailbridge queue list|show|retry|cancel`` (SPEC §6).
 
-Each command is a coroutine taking a :class:`~mailbridge.storage.base.Storage`
+Each command is a coroutine taking a :class:`~mailbridge.storage.base.QueueStore`
 and a text stream, returning the exit status: 0 done, 1 no such request,
 2 bad arguments, 3 storage failed. They work on the live database while the
 daemon runs: SQLite in WAL mode lets this process read and write beside it,
@@ -23,10 +23,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
+from mailbridge.core.records import RequestSummary
 from mailbridge.errors import MailbridgeError
 from mailbridge.models import SmsState
 from mailbridge.settings import Settings
-from mailbridge.storage.base import RequestSummary, Storage
+from mailbridge.storage.base import QueueStore, Storage
 
 __all__ = [
     "EXIT_BAD_ARGS",
@@ -96,7 +97,7 @@ def parse_state(value: str | None) -> SmsState | None:
 
 
 async def queue_list(
-    storage: Storage,
+    storage: QueueStore,
     *,
     out: TextIO,
     state: SmsState | None = None,
@@ -113,7 +114,7 @@ async def queue_list(
     return EXIT_OK
 
 
-async def queue_show(storage: Storage, request_id: str, *, out: TextIO) -> int:
+async def queue_show(storage: QueueStore, request_id: str, *, out: TextIO) -> int:
     """One request: its summary, each SMS with every attempt, and each reply mail."""
     detail = await storage.show_request(request_id)
     if detail is None:
@@ -165,7 +166,7 @@ async def queue_show(storage: Storage, request_id: str, *, out: TextIO) -> int:
 
 
 async def queue_retry(
-    storage: Storage, request_id: str, *, out: TextIO, now: datetime | None = None
+    storage: QueueStore, request_id: str, *, out: TextIO, now: datetime | None = None
 ) -> int:
     """Put the failed, expired and cancelled SMS of a request back in the queue, due now."""
     when = now or datetime.now(UTC)
@@ -178,7 +179,7 @@ async def queue_retry(
 
 
 async def queue_cancel(
-    storage: Storage, request_id: str, *, out: TextIO, now: datetime | None = None
+    storage: QueueStore, request_id: str, *, out: TextIO, now: datetime | None = None
 ) -> int:
     """Cancel the SMS of a request still waiting in the queue (their parts are refunded)."""
     when = now or datetime.now(UTC)
@@ -190,7 +191,7 @@ async def queue_cancel(
     return EXIT_OK
 
 
-async def _dispatch(storage: Storage, args: argparse.Namespace, out: TextIO) -> int:
+async def _dispatch(storage: QueueStore, args: argparse.Namespace, out: TextIO) -> int:
     command = args.queue_command
     if command == "list":
         return await queue_list(

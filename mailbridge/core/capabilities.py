@@ -14,6 +14,7 @@ TYPE_FORMATS: dict[str, frozenset[Format]] = {
     "miatel": frozenset({Format.SMS}),
     "jsonapi": frozenset({Format.SMS, Format.PING}),
     "smsc": _ALL,
+    "smpp": frozenset({Format.SMS, Format.FLASH}),
     "file": _ALL,
 }
 

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from mailbridge.core.capabilities import TYPE_FORMATS
 from mailbridge.core.mail import charset_label
 from mailbridge.core.passwords import PLAIN_PREFIX, is_readable_hash
+from mailbridge.core.smpp_config import SMPP_KEYS, smpp_settings
 from mailbridge.errors import ConfigError
 from mailbridge.models import Format, OnError
 from mailbridge.settings import (
@@ -185,6 +186,24 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
         "timeout_s": _k("float", 10.0),
         "connect_timeout_s": _k("float", 5.0),
         "max_recipients": _k("int", 1),
+        "host": _k("str"),
+        "port": _k("int", 2775),
+        "tls": _k("bool", False),
+        "tls_ca": _k("str"),
+        "system_id": _k("str"),
+        "system_type": _k("str", ""),
+        "bind": _k("str", "transceiver"),
+        "data_coding": _k("str", "smsc"),
+        "source_ton": _k("int"),
+        "source_npi": _k("int"),
+        "dest_ton": _k("int", 1),
+        "dest_npi": _k("int", 1),
+        "window": _k("int", 10),
+        "connections": _k("int", 1),
+        "enquire_link_s": _k("float", 30.0),
+        "reconnect_min_s": _k("float", 1.0),
+        "reconnect_max_s": _k("float", 60.0),
+        "registered_delivery": _k("bool", True),
     },
     "routing": {
         "default": _k("list[str]", "all providers"),
@@ -789,7 +808,21 @@ def _provider(raw: object, i: int, base_dir: Path | None) -> ProviderSettings:
     name = checked["name"].strip()
     ptype = _one_of(checked["type"], tuple(PROVIDER_FORMATS), f"{p}.type")
     kw: dict[str, Any] = {"name": name, "type": ptype}
-    if ptype in _HTTP_TYPES:
+    if ptype != "smpp":
+        for key in SMPP_KEYS:
+            if key in checked:
+                raise ConfigError(f"{p}.{key}", f"not used by type {ptype}")
+    if ptype == "smpp":
+        for key in ("url", "username", "path", "max_recipients"):
+            if key in checked:
+                raise ConfigError(f"{p}.{key}", "not used by type smpp")
+        ca = checked.get("tls_ca", "").strip()
+        settings = smpp_settings(checked, p, _path(ca, base_dir) if ca else None)
+        kw["smpp"] = settings
+        kw["password"] = checked.get("password", "")
+        if "concurrency" not in checked:
+            kw["concurrency"] = 2 * settings.window * settings.connections
+    elif ptype in _HTTP_TYPES:
         if "path" in checked:
             raise ConfigError(f"{p}.path", f"not used by type {ptype}")
         url = checked.get("url", "").strip()

@@ -1,7 +1,7 @@
 """``mailbridge parse``: what one mail would send and answer, with nothing sent or stored.
 
-It runs the same core as the gateway — ``read_mail``, ``parse_command``, the
-account check and ``build_request`` — and prints the decoded command, each
+It runs the gateway's own pipeline (:func:`~mailbridge.core.pipeline.process_mail`:
+read, parse, the account check, build) and prints the decoded command, each
 SMS (recipient, text, encoding, parts) and the answer line. The checks that
 need stored state (duplicates 9, flood 8, spent balance 3, IP blocks 4) are
 not made; a configured ``balance`` is compared with the request alone.
@@ -16,16 +16,15 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from mailbridge.core.answers import error_line, ok_line
 from mailbridge.core.capabilities import carried_formats
-from mailbridge.core.grammar import parse_command
-from mailbridge.core.intake import client_id_of, ip_in
+from mailbridge.core.intake import MailEnvelope
+from mailbridge.core.login import LoginVerifier, Verified, check_now, verify_login
 from mailbridge.core.mail import read_mail
-from mailbridge.core.passwords import verify_password
-from mailbridge.core.request import build_request
-from mailbridge.errors import RequestError
-from mailbridge.models import Command, Format, SmsRequest
+from mailbridge.core.pipeline import process_mail, run_now
+from mailbridge.models import Command, Format, MailContent, SmsRequest
 from mailbridge.settings import Account, Settings
 
 __all__ = ["DryRun", "dry_run"]
@@ -40,21 +39,15 @@ class DryRun:
     text: str  # the whole printable report
 
 
-def _account(command: Command, settings: Settings, client_ip: str) -> Account | None:
-    login = command.login.strip()
-    if not login:
-        for keyed in settings.accounts:
-            if keyed.apikey_hash and verify_password(command.psw, keyed.apikey_hash):
-                return keyed
-        return None
-    account = settings.account(login)
-    if account is None or not account.password_hash:
-        return None
-    if not verify_password(command.psw, account.password_hash):
-        return None
-    if account.allowed_ips and not ip_in(client_ip, account.allowed_ips):
-        return None
-    return account
+def _verifier(settings: Settings | None) -> LoginVerifier:
+    """The gateway's login check; without a config, any login is its own account."""
+    if settings is not None:
+        return partial(verify_login, settings=settings, check=check_now)
+
+    async def anyone(login: str, password: str) -> Verified:
+        return Verified(account=Account(login=login.strip() or "apikey"), login_known=True)
+
+    return anyone
 
 
 def _describe_command(out: io.StringIO, command: Command) -> None:
@@ -96,31 +89,35 @@ def dry_run(raw: bytes, *, settings: Settings | None, client_ip: str, now: datet
     if settings is None:
         out.write("no config file: account checks skipped, embedded defaults used\n")
     formats = carried_formats(base) if settings is not None else frozenset(Format)
-    client_id: str | None = None
-    try:
-        content = read_mail(raw, default_charset=base.smtp.default_charset)
-        out.write(f"subject:  {content.subject}\ncharset:  {content.charset}\n")
-        command = parse_command(content.command)
-        _describe_command(out, command)
-        client_id = client_id_of(command.id)
-        if settings is None:
-            account: Account | None = Account(login=command.login.strip() or "apikey")
-        else:
-            account = _account(command, settings, client_ip)
-        if account is None:
-            raise RequestError(2, "login, password or client IP refused")
-        request = build_request(
-            command, account=account, now=now, region=base.smtp.default_region, formats=formats
+    charset = base.smtp.default_charset
+
+    async def read(data: bytes) -> MailContent:
+        return read_mail(data, default_charset=charset)
+
+    env = MailEnvelope(received_at=now, client_ip=client_ip, mail_from="", rcpt_to=(), raw=raw)
+    outcome = run_now(
+        process_mail(
+            env, (), settings=base, now=now, formats=formats, read=read, verify=_verifier(settings)
         )
+    )
+    intake, content = outcome.intake, outcome.content
+    if content is not None:
+        out.write(f"subject:  {content.subject}\ncharset:  {content.charset}\n")
+    if outcome.fields is not None:
+        _describe_command(out, outcome.fields.command)
+    code, detail = intake.error, intake.error_detail
+    request = intake.request
+    if request is not None:
         _describe_request(out, request)
-        if account.balance is not None and request.sms_count > account.balance:
-            raise RequestError(3, "the request alone exceeds the configured balance")
-    except RequestError as exc:
-        line = error_line(exc.code, client_id or _PLACEHOLDER_ID)
-        if exc.detail:
-            out.write(f"reason:   {exc.detail}\n")
+        if intake.balance is not None and request.sms_count > intake.balance:
+            code, detail = 3, "the request alone exceeds the configured balance"
+    if code is not None:
+        line = error_line(code, intake.client_id or _PLACEHOLDER_ID)
+        if detail:
+            out.write(f"reason:   {detail}\n")
         out.write(f"answer:   {line}\n")
         return DryRun(ok=False, line=line, text=out.getvalue())
+    assert request is not None
     line = ok_line(request.sms_count, request.client_id or _PLACEHOLDER_ID)
     out.write(f"answer:   {line}\n")
     return DryRun(ok=True, line=line, text=out.getvalue())

@@ -28,7 +28,7 @@ import re
 from mailbridge.errors import RequestError
 from mailbridge.models import Command, CommandEntry
 
-__all__ = ["parse_command"]
+__all__ = ["parse_command", "split_prefix"]
 
 # seed: "<login>:<psw>:<id>:<time>,<tz>:<translit>,<format>,<sender>,<test>:<phones>:<mes>"
 # seed: "If some optional parameter is missing, then the colon must remain."
@@ -88,9 +88,12 @@ param_line = r"[ \t]*(?P<key>subj|voice)[ \t]*:(?P<value>.*)"
 #        line feed), after which you can pass the param parameter"
 tilde_line = r"[ \t]*~~~[ \t]*"
 
-# seed: "__CALL__: message | Sending a voice message (call)." / "__MAIL__: message"
-#   Only these two matter to the parser: they decide whether subj/voice/~~~ are parameters.
-param_prefix = r"[ \t]*__(?P<name>CALL|MAIL)__[ \t]*:"
+# seed: "__CALL__: message", "__VIBER__: message", "__SOC__: message", "__MAIL__: message",
+#       "__BOT__: message", "__PING__", "__HLR__"
+#   Matched case-insensitively, with optional blanks before the colon. The parser
+#   itself needs only __CALL__/__MAIL__ (they decide whether subj/voice/~~~ are
+#   parameters); the request builder takes each message's prefix from split_prefix.
+prefix = r"__(?:(?P<name>CALL|VIBER|SOC|MAIL|BOT)__[ \t]*:|(?P<bare>PING|HLR)__(?:[ \t]*:)?)"
 
 _COMMAND_RE = re.compile(command, re.DOTALL)
 _WHEN_RE = re.compile(when, re.DOTALL)
@@ -100,7 +103,7 @@ _ESCAPED_NEWLINE_RE = re.compile(escaped_newline)
 _PHONE_LIST_START_RE = re.compile(phone_list_start)
 _PARAM_LINE_RE = re.compile(param_line, re.IGNORECASE)
 _TILDE_LINE_RE = re.compile(tilde_line)
-_PARAM_PREFIX_RE = re.compile(param_prefix, re.IGNORECASE)
+_PREFIX_RE = re.compile(prefix, re.IGNORECASE)
 
 _PARAM_KEYS = {"8": "subj", "9": "voice"}
 _PREFIX_FORMATS = {"MAIL": "8", "CALL": "9"}
@@ -154,11 +157,22 @@ def parse_command(text: str) -> Command:
     )
 
 
+def split_prefix(text: str) -> tuple[str | None, str]:
+    """The prefix a message starts with (upper case, or None) and the text after it, stripped.
+
+    Without a prefix the text is returned as it is.
+    """
+    m = _PREFIX_RE.match(text)
+    if m is None:
+        return None, text
+    return (m["name"] or m["bare"]).upper(), text[m.end() :].strip()
+
+
 def _param_key(fmt: str, mes: str) -> str | None:
     """``subj``/``voice`` when the request is an e-mail/call, else ``None``."""
-    prefix = _PARAM_PREFIX_RE.match(mes)
-    if prefix is not None:
-        fmt = _PREFIX_FORMATS[prefix["name"].upper()]
+    m = _PREFIX_RE.match(mes)
+    if m is not None and m["name"] is not None:
+        fmt = _PREFIX_FORMATS.get(m["name"].upper(), fmt)
     return _PARAM_KEYS.get(fmt)
 
 

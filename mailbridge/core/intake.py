@@ -1,17 +1,13 @@
-"""What one mail means, before storage: mailboxes, templates, reply drafts (SPEC §2–3).
+"""What one mail means, before storage: templates, reply drafts, the intake (SPEC §2–3).
 
-Pure functions over values: the SMTP handler calls them with the envelope,
-the parsed mail and the settings, and hands the resulting
-:class:`~mailbridge.storage.base.Intake` to ``Storage.accept``. No I/O, no
-clock (``received_at`` is passed in), no password checks (the handler runs
-those in a worker thread and passes the account it verified).
+Pure functions over values: :mod:`mailbridge.core.pipeline` calls them with
+the envelope, the parsed mail and the settings, and the SMTP handler hands
+the resulting :class:`~mailbridge.core.records.Intake` to ``IntakeStore.accept``.
+No I/O, no clock (``received_at`` is passed in), no password checks (the
+caller passes the account it verified).
 
 Decisions where the SPEC is silent:
 
-* One mode per SMTP transaction: the first accepted recipient fixes it. A
-  second recipient of another kind, or a second forward alias, gets ``452
-  4.5.3`` (the client sends it again in a new transaction, RFC 5321
-  §4.5.3.1.10); several number addresses may share one mail.
 * Templates fill ``{subject}``, ``{body}`` and ``{from}`` in one pass; other
   braces are kept as written, and a value that itself holds ``{body}`` is not
   expanded again. ``{from}`` is the address of the ``From:`` header, else the
@@ -26,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.header import decode_header, make_header
@@ -35,44 +31,27 @@ from email.policy import compat32
 from ipaddress import ip_address
 
 from mailbridge.core.encoding import truncate_to_parts
+from mailbridge.core.fields import Fields
 from mailbridge.core.limits import request_fingerprint
+from mailbridge.core.records import Intake, ReplyDraft
 from mailbridge.errors import ERRORS_WITH_ID, RequestError
-from mailbridge.models import Command, CommandEntry, MailContent, RouteKind, SmsRequest
-from mailbridge.settings import Account, ForwardAlias, Network, Settings
-from mailbridge.storage.base import Intake, ReplyDraft
+from mailbridge.models import MailContent, RouteKind, SmsRequest
+from mailbridge.settings import Account, Network, Settings
 
 __all__ = [
     "MailEnvelope",
-    "NumberNormalizer",
     "RequestBuilder",
-    "Route",
-    "RouteKind",
-    "classify_recipient",
     "clean_header",
-    "client_id_of",
     "command_intake",
     "error_intake",
     "fallback_content",
     "fill_template",
-    "forward_command",
     "ip_in",
     "normalize_ip",
     "reply_draft",
     "request_intake",
-    "sender_allowed",
     "template_text",
-    "test_flag",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Route:
-    """What a recipient address is: the command mailbox, a forward alias or a number."""
-
-    kind: RouteKind
-    address: str  # lower case
-    alias: ForwardAlias | None = None
-    number: str | None = None  # E.164, number addresses only
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,66 +65,8 @@ class MailEnvelope:
     raw: bytes
 
 
-#: Local part of a number address -> E.164 (``phones.normalize_number`` bound to a region).
-NumberNormalizer = Callable[[str], str]
 #: ``request.build_request`` bound to now, region and formats.
-RequestBuilder = Callable[[Command, Account], SmsRequest]
-
-_NUMBER_LOCAL_RE = re.compile(r"\+?[0-9][0-9().\-]{5,20}")
-
-
-def classify_recipient(
-    address: str, settings: Settings, *, normalize: NumberNormalizer | None = None
-) -> Route | None:
-    """The mailbox ``address`` names, or None when it is none of the gateway's.
-
-    ``normalize`` turns the local part of a number address into E.164 (it
-    raises ``RequestError`` for an invalid number); number addresses are
-    recognised only when ``[number_addresses] enabled`` and it is given.
-    """
-    addr = address.strip().lower()
-    local, at, domain = addr.rpartition("@")
-    if not at or not local:
-        return None
-    for alias in settings.forward:
-        if alias.address.lower() == addr:
-            return Route(kind=RouteKind.FORWARD, address=addr, alias=alias)
-    domains = {d.lower().rstrip(".") for d in settings.smtp.domains}
-    if domain.rstrip(".") not in domains:
-        return None
-    if local == settings.smtp.command_address.lower():
-        return Route(kind=RouteKind.COMMAND, address=addr)
-    if settings.number_addresses.enabled and normalize is not None:
-        if not _NUMBER_LOCAL_RE.fullmatch(local):
-            return None
-        try:
-            number = normalize(local)
-        except RequestError:
-            return None
-        return Route(kind=RouteKind.NUMBER, address=addr, number=number)
-    return None
-
-
-def sender_allowed(mail_from: str, patterns: Iterable[str]) -> bool:
-    """Whether the envelope sender matches one of ``patterns`` (exact or ``*`` wildcards).
-
-    Case-insensitive. The null sender never matches.
-    """
-    sender = mail_from.strip().lower()
-    if not sender:
-        return False
-    for pattern in patterns:
-        pat = pattern.strip().lower()
-        if not pat:
-            continue
-        if "*" not in pat:
-            if pat == sender:
-                return True
-            continue
-        regex = ".*".join(re.escape(piece) for piece in pat.split("*"))
-        if re.fullmatch(regex, sender, re.DOTALL):
-            return True
-    return False
+RequestBuilder = Callable[[Fields, Account], SmsRequest]
 
 
 _PLACEHOLDER_RE = re.compile(r"\{(subject|body|from)\}")
@@ -168,27 +89,6 @@ def template_text(template: str, max_parts: int, *, content: MailContent, mail_f
     if not text:
         return text
     return truncate_to_parts(text, max_parts)
-
-
-def forward_command(*, account: Account, phones: Sequence[str], text: str, sender: str) -> Command:
-    """A command equivalent to a forward or number-address mail, for ``build_request``.
-
-    Going through the same builder applies the account's sender, phone,
-    ``deny_text`` and blacklist rules exactly as in command mode. The text is
-    entered as list mode is not: one entry, all recipients.
-    """
-    return Command(
-        login=account.login,
-        psw="",
-        id="",
-        time="",
-        tz="",
-        translit="",
-        format="0",
-        sender=sender,
-        test="",
-        entries=(CommandEntry(phones=",".join(phones), text=text),),
-    )
 
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
@@ -255,25 +155,6 @@ def fallback_content(raw: bytes) -> MailContent:
     )
 
 
-_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9._\-]{1,40}")
-
-
-def client_id_of(raw_id: str) -> str | None:
-    """The request id a command gave, when valid (SPEC §1: 1..2147483647 or ≤40 safe chars)."""
-    value = raw_id.strip()
-    if not value or not _CLIENT_ID_RE.fullmatch(value):
-        return None
-    if value.isdigit() and not 1 <= int(value) <= 2147483647:
-        return None
-    return value
-
-
-def test_flag(raw_test: str) -> int:
-    """The ``test`` field as a number (0 when empty or unreadable)."""
-    value = raw_test.strip()
-    return int(value) if value in {"0", "1", "2"} else 0
-
-
 def normalize_ip(peer: object) -> str:
     """The client IP of an asyncio peer name; IPv4-mapped IPv6 written as IPv4."""
     host = peer[0] if isinstance(peer, tuple) and peer else peer
@@ -309,7 +190,7 @@ def _draft(env: MailEnvelope, content: MailContent | None, settings: Settings) -
 def error_intake(
     env: MailEnvelope,
     *,
-    mode: str,
+    mode: RouteKind,
     code: int,
     detail: str,
     settings: Settings,
@@ -342,7 +223,7 @@ def error_intake(
 def request_intake(
     env: MailEnvelope,
     *,
-    mode: str,
+    mode: RouteKind,
     request: SmsRequest,
     account: Account,
     settings: Settings,
@@ -379,7 +260,7 @@ def command_intake(
     *,
     settings: Settings,
     content: MailContent,
-    command: Command,
+    fields: Fields,
     account: Account | None,
     login_known: bool,
     build: RequestBuilder,
@@ -388,8 +269,8 @@ def command_intake(
 
     ``build`` is ``request.build_request`` bound to ``now``, region and formats.
     """
-    client_id = client_id_of(command.id)
-    test = test_flag(command.test)
+    client_id = fields.client_id.valid
+    test = fields.test_flag
     if account is None:
         return error_intake(
             env,
@@ -398,7 +279,7 @@ def command_intake(
             detail="login, password or client IP refused",
             settings=settings,
             content=content,
-            account=command.login.strip() if login_known else None,
+            account=fields.command.login.strip() if login_known else None,
             test=test,
         )
     if account.allowed_ips and not ip_in(env.client_ip, account.allowed_ips):
@@ -413,7 +294,7 @@ def command_intake(
             test=test,
         )
     try:
-        request = build(command, account)
+        request = build(fields, account)
     except RequestError as exc:
         return error_intake(
             env,
@@ -433,6 +314,6 @@ def command_intake(
         request=request,
         account=account,
         settings=settings,
-        fingerprint=request_fingerprint(request, time_spec=f"{command.time},{command.tz}"),
+        fingerprint=request_fingerprint(request, when=fields.when),
         content=content,
     )

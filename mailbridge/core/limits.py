@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from mailbridge.core.timespec import TimeSpec
 from mailbridge.models import SmsRequest
 from mailbridge.settings import LimitsSettings
 
@@ -56,8 +57,6 @@ IP_ERROR_CODES: frozenset[int] = frozenset({1, 2, 5, 7})
 #: The window of ``reply_rate_per_hour``.
 REPLY_RATE_WINDOW = timedelta(hours=1)
 
-_NOW_MARKER = "now"
-
 
 def since(now: datetime, seconds: float) -> datetime:
     """Start of a sliding window of ``seconds`` ending at ``now`` (exclusive bound)."""
@@ -68,31 +67,29 @@ def since(now: datetime, seconds: float) -> datetime:
 
 
 def canonical_time(time_spec: str) -> str:
-    """The time of a request as the duplicate key sees it.
+    """The time of a request as the duplicate key sees it (:attr:`TimeSpec.key`).
 
     ``time_spec`` is the ``<time>,<tz>`` field as written (``<tz>`` optional).
-    An empty time or ``0`` means "now" whatever the tz, so two immediate
-    requests match although their due instants differ; any other spec is kept
-    as written (stripped), so ``+5`` matches ``+5`` and not ``+6``.
     """
-    time, _, tz = time_spec.partition(",")
-    time, tz = time.strip(), tz.strip()
-    if time in ("", "0"):
-        return _NOW_MARKER
-    return f"{time},{tz}" if tz else time
+    return TimeSpec.read(time_spec).key
 
 
-def request_fingerprint(request: SmsRequest, *, time_spec: str | None = None) -> str:
+def request_fingerprint(
+    request: SmsRequest, *, time_spec: str | None = None, when: TimeSpec | None = None
+) -> str:
     """The duplicate key of ``request``: sha256 hex over what SPEC §2 (ERROR = 9) names.
 
     Covers the account, each message's text and recipients (after expansion),
     sender, format, translit, the subject/voice/param parameters and the
-    time. Headers and Message-ID never enter it. The time is
-    :func:`canonical_time` of ``time_spec`` when given; without it, the due
+    time. Headers and Message-ID never enter it. The time is the key of
+    ``when`` (the command's parsed ``<time>,<tz>``) or :func:`canonical_time`
+    of ``time_spec`` when given; without either, the due
     instant floored to the minute (an immediate request then matches only
     within the same minute, so callers should pass ``time_spec``).
     """
-    if time_spec is not None:
+    if when is not None:
+        time = when.key
+    elif time_spec is not None:
         time = canonical_time(time_spec)
     else:
         time = request.due.replace(second=0, microsecond=0).isoformat()

@@ -1,4 +1,4 @@
-"""A parsed :class:`~mailbridge.models.Command` and its account → a validated request.
+"""A command's typed :class:`~mailbridge.core.fields.Fields` and its account → a validated request.
 
 Checks run in the order of ``docs/architecture.md`` and the first failure
 raises its ``RequestError``: id (1), time/tz (5), translit/format/test (1),
@@ -29,34 +29,25 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from mailbridge.core.encoding import split_text
+from mailbridge.core.fields import MAX_ID, Checked, Fields
+from mailbridge.core.grammar import split_prefix
 from mailbridge.core.phones import expand_recipients, is_email, normalize_number
-from mailbridge.core.timespec import resolve_due
 from mailbridge.core.translit import transliterate
 from mailbridge.errors import ConfigError, RequestError
-from mailbridge.models import Command, Format, Message, SmsRequest
+from mailbridge.models import Format, Message, SmsRequest
 from mailbridge.settings import Account
 
-__all__ = ["MAX_ID", "MAX_TEXT_LENGTH", "build_request"]
+__all__ = ["MAX_ID", "MAX_TEXT_LENGTH", "build_forward_request", "build_request"]
 
 #: Longest ``<mes>`` after prefix removal, in characters.
 MAX_TEXT_LENGTH = 1000
-#: Largest numeric client id.
-MAX_ID = 2_147_483_647
 
-_NUMERIC_ID_RE = re.compile(r"\d+", re.ASCII)
-_STRING_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,40}", re.ASCII)
-_SMALL_INT_RE = re.compile(r"\d{1,2}", re.ASCII)
 _SENDER_NAME_RE = re.compile(r"[A-Za-z0-9 \-._&!?'+]{1,11}", re.ASCII)
 _SENDER_DIGITS_RE = re.compile(r"\+?\d{1,15}", re.ASCII)
-# seed: "__CALL__: message", "__VIBER__: message", "__SOC__: message", "__MAIL__: message",
-#       "__BOT__: message", "__PING__", "__HLR__"
-_PREFIX_RE = re.compile(
-    r"__(?:(?P<name>CALL|VIBER|SOC|MAIL|BOT)__[ \t]*:|(?P<bare>PING|HLR)__(?:[ \t]*:)?)",
-    re.IGNORECASE,
-)
 _PREFIX_FORMATS: dict[str, Format | None] = {
     "CALL": Format.VOICE,
     "VIBER": Format.VIBER,
@@ -66,13 +57,13 @@ _PREFIX_FORMATS: dict[str, Format | None] = {
     "PING": Format.PING,
     "HLR": Format.HLR,
 }
-_MAX_FORMAT = int(max(Format))
 _TEXTLESS = frozenset({Format.HLR, Format.PING})
 _BINARY = frozenset({Format.BINARY, Format.BINARY_HEX})
+_SMS = Checked(Format.SMS)
 
 
 def build_request(
-    command: Command,
+    fields: Fields,
     *,
     account: Account,
     now: datetime,
@@ -80,7 +71,7 @@ def build_request(
     formats: frozenset[Format],
     bots: bool = False,
 ) -> SmsRequest:
-    """Validate ``command`` for ``account`` and build the request to store.
+    """Validate a command's ``fields`` for ``account`` and build the request to store.
 
     ``formats`` are the formats the configured providers can carry; ``bots``
     whether one of them carries Telegram bot messages (``__BOT__:``). No
@@ -88,12 +79,89 @@ def build_request(
     is refused with ``ERROR = 1`` rather than accepted and sent as a plain SMS
     to a ``#id`` "number". Raises ``RequestError`` 1, 5, 6, 7 or 8 (SPEC §1/§2).
     """
-    client_id = _client_id(command.id)
-    due = resolve_due(command.time, command.tz, account_tz=account.tz, now=now)
-    translit = _small_int(command.translit, "translit", 2)
-    test = _small_int(command.test, "test", 2)
-    prefix, texts = _strip_prefixes(command)
-    fmt = Format(_small_int(command.format, "format", _MAX_FORMAT))
+    client_id = fields.client_id.get()
+    due = fields.when.due(account_tz=account.tz, now=now)
+    translit = fields.translit.get()
+    test = fields.test.get()
+    command = fields.command
+    return _build(
+        account=account,
+        client_id=client_id,
+        due=due,
+        translit=translit,
+        test=test,
+        prefix=fields.prefix.get(),
+        fmt_field=fields.format,
+        raw_sender=command.sender,
+        phones=[entry.phones for entry in command.entries],
+        texts=list(fields.texts),
+        subject=command.subject,
+        voice=command.voice,
+        param=command.param,
+        region=region,
+        formats=formats,
+        bots=bots,
+    )
+
+
+def build_forward_request(
+    *,
+    account: Account,
+    phones: Sequence[str],
+    text: str,
+    sender: str,
+    now: datetime,
+    region: str,
+    formats: frozenset[Format],
+) -> SmsRequest:
+    """The request of a forward or number-address mail: ``text`` to all ``phones``, due now.
+
+    The account's sender, phone, ``deny_text`` and blacklist rules apply
+    exactly as in command mode (a prefix in the text too); there is no id,
+    time, translit or test flag, and the format is SMS unless a prefix says
+    otherwise.
+    """
+    prefix, stripped = split_prefix(text)
+    return _build(
+        account=account,
+        client_id=None,
+        due=now.astimezone(UTC),
+        translit=0,
+        test=0,
+        prefix=prefix,
+        fmt_field=_SMS,
+        raw_sender=sender,
+        phones=[",".join(phones)],
+        texts=[stripped],
+        subject=None,
+        voice=None,
+        param=None,
+        region=region,
+        formats=formats,
+        bots=False,
+    )
+
+
+def _build(
+    *,
+    account: Account,
+    client_id: str | None,
+    due: datetime,
+    translit: int,
+    test: int,
+    prefix: str | None,
+    fmt_field: Checked[Format],
+    raw_sender: str,
+    phones: Sequence[str],
+    texts: list[str],
+    subject: str | None,
+    voice: str | None,
+    param: str | None,
+    region: str,
+    formats: frozenset[Format],
+    bots: bool,
+) -> SmsRequest:
+    fmt = fmt_field.get()
     bot = prefix == "BOT"
     if bot and not bots:
         raise RequestError(1, "no provider carries Telegram bot messages")
@@ -101,16 +169,16 @@ def build_request(
         fmt = prefixed
     if fmt not in formats:
         raise RequestError(1, f"format {int(fmt)} is not carried by any provider")
-    sender = _sender(command.sender, account, fmt)
+    sender = _sender(raw_sender, account, fmt)
 
     recipients = [
-        expand_recipients(entry.phones, region=region, groups=account.groups, fmt=fmt, bot=bot)
-        for entry in command.entries
+        expand_recipients(entry, region=region, groups=account.groups, fmt=fmt, bot=bot)
+        for entry in phones
     ]
     if not recipients:
         raise RequestError(7, "no recipients")
 
-    subject = command.subject if fmt is Format.EMAIL else None
+    subject = subject if fmt is Format.EMAIL else None
     if fmt is Format.EMAIL and not subject:
         raise RequestError(1, "an e-mail needs a subj: line")
     if fmt in _TEXTLESS:
@@ -146,46 +214,10 @@ def build_request(
             for text, rs, split in zip(sent, recipients, splits, strict=True)
         ),
         subject=subject,
-        voice=command.voice if fmt is Format.VOICE else None,
-        param=command.param if fmt is Format.VOICE else None,
+        voice=voice if fmt is Format.VOICE else None,
+        param=param if fmt is Format.VOICE else None,
         bot=bot,
     )
-
-
-def _client_id(raw: str) -> str | None:
-    if not raw:
-        return None
-    if _NUMERIC_ID_RE.fullmatch(raw):
-        if len(raw) > len(str(MAX_ID)) or not 1 <= int(raw) <= MAX_ID:
-            raise RequestError(1, "numeric id out of range")
-        return raw
-    if _STRING_ID_RE.fullmatch(raw) is None:
-        raise RequestError(1, "invalid id")
-    return raw
-
-
-def _small_int(raw: str, name: str, maximum: int) -> int:
-    if not raw:
-        return 0
-    if _SMALL_INT_RE.fullmatch(raw) is None or int(raw) > maximum:
-        raise RequestError(1, f"invalid {name}")
-    return int(raw)
-
-
-def _strip_prefixes(command: Command) -> tuple[str | None, list[str]]:
-    """The prefix of the request (upper case, or None) and the texts without it."""
-    names: set[str] = set()
-    texts: list[str] = []
-    for entry in command.entries:
-        m = _PREFIX_RE.match(entry.text)
-        if m is None:
-            texts.append(entry.text)
-            continue
-        names.add((m["name"] or m["bare"]).upper())
-        texts.append(entry.text[m.end() :].strip())
-    if len(names) > 1:
-        raise RequestError(1, "different prefixes in one request")
-    return (names.pop() if names else None), texts
 
 
 def _sender(raw: str, account: Account, fmt: Format) -> str:

@@ -136,6 +136,17 @@ class CircuitBreaker:
         if self._failures >= self.failures:
             self._open(now)
 
+    def trip(self, now: datetime) -> bool:
+        """The provider refuses the gateway itself: open at once, whatever the count.
+
+        True when this opened the breaker; False when it was already open (a
+        request sent before it opened, answering late): callers log once per opening.
+        """
+        if self._state is BreakerState.OPEN and not self._reset_due(now):
+            return False
+        self._open(now)
+        return True
+
     def _open(self, now: datetime) -> None:
         self._state = BreakerState.OPEN
         self._opened_at = now

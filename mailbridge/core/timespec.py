@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from typing import NamedTuple
 
 from mailbridge.errors import RequestError
 
-__all__ = ["MOSCOW_OFFSET_H", "resolve_due", "zone_for"]
+__all__ = ["MOSCOW_OFFSET_H", "TimeSpec", "resolve_due", "zone_for"]
 
 #: Moscow's offset from UTC in hours; ``tz`` counts from here.
 MOSCOW_OFFSET_H = 3
@@ -39,6 +40,38 @@ _UNIX_RE = re.compile(r"0(\d{1,12})", re.ASCII)
 _RELATIVE_RE = re.compile(r"\+[ \t]*(\d{1,7})", re.ASCII)
 # seed: "The tz parameter can be either positive or negative."
 _TZ_RE = re.compile(r"[+-]?\d{1,2}", re.ASCII)
+
+
+_NOW_MARKER = "now"
+
+
+class TimeSpec(NamedTuple):
+    """The ``<time>,<tz>`` fields of a command, read once (each stripped, ``""`` when absent)."""
+
+    time: str = ""
+    tz: str = ""
+
+    @classmethod
+    def read(cls, spec: str) -> TimeSpec:
+        """``"<time>,<tz>"`` as written (``<tz>`` optional; the time never holds a comma)."""
+        time, _, tz = spec.partition(",")
+        return cls(time.strip(), tz.strip())
+
+    @property
+    def key(self) -> str:
+        """The time as the duplicate key sees it (SPEC §2, ERROR = 9).
+
+        An empty time or ``0`` means "now" whatever the tz, so two immediate
+        requests match although their due instants differ; any other spec is
+        kept as written, so ``+5`` matches ``+5`` and not ``+6``.
+        """
+        if self.time in ("", "0"):
+            return _NOW_MARKER
+        return f"{self.time},{self.tz}" if self.tz else self.time
+
+    def due(self, *, account_tz: int, now: datetime) -> datetime:
+        """The UTC instant this spec names for an account in ``account_tz`` (see resolve_due)."""
+        return resolve_due(self.time, self.tz, account_tz=account_tz, now=now)
 
 
 def zone_for(tz: int) -> timezone:

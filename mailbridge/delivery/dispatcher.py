@@ -39,17 +39,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from mailbridge.core.records import SmsJob
 from mailbridge.core.retry import Fault, RetryAction, expires_at, next_step
 from mailbridge.core.routing import route
 from mailbridge.delivery.clock import Clock, as_clock
 from mailbridge.delivery.lanes import Lane, build_lanes, call, provider_settings
-from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
 from mailbridge.log import get_logger
 from mailbridge.models import AttemptOutcome, Format, SmsState
 from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.providers.base import Provider, SendResult, Sent
 from mailbridge.settings import Settings
-from mailbridge.storage.base import SmsJob, Storage
+from mailbridge.storage.base import DeliveryStore
 
 __all__ = ["COALESCE_S", "MAX_IDLE_S", "Dispatcher"]
 
@@ -72,7 +78,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: DeliveryStore,
         providers: Mapping[str, Provider],
         settings: Settings,
         *,
@@ -128,9 +134,8 @@ class Dispatcher:
             self._stopping = False
             self._loop_task = asyncio.create_task(self._run(), name="mailbridge-dispatcher")
             # a storage shared by several instances (PostgreSQL) wakes us on their commits
-            subscribe = getattr(self._storage, "subscribe_due", None)
-            if subscribe is not None and self._unsubscribe is None:
-                self._unsubscribe = subscribe(self.wake)
+            if self._unsubscribe is None:
+                self._unsubscribe = self._storage.subscribe_due(self.wake)
 
     async def stop(self, timeout_s: float) -> None:
         """Claim no more; let sends under way finish within ``timeout_s``, then close providers.
@@ -364,7 +369,17 @@ class Dispatcher:
                     return
                 results, whole, duration_ms = await call(lane, jobs, self._clock)
                 now = self._clock.now()
-                if isinstance(whole, TemporaryProviderError):
+                if isinstance(whole, ProviderUnavailableError):
+                    if lane.breaker.trip(now):  # once per opening, i.e. once per backoff
+                        self._log.error(
+                            "provider unavailable",
+                            provider=lane.name,
+                            error=str(whole),
+                            answer=whole.provider_answer,
+                            retry_in_s=lane.breaker.reset_s,
+                            hint="the provider refuses the gateway: fix its config, then SIGHUP",
+                        )
+                elif isinstance(whole, TemporaryProviderError):
                     lane.breaker.record_failure(now)
                 else:
                     lane.breaker.record_success(now)
@@ -423,7 +438,12 @@ class Dispatcher:
             else:
                 outcome = AttemptOutcome.TEMPORARY
                 self._attempt_log(job, lane.name, outcome, duration_ms, error=str(result))
-                await self._not_sent(job, lane.name, Fault.TEMPORARY, result, now)
+                fault = (
+                    Fault.PROVIDER_UNAVAILABLE
+                    if isinstance(result, ProviderUnavailableError)
+                    else Fault.TEMPORARY
+                )
+                await self._not_sent(job, lane.name, fault, result, now)
         except Exception:
             self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
         finally:

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mailbridge.core.records import SmsJob
 from mailbridge.core.routing import CircuitBreaker
 from mailbridge.delivery.clock import Clock
 from mailbridge.delivery.ratelimit import TokenBucket
@@ -22,7 +23,6 @@ from mailbridge.log import get_logger
 from mailbridge.models import Format
 from mailbridge.providers.base import Outbound, Provider, SendResult
 from mailbridge.settings import ProviderSettings, Settings
-from mailbridge.storage.base import SmsJob
 
 __all__ = ["Lane", "build_lanes", "call", "provider_settings"]
 

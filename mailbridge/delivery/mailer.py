@@ -39,12 +39,13 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from mailbridge.core.intake import clean_header
+from mailbridge.core.records import ReplyJob
 from mailbridge.core.retry import decide_reply, reply_backoff_s
 from mailbridge.delivery.clock import Clock, as_clock
 from mailbridge.log import get_logger
 from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.settings import Settings
-from mailbridge.storage.base import ReplyJob, Storage
+from mailbridge.storage.base import ReplyStore
 
 __all__ = [
     "MAX_IDLE_S",
@@ -108,7 +109,7 @@ class Mailer:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: ReplyStore,
         settings: Settings,
         *,
         clock: Clock | Callable[[], datetime] | None = None,
@@ -132,9 +133,8 @@ class Mailer:
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name="mailbridge-mailer")
             # a storage shared by several instances (PostgreSQL) wakes us on their replies
-            subscribe = getattr(self._storage, "subscribe_replies", None)
-            if subscribe is not None and self._unsubscribe is None:
-                self._unsubscribe = subscribe(self.wake)
+            if self._unsubscribe is None:
+                self._unsubscribe = self._storage.subscribe_replies(self.wake)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Finish the reply being sent (within ``timeout_s``), then stop."""

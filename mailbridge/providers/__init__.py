@@ -5,6 +5,7 @@ from mailbridge.providers.factory import PROVIDER_TYPES, build_provider, build_p
 from mailbridge.providers.file import FileProvider
 from mailbridge.providers.jsonapi import JsonApiProvider
 from mailbridge.providers.miatel import MiatelProvider
+from mailbridge.providers.smpp import SmppProvider
 from mailbridge.providers.smsc import SmscProvider
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Provider",
     "SendResult",
     "Sent",
+    "SmppProvider",
     "SmscProvider",
     "build_provider",
     "build_providers",

@@ -4,10 +4,13 @@ A provider takes a batch of :class:`Outbound` SMS (at most ``max_batch``) and
 answers with one result per item, in the same order: :class:`Sent`, or a
 :class:`~mailbridge.errors.ProviderError` that concerns only that item (the
 provider rejected this number or this text). A failure of the whole request
-(credentials refused, timeout, connection error, HTTP 5xx or 429, a body that
-cannot be read) is *raised* as :class:`~mailbridge.errors.TemporaryProviderError`
-or :class:`~mailbridge.errors.PermanentProviderError` instead: it says something
-about the provider, not about the SMS, so the dispatcher may fail over.
+(timeout, connection error, HTTP 5xx or 429, a body that cannot be read) is
+*raised* as :class:`~mailbridge.errors.TemporaryProviderError` or
+:class:`~mailbridge.errors.PermanentProviderError` instead: it says something
+about the provider, not about the SMS, so the dispatcher may fail over. A
+provider that refuses the gateway itself (credentials, account, a bad URL, a
+refused SMPP bind) raises :class:`~mailbridge.errors.ProviderUnavailableError`,
+a temporary error: the SMS wait or fail over, they never fail for it.
 
 Adapters translate library exceptions at this boundary (``raise … from exc``) so
 callers see only mailbridge errors. The provider password never appears in an
@@ -34,7 +37,12 @@ from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
 
-from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
 from mailbridge.models import Format
 from mailbridge.settings import ProviderSettings
 
@@ -47,6 +55,7 @@ __all__ = [
     "SendResult",
     "Sent",
     "check_batch",
+    "format_refused",
     "http_request",
     "parse_retry_after",
     "redact",
@@ -164,6 +173,20 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - current).total_seconds())
 
 
+def format_refused(
+    name: str, formats: frozenset[Format], item: Outbound
+) -> PermanentProviderError | None:
+    """The result of an item in a format the provider does not carry, else None.
+
+    The request builder accepts only formats some provider carries and routing
+    gives each provider only its own formats, so this is a guard against a
+    caller's bug: the item fails alone, nothing is sent.
+    """
+    if item.format in formats:
+        return None
+    return PermanentProviderError(f"{name}: format {int(item.format)} not carried")
+
+
 def check_batch(name: str, batch: Sequence[Outbound], max_batch: int) -> None:
     """Refuse a batch larger than the provider carries (a caller's bug)."""
     if len(batch) > max_batch:
@@ -276,7 +299,7 @@ async def http_request(
     except httpx.HTTPError as exc:
         raise TemporaryProviderError(f"{name}: {_describe(exc)}") from exc
     except httpx.InvalidURL as exc:
-        raise PermanentProviderError(f"{name}: invalid provider URL") from exc
+        raise ProviderUnavailableError(f"{name}: invalid provider URL") from exc
 
 
 _DESCRIPTIONS: tuple[tuple[type[Exception], str], ...] = (

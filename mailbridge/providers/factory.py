@@ -9,7 +9,7 @@ whole request by ``timeout_s``). The provider owns the client and closes it in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.client import HTTPResponse
 from http.cookiejar import Cookie, CookieJar
 from urllib.request import Request
@@ -21,9 +21,11 @@ from mailbridge import __version__
 from mailbridge.errors import ConfigError
 from mailbridge.models import Format
 from mailbridge.providers.base import Provider
+from mailbridge.providers.events import ProviderEvents
 from mailbridge.providers.file import FILE_FORMATS, FileProvider
 from mailbridge.providers.jsonapi import JSONAPI_FORMATS, JsonApiProvider
 from mailbridge.providers.miatel import MIATEL_FORMATS, MiatelProvider
+from mailbridge.providers.smpp import SMPP_FORMATS, SmppProvider
 from mailbridge.providers.smsc import SMSC_FORMATS, SmscProvider
 from mailbridge.settings import ProviderSettings
 
@@ -34,6 +36,7 @@ PROVIDER_TYPES: dict[str, frozenset[Format]] = {
     "miatel": MIATEL_FORMATS,
     "jsonapi": JSONAPI_FORMATS,
     "smsc": SMSC_FORMATS,
+    "smpp": SMPP_FORMATS,
     "file": FILE_FORMATS,
 }
 
@@ -80,8 +83,12 @@ def build_client(settings: ProviderSettings) -> httpx.AsyncClient:
     )
 
 
-def build_provider(settings: ProviderSettings) -> Provider:
-    """One provider from its settings (raises :class:`ConfigError` naming the key)."""
+def build_provider(settings: ProviderSettings, events: ProviderEvents | None = None) -> Provider:
+    """One provider from its settings (raises :class:`ConfigError` naming the key).
+
+    ``events`` is where a provider that hears back (``smpp``) reports receipts and
+    inbound SMS.
+    """
     key = f"providers.{settings.name}"
     carried = PROVIDER_TYPES.get(settings.type)
     if carried is None:
@@ -96,6 +103,10 @@ def build_provider(settings: ProviderSettings) -> Provider:
             raise ConfigError(f"{key}.formats", "must name at least one format")
     if settings.type == "file":
         return FileProvider(settings)
+    if settings.type == "smpp":
+        if settings.smpp is None:
+            raise ConfigError(f"{key}.host", "required for type smpp")
+        return SmppProvider(settings, events)
     if not settings.url:
         raise ConfigError(f"{key}.url", f"required for type {settings.type}")
     if settings.timeout_s <= 0 or settings.connect_timeout_s <= 0:
@@ -103,11 +114,25 @@ def build_provider(settings: ProviderSettings) -> Provider:
     return _HTTP[settings.type](settings, build_client(settings))
 
 
-def build_providers(settings: Sequence[ProviderSettings]) -> dict[str, Provider]:
-    """Every configured provider by name, in configuration order."""
+def build_providers(
+    settings: Sequence[ProviderSettings],
+    events: ProviderEvents | None = None,
+    *,
+    keep: Mapping[str, Provider] | None = None,
+) -> dict[str, Provider]:
+    """Every configured provider by name, in configuration order.
+
+    ``keep`` (a reload: the providers in use): an ``smpp`` provider whose settings
+    did not change is kept as it is, so its sessions stay bound (an SMSC that allows
+    one bind per ``system_id`` would refuse a second one while the first is open).
+    """
     providers: dict[str, Provider] = {}
     for item in settings:
         if item.name in providers:
             raise ConfigError(f"providers.{item.name}.name", "duplicate provider name")
-        providers[item.name] = build_provider(item)
+        previous = (keep or {}).get(item.name)
+        if isinstance(previous, SmppProvider) and previous.settings == item:
+            providers[item.name] = previous
+            continue
+        providers[item.name] = build_provider(item, events)
     return providers

@@ -17,8 +17,10 @@ Answers:
   ``segments`` as parts; ``error`` → that SMS fails (permanent: the provider
   refused it and charged nothing); an SMS with no matching result → temporary.
 * ``{"errors": [{"code", "title", "detail"}]}`` → the whole request fails:
-  ``authentication`` (and the other codes in :data:`PERMANENT_CODES`, and HTTP
-  401/403) raised permanent, naming the code; any other code raised temporary.
+  ``authentication`` (the codes in :data:`ACCOUNT_CODES`, and HTTP 401/403)
+  raised as a provider fault (:class:`ProviderUnavailableError`), the codes in
+  :data:`PERMANENT_CODES` raised permanent, naming the code; any other code
+  raised temporary.
 * HTTP 429/5xx, a body that is not such JSON → raised temporary.
 """
 
@@ -30,7 +32,12 @@ from typing import Any
 
 import httpx
 
-from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
 from mailbridge.models import Format
 from mailbridge.providers.base import (
     HttpProvider,
@@ -43,17 +50,18 @@ from mailbridge.providers.base import (
 )
 from mailbridge.settings import ProviderSettings
 
-__all__ = ["JSONAPI_FORMATS", "PERMANENT_CODES", "JsonApiProvider"]
+__all__ = ["ACCOUNT_CODES", "JSONAPI_FORMATS", "PERMANENT_CODES", "JsonApiProvider"]
 
 JSONAPI_FORMATS: frozenset[Format] = frozenset({Format.SMS, Format.PING})
+
+#: Error codes that refuse the gateway itself (SPEC §4: a provider fault, not the SMS's).
+ACCOUNT_CODES: frozenset[str] = frozenset(
+    {"authentication", "authorization", "forbidden", "access_denied"}
+)
 
 #: Error codes that retrying cannot cure; any other code is temporary.
 PERMANENT_CODES: frozenset[str] = frozenset(
     {
-        "authentication",
-        "authorization",
-        "forbidden",
-        "access_denied",
         "validation",
         "invalid_parameter",
         "invalid_parameters",
@@ -103,7 +111,7 @@ class JsonApiProvider(HttpProvider):
         if isinstance(document, dict) and isinstance(document.get("errors"), list):
             raise self._request_error(document["errors"], status, answer)
         if status in (401, 403):
-            raise PermanentProviderError(
+            raise ProviderUnavailableError(
                 f"{self.name}: credentials refused (HTTP {status})", provider_answer=answer
             )
         data = document.get("data") if isinstance(document, dict) else None
@@ -137,8 +145,8 @@ class JsonApiProvider(HttpProvider):
             redact(str(first[key]), self._password) for key in ("title", "detail") if first.get(key)
         )
         what = f"{code or 'error'}" + (f": {shorten(said, 120)}" if said else "")
-        if code.lower() == "authentication" or status in (401, 403):
-            return PermanentProviderError(
+        if code.lower() in ACCOUNT_CODES or status in (401, 403):
+            return ProviderUnavailableError(
                 f"{self.name}: credentials refused ({what})", provider_answer=answer
             )
         if code.lower() in PERMANENT_CODES:

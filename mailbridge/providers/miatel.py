@@ -14,13 +14,14 @@ Answers (the body may be wrapped in ``<html><body>…</body></html>``):
   ============================================  ==========================
   code                                          outcome
   ============================================  ==========================
-  5003, 5048 (account disabled); HTTP 401/403   raised permanent (credentials)
+  5003, 5048 (account disabled); HTTP 401/403   raised provider fault (credentials)
   10 (wrong source number), 5010 (direction     this SMS fails: permanent
   blocked), 5011/5060/5061/5063 (country
   blocked), 5036 (text blocked), 5037
   (destination blocked), 5038 (source blocked)
   88, 1009 (per-second limit)                   raised temporary, retry after 1 s
-  1019 (per-day limit), 5050 (balance too low)  raised temporary
+  1019 (per-day limit)                          raised temporary
+  5050 (balance too low)                        raised provider fault (account)
   any other code                                raised temporary
   ============================================  ==========================
 
@@ -37,7 +38,11 @@ from dataclasses import dataclass
 
 import httpx
 
-from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
 from mailbridge.models import Format
 from mailbridge.providers.base import (
     HttpProvider,
@@ -45,6 +50,7 @@ from mailbridge.providers.base import (
     SendResult,
     Sent,
     check_batch,
+    format_refused,
 )
 from mailbridge.settings import ProviderSettings
 
@@ -70,6 +76,7 @@ _FAILED = re.compile(
 _ACCOUNT_CODES = frozenset({5003, 5048})
 _ITEM_CODES = frozenset({10, 5010, 5011, 5036, 5037, 5038, 5060, 5061, 5063})
 _RATE_CODES = frozenset({88, 1009})
+_FUNDS_CODES = frozenset({5050})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,7 +106,7 @@ def parse_miatel_answer(body: str) -> MiatelAnswer | None:
 
 def classify_miatel_code(code: int) -> str:
     """``"account"``, ``"item"``, ``"rate"`` or ``"temporary"`` for a Miatel error code."""
-    if code in _ACCOUNT_CODES:
+    if code in _ACCOUNT_CODES or code in _FUNDS_CODES:
         return "account"
     if code in _ITEM_CODES:
         return "item"
@@ -120,8 +127,8 @@ class MiatelProvider(HttpProvider):
         return [await self._send_one(item) for item in batch]
 
     async def _send_one(self, item: Outbound) -> SendResult:
-        if item.format not in self.formats:
-            return PermanentProviderError(f"{self.name}: format {int(item.format)} not carried")
+        if (refused := format_refused(self.name, self.formats, item)) is not None:
+            return refused
         params = [
             ("to", item.recipient.removeprefix("+")),
             ("text", item.text),
@@ -132,7 +139,7 @@ class MiatelProvider(HttpProvider):
         response, answer = await self._exchange("GET", params=params)
         status = response.status_code
         if status in (401, 403):
-            raise PermanentProviderError(
+            raise ProviderUnavailableError(
                 f"{self.name}: credentials refused (HTTP {status})", provider_answer=answer
             )
         parsed = parse_miatel_answer(response.text)
@@ -151,8 +158,9 @@ class MiatelProvider(HttpProvider):
                 f"{self.name}: rejected (code {code})", provider_answer=answer
             )
         if kind == "account":
-            raise PermanentProviderError(
-                f"{self.name}: account refused (code {code}): check username/password",
+            raise ProviderUnavailableError(
+                f"{self.name}: account refused (code {code}): check username/password"
+                + (" and the balance" if code in _FUNDS_CODES else ""),
                 provider_answer=answer,
             )
         raise TemporaryProviderError(

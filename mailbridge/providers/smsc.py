@@ -21,8 +21,8 @@ Answers (``fmt=3``, JSON):
   N    meaning                      outcome
   ===  ===========================  =====================================
   1    error in parameters          this SMS fails (permanent)
-  2    bad login or password        raised permanent (credentials)
-  3    insufficient funds           raised temporary (top-up cures it)
+  2    bad login or password        raised provider fault (credentials)
+  3    insufficient funds           raised provider fault (top-up cures it)
   4    IP address blocked           raised temporary, retry after 60 s
   5    bad date format              this SMS fails (permanent)
   6    message denied               this SMS fails (permanent)
@@ -45,7 +45,11 @@ from typing import Any
 
 import httpx
 
-from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
 from mailbridge.models import Format
 from mailbridge.providers.base import (
     ALL_FORMATS,
@@ -84,7 +88,7 @@ _SLOW_DOWN_CODES = frozenset({4, 9})
 
 def classify_smsc_code(code: int) -> str:
     """``"account"``, ``"item"``, ``"slow_down"`` or ``"temporary"`` for an SMSC error code."""
-    if code == 2:
+    if code in (2, 3):
         return "account"
     if code in _ITEM_CODES:
         return "item"
@@ -142,7 +146,7 @@ class SmscProvider(HttpProvider):
         if isinstance(document, dict) and "error_code" in document:
             return self._failure(document["error_code"], answer)
         if status in (401, 403):
-            raise PermanentProviderError(
+            raise ProviderUnavailableError(
                 f"{self.name}: credentials refused (HTTP {status})", provider_answer=answer
             )
         if isinstance(document, dict) and document.get("id") is not None and 200 <= status < 300:
@@ -170,8 +174,9 @@ class SmscProvider(HttpProvider):
                 f"{self.name}: rejected (error {code})", provider_answer=answer
             )
         if kind == "account":
-            raise PermanentProviderError(
-                f"{self.name}: credentials refused (error 2)", provider_answer=answer
+            what = "credentials refused" if code == 2 else "insufficient funds"
+            raise ProviderUnavailableError(
+                f"{self.name}: {what} (error {code})", provider_answer=answer
             )
         raise TemporaryProviderError(
             f"{self.name}: failed (error {code})",

@@ -31,6 +31,8 @@ from mailbridge.http.metrics import BreakerView, Metrics
 from mailbridge.http.server import HttpServer
 from mailbridge.log import get_logger
 from mailbridge.observe import NULL_OBSERVER, Observer
+from mailbridge.providers.base import Provider
+from mailbridge.providers.events import ProviderEvents
 from mailbridge.providers.factory import build_providers
 from mailbridge.runtime.sdnotify import Heartbeat
 from mailbridge.settings import Settings
@@ -71,12 +73,17 @@ class Gateway:
         reuse_port: bool = False,
         on_request: Callable[[datetime | None], None] | None = None,
         on_reply: Callable[[], None] | None = None,
+        events: ProviderEvents | None = None,
     ) -> None:
         """``smtp``/``delivery`` pick the halves to run (a worker process runs only the SMTP
         side, its parent only the dispatcher and mailer); ``listen``/``reuse_port`` go to
         :class:`SmtpServer`; ``on_request``/``on_reply`` are called after a commit that stored
-        SMS rows or queued a reply, when this process runs no dispatcher or mailer to wake.
+        SMS rows or queued a reply, when this process runs no dispatcher or mailer to wake;
+        ``events`` is where providers that hear back (``smpp``) store receipts and inbound SMS
+        (without one, an SMPP ``deliver_sm`` is answered with a temporary error, not lost).
         """
+        self._events = events
+        self._providers: dict[str, Provider] = {}
         self.settings = settings
         self._given_storage = storage
         self._clock = clock
@@ -124,7 +131,8 @@ class Gateway:
             on_request = self._on_request or _nothing
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
-                providers = build_providers(settings.providers)
+                providers = build_providers(settings.providers, self._events)
+                self._providers = providers
                 owner = f"{socket.gethostname()}:{os.getpid()}"
                 self.dispatcher = Dispatcher(
                     storage,
@@ -186,12 +194,17 @@ class Gateway:
         if settings.storage != self.settings.storage:
             log.warning("reload_storage_ignored", reason="the storage URL changes on restart")
         tls = SmtpServer.make_tls(settings)  # checked in every process: workers build it too
-        providers = build_providers(settings.providers) if self.dispatcher is not None else {}
+        providers = (
+            build_providers(settings.providers, self._events, keep=self._providers)
+            if self.dispatcher is not None
+            else {}
+        )
         if self.smtp is not None:
             self.smtp.reload(settings, tls)
         if self.dispatcher is not None and self.mailer is not None:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
+            self._providers = providers
         if self.http is not None:
             if settings.http.listen != self.settings.http.listen:
                 log.warning("reload_http_listen_ignored", reason="listen changes on restart")

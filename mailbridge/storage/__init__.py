@@ -1,29 +1,12 @@
-"""Durable state: the ``Storage`` protocol and its implementations."""
+"""Durable state: one protocol per client (``base``), the rules once (``domain``),
+a connector per backend (``sqlite``, ``postgres``, ``memory``)."""
 
 from mailbridge.storage.base import (
-    AcceptResult,
-    Attempt,
-    Intake,
-    ReplyDraft,
-    ReplyJob,
-    ReplyView,
-    RequestDetail,
-    RequestSummary,
-    SmsJob,
-    SmsView,
+    DeliveryStore,
+    IntakeStore,
+    QueueStore,
+    ReplyStore,
     Storage,
 )
 
-__all__ = [
-    "AcceptResult",
-    "Attempt",
-    "Intake",
-    "ReplyDraft",
-    "ReplyJob",
-    "ReplyView",
-    "RequestDetail",
-    "RequestSummary",
-    "SmsJob",
-    "SmsView",
-    "Storage",
-]
+__all__ = ["DeliveryStore", "IntakeStore", "QueueStore", "ReplyStore", "Storage"]

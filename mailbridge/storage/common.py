@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 
 from mailbridge.core import limits as lim
 from mailbridge.core.answers import error_line, ok_line
+from mailbridge.core.records import Intake
 from mailbridge.models import Encoding, SmsRequest, SmsState
 from mailbridge.settings import LimitsSettings
-from mailbridge.storage.base import Intake
 
 __all__ = [
     "ANSWER_MAX",
@@ -50,7 +50,8 @@ RETRYABLE_STATES: frozenset[SmsState] = frozenset(
 
 def to_ts(moment: datetime) -> float:
     """UTC epoch seconds of an aware ``datetime`` (naive ones are refused)."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
+    tz = moment.tzinfo
+    if tz is not UTC and (tz is None or moment.utcoffset() is None):
         raise ValueError("storage times must be timezone-aware")
     return moment.timestamp()
 

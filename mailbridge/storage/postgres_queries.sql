@@ -12,18 +12,19 @@
 SELECT count(pg_advisory_xact_lock(k))
   FROM (SELECT k FROM unnest(%(keys)s::bigint[]) AS k ORDER BY k) AS ordered;
 
--- snapshot --
+-- intake_counters --
 -- Everything an intake decides on, in one round trip, read after its locks: the request number
 -- (when the gateway numbers it), identical requests within the window, the account's charge,
--- the numbers' flood streaks (JSON: [number, epoch, streak]), the IP's counted errors
+-- the numbers' flood streaks (JSON text: [number, epoch, streak]), the IP's counted errors
+-- (JSON text: epochs)
 SELECT CASE WHEN %(with_pk)s::boolean THEN nextval(pg_get_serial_sequence('requests', 'pk')) END,
        (SELECT count(*) FROM duplicates
          WHERE fingerprint = %(fingerprint)s::text AND at > %(dup_since)s),
        (SELECT charged FROM balances WHERE account = %(account)s::text),
        (SELECT json_agg(json_build_array(number, extract(epoch FROM last_at), streak))
-          FROM flood WHERE number = ANY(%(numbers)s::text[])),
-       ARRAY(SELECT least(at, %(now)s) FROM ip_errors
-              WHERE ip = %(ip)s::text AND at > %(ip_since)s);
+          FROM flood WHERE number = ANY(%(numbers)s::text[]))::text,
+       (SELECT json_agg(extract(epoch FROM least(at, %(now)s)))
+          FROM ip_errors WHERE ip = %(ip)s::text AND at > %(ip_since)s)::text;
 
 -- count_replies --
 -- Replies queued to a recipient within the rate window (later stamps count, as above)
@@ -57,14 +58,11 @@ VALUES (%(pk)s, %(request_id)s, %(account)s, %(client_ip)s, %(mail_from)s, %(rcp
 INSERT INTO mails (request_pk, raw) VALUES (%(request_pk)s, %(raw)s);
 
 -- insert_sms --
--- The (message, recipient) rows of a request, scheduled, from parallel arrays
+-- One (message, recipient) row, scheduled (run for each row, in one pipeline)
 INSERT INTO sms (request_pk, recipient, text, encoding, parts, sender, format, state, due,
                  first_due, subject, voice, param)
-SELECT %(request_pk)s, d.recipient, d.text, d.encoding, d.parts, %(sender)s, %(format)s,
-       'scheduled', %(due)s, %(due)s, %(subject)s, %(voice)s, %(param)s
-  FROM unnest(%(recipients)s::text[], %(texts)s::text[], %(encodings)s::text[],
-              %(parts)s::integer[]) WITH ORDINALITY AS d (recipient, text, encoding, parts, n)
- ORDER BY d.n;
+VALUES (%(request_pk)s, %(recipient)s, %(text)s, %(encoding)s, %(parts)s, %(sender)s,
+        %(format)s, 'scheduled', %(due)s, %(due)s, %(subject)s, %(voice)s, %(param)s);
 
 -- notify --
 -- Wake the dispatchers (mailbridge_due) or reply mailers (mailbridge_reply) of every instance;
@@ -72,9 +70,8 @@ SELECT %(request_pk)s, d.recipient, d.text, d.encoding, d.parts, %(sender)s, %(f
 SELECT pg_notify(%(channel)s, %(origin)s);
 
 -- save_flood --
--- The new flood streaks of some numbers
-INSERT INTO flood (number, last_at, streak)
-SELECT * FROM unnest(%(numbers)s::text[], %(last_at)s::timestamptz[], %(streaks)s::integer[])
+-- A number's new flood streak
+INSERT INTO flood (number, last_at, streak) VALUES (%(number)s, %(last_at)s, %(streak)s)
 ON CONFLICT (number) DO UPDATE SET last_at = excluded.last_at, streak = excluded.streak;
 
 -- insert_duplicate --
@@ -101,15 +98,21 @@ INSERT INTO replies (request_pk, recipient, subject, in_reply_to, refs, body, cr
 VALUES (%(request_pk)s, %(recipient)s, %(subject)s, %(in_reply_to)s, %(refs)s, %(body)s,
         %(now)s, %(now)s);
 
--- prune_duplicates --
+-- forget_duplicate --
 -- Forget a fingerprint's entries older than the window
 DELETE FROM duplicates WHERE fingerprint = %(fingerprint)s AND at <= %(before)s;
+
+-- prune_duplicates --
+-- Nothing: each intake forgets its own fingerprint (forget_duplicate), the sweep the rest
+
+-- prune_flood --
+-- Nothing: the sweep (sweep_flood) forgets old streaks
 
 -- prune_ip_errors --
 -- Forget a client IP's errors older than the window
 DELETE FROM ip_errors WHERE ip = %(ip)s AND at <= %(before)s;
 
--- prune_ip_block --
+-- prune_ip_blocks --
 -- Forget a client IP's block that has ended
 DELETE FROM ip_blocks WHERE ip = %(ip)s AND until <= %(now)s;
 
@@ -281,18 +284,18 @@ SELECT id, parts FROM sms
    FOR UPDATE;
 
 -- reschedule --
--- Put rows back to scheduled now; validity counts again from now
+-- Put one row back to scheduled now; validity counts again from now
 UPDATE sms SET state = 'scheduled', due = %(now)s, first_due = %(now)s, error = NULL,
                lease_owner = NULL, lease_until = NULL
- WHERE id = ANY(%(ids)s::bigint[]);
+ WHERE id = %(id)s;
 
 -- scheduled_rows --
 -- Rows of a request still waiting, locked (skipping none: a claim in progress is waited for)
 SELECT id, parts FROM sms WHERE request_pk = %(pk)s AND state = 'scheduled' FOR UPDATE;
 
--- cancel_rows --
--- Cancel scheduled rows
-UPDATE sms SET state = 'cancelled' WHERE id = ANY(%(ids)s::bigint[]);
+-- cancel_row --
+-- Cancel one scheduled row
+UPDATE sms SET state = 'cancelled' WHERE id = %(id)s;
 
 -- queue_states --
 -- SMS rows by state (monitoring; a scan of the per-request index)

@@ -7,26 +7,26 @@
 -- State literals are written in the text (not bound) so that SQLite uses the
 -- partial indexes of sqlite_schema.sql.
 
--- count_duplicates --
--- Identical requests accepted within the duplicate window
-SELECT count(*) FROM duplicates WHERE fingerprint = :fingerprint AND at > :since AND at <= :now;
-
--- flood_state --
--- One number's flood streak
-SELECT last_at, streak FROM flood WHERE number = :number;
-
--- charged --
--- Parts charged to an account so far
-SELECT charged FROM balances WHERE account = :account;
-
 -- count_replies --
 -- Replies queued to a recipient within the rate window
 SELECT count(*) FROM replies
  WHERE recipient = :recipient AND created_at > :since AND created_at <= :now;
 
--- ip_errors --
--- A client IP's counted errors within the block window
-SELECT at FROM ip_errors WHERE ip = :ip AND at > :since AND at <= :now;
+-- intake_counters --
+-- What an intake decides on: the next request number (the pk AUTOINCREMENT gives; read
+-- inside the write transaction, so that its request ID and result line are written with
+-- the row), identical requests within the window, the account's charge, the numbers'
+-- flood streaks (JSON [number, epoch, streak]) and the IP's counted errors (JSON epochs).
+-- Epochs go through printf('%.17g'), which gives every bit of the REAL back.
+SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'requests'), 0),
+           coalesce((SELECT max(pk) FROM requests), 0)) + 1,
+       (SELECT count(*) FROM duplicates
+         WHERE fingerprint = :fingerprint AND at > :dup_since AND at <= :now),
+       (SELECT charged FROM balances WHERE account = :account),
+       (SELECT json_group_array(json_array(number, printf('%.17g', last_at), streak))
+          FROM flood WHERE number IN (SELECT value FROM json_each(:numbers))),
+       (SELECT json_group_array(printf('%.17g', at))
+          FROM ip_errors WHERE ip = :ip AND at > :ip_since AND at <= :now);
 
 -- ip_block --
 -- When a client IP's block ends, if it has one
@@ -37,8 +37,7 @@ SELECT until FROM ip_blocks WHERE ip = :ip;
 UPDATE ip_blocks SET refused = refused + 1 WHERE ip = :ip;
 
 -- next_request_pk --
--- The pk AUTOINCREMENT gives the next request (read inside the write transaction),
--- so that its request ID and result line are written with the row
+-- The pk AUTOINCREMENT gives the next request (intake_counters gives it already)
 SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'requests'), 0),
            coalesce((SELECT max(pk) FROM requests), 0)) + 1;
 
@@ -93,11 +92,14 @@ INSERT INTO replies (request_pk, recipient, subject, in_reply_to, refs, body, cr
 VALUES (:request_pk, :recipient, :subject, :in_reply_to, :refs, :body, :now, :now);
 
 -- prune_duplicates --
--- Forget fingerprints older than the window
+-- Forget fingerprints older than the window (at most once a second, see prune_due)
 DELETE FROM duplicates WHERE at <= :before;
 
+-- forget_duplicate --
+-- Nothing: prune_duplicates forgets every old fingerprint at once
+
 -- prune_ip_errors --
--- Forget IP errors older than the window
+-- Forget IP errors older than the window (of every IP)
 DELETE FROM ip_errors WHERE at <= :before;
 
 -- prune_ip_blocks --
@@ -116,7 +118,7 @@ SELECT min(t) FROM (
     SELECT min(lease_until) AS t FROM sms WHERE state = 'sending'
 );
 
--- claimable --
+-- claim_due --
 -- Due rows (scheduled and due, or sending with an expired lease), oldest due first
 SELECT s.id, r.request_id, r.account, s.recipient, s.text, s.sender, s.format, s.encoding,
        s.parts, s.due, s.first_due, s.attempts, s.subject, s.voice, s.param, s.provider
@@ -132,8 +134,8 @@ SELECT s.id, r.request_id, r.account, s.recipient, s.text, s.sender, s.format, s
  ORDER BY s.due, s.id
  LIMIT :limit;
 
--- lease_sms --
--- Hand one row out under a lease
+-- claim_due_lease --
+-- Hand one row claim_due found out under a lease
 UPDATE sms SET state = 'sending', lease_owner = :owner, lease_until = :until WHERE id = :id;
 
 -- sending_row --
@@ -167,6 +169,10 @@ UPDATE sms SET state = :state, attempts = attempts + :attempted,
                lease_owner = NULL, lease_until = NULL
  WHERE id = :id;
 
+-- lock_request --
+-- Whether a request's follow-up reply is queued (one writer: nothing to lock)
+SELECT followup_sent FROM requests WHERE pk = :pk;
+
 -- set_followup_sent --
 -- The one follow-up reply of a request is queued
 UPDATE requests SET followup_sent = 1 WHERE pk = :pk;
@@ -179,9 +185,10 @@ SELECT min(t) FROM (
     SELECT min(lease_until) AS t FROM replies WHERE state = 'sending'
 );
 
--- claimable_replies --
+-- claim_replies --
 -- Due replies, oldest first
-SELECT p.id, r.request_id, p.recipient, p.subject, p.in_reply_to, p.refs, p.body, p.attempts
+SELECT p.id, r.request_id, p.recipient, p.subject, p.in_reply_to, p.refs, p.body, p.attempts,
+       p.due
   FROM (
         SELECT * FROM (SELECT id FROM replies WHERE state = 'queued' AND due <= :now
                         ORDER BY due, id LIMIT :limit)
@@ -194,8 +201,8 @@ SELECT p.id, r.request_id, p.recipient, p.subject, p.in_reply_to, p.refs, p.body
  ORDER BY p.due, p.id
  LIMIT :limit;
 
--- lease_reply --
--- Hand one reply out under a lease
+-- claim_replies_lease --
+-- Hand one reply claim_replies found out under a lease
 UPDATE replies SET state = 'sending', lease_until = :until WHERE id = :id;
 
 -- set_reply_sent --
@@ -221,8 +228,9 @@ SELECT pk, request_id, account, received_at, mode, result, sms_total
  LIMIT :limit;
 
 -- request_states --
--- How many rows of a request are in each state
-SELECT state, count(*) FROM sms WHERE request_pk = :pk GROUP BY state;
+-- How many rows of some requests (a JSON array of pks) are in each state
+SELECT request_pk, state, count(*) FROM sms
+ WHERE request_pk IN (SELECT value FROM json_each(:pks)) GROUP BY request_pk, state;
 
 -- newest_request --
 -- The newest request with an ID (client IDs need not be unique)

@@ -15,7 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mailbridge.errors import PermanentProviderError, ProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
 from mailbridge.models import Format
 from mailbridge.providers import Outbound, Provider, Sent, build_provider
 from mailbridge.settings import ProviderSettings
@@ -105,9 +110,9 @@ class TestEachWireFormat:
     async def test_wrong_credentials(
         self, server: FakeProviderServer, make: Make, kind: str
     ) -> None:
-        """A refused password is permanent, raised, and never quoted."""
+        """A refused password is a provider fault (not the SMS's), raised, and never quoted."""
         provider = make(kind, password="wrong-" + PASSWORD)
-        with pytest.raises(PermanentProviderError) as info:
+        with pytest.raises(ProviderUnavailableError) as info:
             await provider.send([sms()])
         text = f"{info.value} {info.value.provider_answer}"
         assert PASSWORD not in text

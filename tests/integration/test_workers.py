@@ -302,9 +302,9 @@ async def test_writer_lock_held_fails_instead_of_committing(tmp_path: Path) -> N
         with (tmp_path / "locked.db-lock").open("rb") as held:
             fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # another process's writer, mid-commit
             with pytest.raises(StorageError, match="locked"):
-                await storage._call(insert("192.0.2.1"))
+                await storage.connector.call(insert("192.0.2.1"))
             fcntl.flock(held.fileno(), fcntl.LOCK_UN)
-        await storage._call(insert("192.0.2.2"))
+        await storage.connector.call(insert("192.0.2.2"))
     finally:
         await storage.close()
     with sqlite3.connect(db) as conn:

@@ -30,6 +30,7 @@ from mailbridge.settings import (
     ReplySettings,
     RoutingSettings,
     Settings,
+    SmppSettings,
     SmtpSettings,
 )
 
@@ -151,6 +152,9 @@ class TestDefaults:
     def test_provider_defaults_match(self) -> None:
         """Scalar provider defaults in SCHEMA are those of ProviderSettings."""
         defaults = {f.name: f.default for f in dataclasses.fields(ProviderSettings)}
+        missing = dataclasses.MISSING
+        for f in dataclasses.fields(SmppSettings):  # the keys of type smpp
+            defaults[f.name] = None if f.default is missing else f.default
         for key, spec in SCHEMA["providers"].items():
             if spec.kind in ("str", "int", "float", "bool") and not spec.required:
                 assert defaults[key] == spec.default, key

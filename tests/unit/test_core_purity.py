@@ -123,3 +123,16 @@ def test_cycle_finder_finds_a_cycle() -> None:
 def test_no_import_cycle() -> None:
     """No module of the package reaches itself through imports, deferred ones included."""
     assert find_cycle(import_graph()) is None
+
+
+def test_core_imports_only_core_and_values() -> None:
+    """``core/`` imports nothing of storage, providers, smtp, delivery, runtime or cli."""
+    allowed = ("mailbridge.core", *SHARED_VALUES, "mailbridge")
+    graph = import_graph()
+    wrong = {
+        (module, target)
+        for module in core_modules()
+        for target in graph[module]
+        if not (target in allowed or target.startswith("mailbridge.core."))
+    }
+    assert wrong == set()

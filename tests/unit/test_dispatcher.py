@@ -14,7 +14,11 @@ from structlog.testing import capture_logs
 from mailbridge.core.encoding import split_text
 from mailbridge.delivery.clock import ManualClock
 from mailbridge.delivery.dispatcher import Dispatcher
-from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
 from mailbridge.models import Format, Message, SmsRequest, SmsState
 from mailbridge.providers.base import Outbound, SendResult, Sent
 from mailbridge.settings import (
@@ -535,6 +539,60 @@ class TestFailures:
         errors = [e for e in logs if e["log_level"] == "error"]
         assert errors
         assert errors[0]["provider"] == "main"
+
+    async def test_provider_unavailable_fails_over(
+        self, storage: MemoryStorage, clock: ManualClock
+    ) -> None:
+        """A provider refusing the gateway itself: the SMS goes to the next provider, never
+        failed; the breaker opens at the first refusal, logged once at error level."""
+        main, spare = FakeProvider("main"), FakeProvider("spare")
+        main.failure = ProviderUnavailableError("main: credentials refused (HTTP 401)")
+        d = Dispatcher(
+            storage,
+            {"main": main, "spare": spare},
+            _settings("main", "spare"),  # breaker_failures = 2: one refusal is enough anyway
+            clock=clock,
+            owner="t",
+        )
+        rid = await _enqueue(storage, ["+79990000001"])
+        with capture_logs() as logs:
+            await d.run_once()
+            await d.run_once()
+            second = await _enqueue(storage, ["+79990000002"])
+            await d.run_once()
+        assert await _states(storage, rid) == [SmsState.SENT]
+        assert await _states(storage, second) == [SmsState.SENT]
+        assert main.recipients == ["+79990000001"]  # the open breaker kept the second away
+        assert spare.recipients == ["+79990000001", "+79990000002"]
+        errors = [e for e in logs if e["log_level"] == "error"]
+        assert [(e["event"], e["provider"]) for e in errors] == [("provider unavailable", "main")]
+
+    async def test_provider_unavailable_waits_within_validity(
+        self, storage: MemoryStorage, clock: ManualClock
+    ) -> None:
+        """With no other provider the SMS waits for the breaker (not failed), and is sent once
+        the provider takes it again (the operator fixed the config)."""
+        main = FakeProvider("main")
+        main.failure = ProviderUnavailableError("main: SMPP bind refused")
+        routing = RoutingSettings(default=("main",), breaker_failures=5, breaker_reset_s=10)
+        d = Dispatcher(
+            storage, {"main": main}, _settings("main", routing=routing), clock=clock, owner="t"
+        )
+        rid = await _enqueue(storage, ["+79990000001"])
+        with capture_logs() as logs:
+            for _ in range(6):
+                await d.run_once()
+                clock.advance(11)
+        assert await _states(storage, rid) == [SmsState.SCHEDULED]
+        tries = len(main.batches)
+        assert 2 <= tries <= 6  # one probe per breaker reset, not a tight loop
+        errors = [e for e in logs if e["event"] == "provider unavailable"]
+        assert len(errors) == tries  # once per opening, i.e. once per backoff
+        main.failure = None
+        await d.run_once()
+        clock.advance(11)
+        await d.run_once()
+        assert await _states(storage, rid) == [SmsState.SENT]
 
     async def test_expired_before_sending(self, storage: MemoryStorage, clock: ManualClock) -> None:
         """A row claimed after first_due + validity_s expires without a provider call."""

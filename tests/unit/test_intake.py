@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbridge.core import intake
+from mailbridge.core import intake, recipients
 from mailbridge.core.encoding import split_text
+from mailbridge.core.fields import Fields, read_fields
 from mailbridge.core.phones import normalize_number
+from mailbridge.core.request import build_forward_request
 from mailbridge.errors import RequestError
 from mailbridge.models import Command, CommandEntry, Format, MailContent, Message, SmsRequest
 from mailbridge.settings import (
@@ -112,7 +114,7 @@ class TestClassifyRecipient:
     )
     def test_kinds(self, address: str, kind: str | None, number: str | None) -> None:
         """Each recipient maps to its mailbox kind, or to none."""
-        route = intake.classify_recipient(address, SETTINGS, normalize=norm)
+        route = recipients.classify_recipient(address, SETTINGS, normalize=norm)
         if kind is None:
             assert route is None
         else:
@@ -122,7 +124,7 @@ class TestClassifyRecipient:
     def test_numbers_off(self) -> None:
         """Number addresses are not mailboxes unless enabled."""
         off = Settings(smtp=SETTINGS.smtp)
-        assert intake.classify_recipient("+79991234567@localhost", off, normalize=norm) is None
+        assert recipients.classify_recipient("+79991234567@localhost", off, normalize=norm) is None
 
 
 class TestSenderAllowed:
@@ -144,7 +146,7 @@ class TestSenderAllowed:
     )
     def test_table(self, sender: str, patterns: list[str], allowed: bool) -> None:
         """Exact addresses and * wildcards, case-insensitive, nothing else is special."""
-        assert intake.sender_allowed(sender, patterns) is allowed
+        assert recipients.sender_allowed(sender, patterns) is allowed
 
 
 class TestTemplate:
@@ -269,7 +271,7 @@ class TestSmallHelpers:
     )  # fmt: skip
     def test_client_id(self, raw: str, expected: str | None) -> None:
         """Valid ids are kept, invalid ones dropped."""
-        assert intake.client_id_of(raw) == expected
+        assert read_fields(command(id=raw)).client_id.valid == expected
 
     @pytest.mark.parametrize(
         ("peer", "expected"),
@@ -290,13 +292,14 @@ class TestSmallHelpers:
 
 
 class TestCommandIntake:
-    def build_ok(self, cmd: Command, account: Account) -> SmsRequest:
-        return request(client_id=cmd.id or None, test=intake.test_flag(cmd.test))
+    def build_ok(self, fields: Fields, account: Account) -> SmsRequest:
+        return request(client_id=fields.client_id.valid, test=fields.test.get())
 
     def test_accepted(self) -> None:
         """A verified command becomes an intake with request and fingerprint."""
         got = intake.command_intake(
-            env(), settings=SETTINGS, content=content(), command=command(id="7", test="1"),
+            env(), settings=SETTINGS, content=content(),
+            fields=read_fields(command(id="7", test="1")),
             account=ACCOUNT, login_known=True, build=self.build_ok,
         )  # fmt: skip
         assert got.error is None
@@ -308,7 +311,7 @@ class TestCommandIntake:
     def test_refused_login(self) -> None:
         """No verified account: ERROR 2 without an ID."""
         got = intake.command_intake(
-            env(), settings=SETTINGS, content=content(), command=command(id="7"),
+            env(), settings=SETTINGS, content=content(), fields=read_fields(command(id="7")),
             account=None, login_known=False, build=self.build_ok,
         )  # fmt: skip
         assert (got.error, got.account, got.client_id) == (2, None, None)
@@ -317,7 +320,7 @@ class TestCommandIntake:
         """A client outside allowed_ips gets ERROR 2."""
         fenced = Account(login="alex", allowed_ips=(ip_network("10.0.0.0/8"),))
         got = intake.command_intake(
-            env(), settings=SETTINGS, content=content(), command=command(),
+            env(), settings=SETTINGS, content=content(), fields=read_fields(command()),
             account=fenced, login_known=True, build=self.build_ok,
         )  # fmt: skip
         assert got.error == 2
@@ -326,11 +329,11 @@ class TestCommandIntake:
     def test_builder_error(self, code: int, client_id: str | None) -> None:
         """A RequestError of the builder becomes the intake's error; 6/7/8 keep the id."""
 
-        def build(cmd: Command, account: Account) -> SmsRequest:
+        def build(fields: Fields, account: Account) -> SmsRequest:
             raise RequestError(code, "x")
 
         got = intake.command_intake(
-            env(), settings=SETTINGS, content=content(), command=command(id="42"),
+            env(), settings=SETTINGS, content=content(), fields=read_fields(command(id="42")),
             account=ACCOUNT, login_known=True, build=build,
         )  # fmt: skip
         assert (got.error, got.client_id, got.error_detail) == (code, client_id, "x")
@@ -339,18 +342,39 @@ class TestCommandIntake:
         """on_error = reject: the SMTP answer is the only one."""
         reject = Settings(smtp=SmtpSettings(on_error="reject"), accounts=SETTINGS.accounts)
         got = intake.command_intake(
-            env(), settings=reject, content=content(), command=command(),
+            env(), settings=reject, content=content(), fields=read_fields(command()),
             account=ACCOUNT, login_known=True, build=self.build_ok,
         )  # fmt: skip
         assert got.reply is None
 
 
 class TestForward:
-    def test_forward_command(self) -> None:
-        """A forward mail is one entry with all phones, under the account."""
-        cmd = intake.forward_command(account=ACCOUNT, phones=["+7999", "G1"], text="t", sender="")
-        assert cmd.login == "alex"
-        assert cmd.entries == (CommandEntry(phones="+7999,G1", text="t"),)
+    def test_forward_request(self) -> None:
+        """A forward mail is one message to all phones, under the account, due now."""
+        req = build_forward_request(
+            account=ACCOUNT, phones=["+79991234567", "+79991234568"], text="t", sender="",
+            now=NOW, region="RU", formats=frozenset(Format),
+        )  # fmt: skip
+        assert (req.account, req.client_id, req.due, req.format, req.test) == (
+            "alex", None, NOW, Format.SMS, 0,
+        )  # fmt: skip
+        assert [(m.text, m.recipients) for m in req.messages] == [
+            ("t", ("+79991234567", "+79991234568"))
+        ]
+
+    def test_forward_request_prefix(self) -> None:
+        """A prefix in a forwarded text applies as in command mode (__MAIL__ needs e-mails)."""
+        with pytest.raises(RequestError) as info:
+            build_forward_request(
+                account=ACCOUNT, phones=["+79991234567"], text="__MAIL__: hi", sender="",
+                now=NOW, region="RU", formats=frozenset(Format),
+            )  # fmt: skip
+        assert (info.value.code, info.value.detail) == (7, "invalid e-mail address")
+        voice = build_forward_request(
+            account=ACCOUNT, phones=["+79991234567"], text="__CALL__: hi", sender="",
+            now=NOW, region="RU", formats=frozenset(Format),
+        )  # fmt: skip
+        assert (voice.format, voice.messages[0].text) == (Format.VOICE, "hi")
 
     def test_forward_intake_has_no_reply(self) -> None:
         """Forward and number modes never queue a reply mail."""

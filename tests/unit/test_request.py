@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailbridge.core.grammar import parse_command
+from mailbridge.core.fields import read_command, read_fields
 from mailbridge.core.request import build_request
 from mailbridge.errors import ConfigError, RequestError
 from mailbridge.models import Command, CommandEntry, Encoding, Format, SmsRequest
@@ -37,7 +37,7 @@ def build(
 ) -> SmsRequest:
     """The request built from command text for the test account at NOW."""
     return build_request(
-        parse_command(text), account=account, now=NOW, region="RU", formats=formats, bots=bots
+        read_command(text), account=account, now=NOW, region="RU", formats=formats, bots=bots
     )
 
 
@@ -406,7 +406,9 @@ class TestProperties:
             test=fields["test"],
         )
         try:
-            req = build_request(command, account=ACCOUNT, now=NOW, region="RU", formats=ALL_FORMATS)
+            req = build_request(
+                read_fields(command), account=ACCOUNT, now=NOW, region="RU", formats=ALL_FORMATS
+            )
         except RequestError as exc:
             assert exc.code in (1, 5, 6, 7, 8)  # noqa: PT017
         else:

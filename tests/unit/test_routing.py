@@ -153,3 +153,20 @@ class TestCircuitBreaker:
             b.record_failure(T0)
         b.record_failure(T0 + timedelta(seconds=5))
         assert b.reopens_at() == T0 + timedelta(seconds=10)
+
+
+def test_breaker_trip_opens_at_once() -> None:
+    """trip() opens a closed breaker at the first call; a second call while open says False."""
+    from datetime import UTC, datetime, timedelta
+
+    from mailbridge.core.routing import BreakerState, CircuitBreaker
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    breaker = CircuitBreaker(failures=5, reset_s=10)
+    assert breaker.trip(now) is True
+    assert breaker.state(now) is BreakerState.OPEN
+    assert breaker.trip(now + timedelta(seconds=1)) is False
+    later = now + timedelta(seconds=11)
+    assert breaker.allow(later)  # the probe
+    assert breaker.trip(later) is True  # the probe refused again: open, logged again
+    assert breaker.reopens_at() == later + timedelta(seconds=10)

@@ -7,7 +7,7 @@ from aiosmtpd.smtp import SMTP
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbridge.smtp.server import simple_address
+from mailbridge.smtp.session import simple_address
 
 
 class _NoHandler:

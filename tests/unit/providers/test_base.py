@@ -13,10 +13,16 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
+from mailbridge.models import Format
 from mailbridge.providers.base import (
     ANSWER_LIMIT,
     check_batch,
+    format_refused,
     http_request,
     parse_retry_after,
     redact,
@@ -184,7 +190,7 @@ class TestHttpRequest:
 
     async def test_invalid_url_is_permanent(self, client: httpx.AsyncClient) -> None:
         """A URL httpx cannot parse will not get better."""
-        with pytest.raises(PermanentProviderError, match="invalid provider URL"):
+        with pytest.raises(ProviderUnavailableError, match="invalid provider URL"):
             await http_request(client, "GET", "http://\x00bad/", name="p", deadline_s=5)
 
     async def test_repeated_params_keep_order(
@@ -196,3 +202,12 @@ class TestHttpRequest:
             client, "POST", URL, name="p", deadline_s=5, params=[("a", "1"), ("b", "2"), ("a", "3")]
         )
         assert route.calls.last.request.url.query == b"a=1&b=2&a=3"
+
+
+def test_format_refused() -> None:
+    """An item in a carried format passes; another fails alone, naming provider and format."""
+    carried = frozenset({Format.SMS, Format.FLASH})
+    assert format_refused("p", carried, outbound(format=Format.FLASH)) is None
+    refused = format_refused("p", carried, outbound(format=Format.VOICE))
+    assert isinstance(refused, PermanentProviderError)
+    assert str(refused) == "p: format 9 not carried"

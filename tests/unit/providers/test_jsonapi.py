@@ -8,7 +8,11 @@ import httpx
 import pytest
 import respx
 
-from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
 from mailbridge.models import Format
 from mailbridge.providers.base import Sent
 from mailbridge.providers.jsonapi import JsonApiProvider
@@ -188,7 +192,7 @@ class TestAnswers:
             ]
         }
         router.post(URL).mock(return_value=httpx.Response(status, json=errors))
-        with pytest.raises(PermanentProviderError) as info:
+        with pytest.raises(ProviderUnavailableError) as info:
             await provider.send(THREE)
         assert "credentials refused (authentication" in str(info.value)
         assert PASSWORD not in str(info.value)
@@ -197,6 +201,8 @@ class TestAnswers:
         ("code", "kind"),
         [
             ("validation", PermanentProviderError),
+            ("authorization", ProviderUnavailableError),
+            ("access_denied", ProviderUnavailableError),
             ("blacklisted", PermanentProviderError),
             ("throttled", TemporaryProviderError),
             ("internal", TemporaryProviderError),

@@ -8,7 +8,11 @@ import httpx
 import pytest
 import respx
 
-from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
 from mailbridge.models import Format
 from mailbridge.providers.base import Sent
 from mailbridge.providers.miatel import (
@@ -73,7 +77,7 @@ class TestParse:
             (5063, "item"),
             (88, "rate"),
             (1009, "rate"),
-            (5050, "temporary"),
+            (5050, "account"),  # balance too low: a provider fault (SPEC §4)
             (1019, "temporary"),
             (5002, "temporary"),
         ],
@@ -143,9 +147,9 @@ class TestSend:
     async def test_account_refusal_is_raised(
         self, router: respx.Router, provider: MiatelProvider, code: int
     ) -> None:
-        """A disabled account fails the whole request permanently."""
+        """A disabled account is a provider fault: raised for the whole request, not the SMS's."""
         router.get(URL).mock(return_value=httpx.Response(404, text=failed(code)))
-        with pytest.raises(PermanentProviderError, match="account refused"):
+        with pytest.raises(ProviderUnavailableError, match="account refused"):
             await provider.send([outbound()])
 
     @pytest.mark.parametrize(("code", "retry_after"), [(88, 1.0), (1009, 1.0), (5050, None)])
@@ -162,9 +166,9 @@ class TestSend:
     async def test_http_auth_refusal(
         self, router: respx.Router, provider: MiatelProvider, status: int
     ) -> None:
-        """HTTP 401/403 means the credentials were refused."""
+        """HTTP 401/403 means the credentials were refused: a provider fault."""
         router.get(URL).mock(return_value=httpx.Response(status, text="denied"))
-        with pytest.raises(PermanentProviderError, match="credentials refused"):
+        with pytest.raises(ProviderUnavailableError, match="credentials refused"):
             await provider.send([outbound()])
 
     @pytest.mark.parametrize(
@@ -237,3 +241,12 @@ class TestSend:
         assert provider.formats == frozenset({Format.SMS})
         with pytest.raises(ValueError, match="max_batch"):
             await provider.send([outbound(), outbound(sms_id=8)])
+
+
+async def test_low_balance_is_a_provider_fault(
+    router: respx.Router, provider: MiatelProvider
+) -> None:
+    """Code 5050 (balance too low) refuses the account, not this SMS: a provider fault."""
+    router.get(URL).mock(return_value=httpx.Response(404, text=failed(5050)))
+    with pytest.raises(ProviderUnavailableError, match="balance"):
+        await provider.send([outbound()])

@@ -8,7 +8,11 @@ import httpx
 import pytest
 import respx
 
-from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.errors import (
+    PermanentProviderError,
+    ProviderUnavailableError,
+    TemporaryProviderError,
+)
 from mailbridge.models import Format
 from mailbridge.providers.base import Sent
 from mailbridge.providers.smsc import SmscProvider, classify_smsc_code
@@ -94,7 +98,7 @@ class TestAnswers:
         [
             (1, "item"),
             (2, "account"),
-            (3, "temporary"),
+            (3, "account"),  # insufficient funds: a provider fault (SPEC §4)
             (4, "slow_down"),
             (5, "item"),
             (6, "item"),
@@ -122,11 +126,11 @@ class TestAnswers:
     async def test_bad_credentials_raise(
         self, router: respx.Router, provider: SmscProvider
     ) -> None:
-        """Error 2 fails the whole request permanently."""
+        """Error 2 is a provider fault: raised for the whole request, not the SMS's."""
         router.post(URL).mock(
             return_value=httpx.Response(200, json={"error": "authorise error", "error_code": 2})
         )
-        with pytest.raises(PermanentProviderError, match="credentials refused"):
+        with pytest.raises(ProviderUnavailableError, match="credentials refused"):
             await provider.send([outbound()])
 
     @pytest.mark.parametrize(("code", "retry_after"), [(3, None), (4, 60.0), (9, 60.0), (99, None)])
@@ -211,3 +215,12 @@ class TestAnswers:
         [result] = await narrowed.send([outbound(format=Format.FLASH)])
         assert isinstance(result, PermanentProviderError)
         assert not route.called
+
+
+async def test_insufficient_funds_is_a_provider_fault(
+    router: respx.Router, provider: SmscProvider
+) -> None:
+    """Error 3 (insufficient funds) refuses the account, not this SMS: a provider fault."""
+    router.post(URL).mock(return_value=httpx.Response(200, json={"error": "x", "error_code": 3}))
+    with pytest.raises(ProviderUnavailableError, match="insufficient funds"):
+        await provider.send([outbound()])

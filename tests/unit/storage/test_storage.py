@@ -195,7 +195,7 @@ async def _queued_together(
         return gate.wait(10)
 
     try:
-        blocker = asyncio.ensure_future(storage._call(hold, write=False))
+        blocker = asyncio.ensure_future(storage.connector.call(hold, write=False))
         await asyncio.to_thread(entered.wait, 10)
         before = storage.stats
         tasks = [asyncio.ensure_future(call()) for call in calls]
@@ -832,7 +832,7 @@ class TestSqlite:
             results, groups = await _queued_together(
                 storage,
                 lambda: accept(storage, intake(sms_request(message("a")))),
-                lambda: storage._call(failing),
+                lambda: storage.connector.call(failing),
                 lambda: accept(storage, intake(sms_request(message("b")))),
             )
             assert results[0] == ("1", "OK - 1 SMS, ID - 1")
@@ -841,7 +841,7 @@ class TestSqlite:
             assert results[2] == ("2", "OK - 1 SMS, ID - 2")
             assert runs["failing"] == 2  # once optimistically, once inside its savepoint
             assert groups == (2, 4)
-            charged = await storage._call(
+            charged = await storage.connector.call(
                 lambda c: c.execute("SELECT count(*) FROM balances").fetchone()[0], write=False
             )
             assert charged == 0  # the failing operation's first insert was rolled back
@@ -882,7 +882,7 @@ class TestSqlite:
             plan = " | ".join(
                 row[3]
                 for row in conn.execute(
-                    "EXPLAIN QUERY PLAN " + QUERIES["claimable"], {"now": 0.0, "limit": 10}
+                    "EXPLAIN QUERY PLAN " + QUERIES["claim_due"], {"now": 0.0, "limit": 10}
                 )
             )
             due_plan = " | ".join(
@@ -1124,7 +1124,9 @@ class TestPostgres:
         await asyncio.gather(*(s.open() for s in storages))
         try:
             assert (await accept(storages[3], intake()))[0] == "1"
-            version = await storages[0]._tx(_fetch_one("SELECT version FROM mailbridge_schema"))
+            version = await storages[0].connector.raw(
+                _fetch_one("SELECT version FROM mailbridge_schema")
+            )
             assert version == len(PG_MIGRATIONS)
         finally:
             await asyncio.gather(*(s.close() for s in storages))
@@ -1138,7 +1140,7 @@ class TestPostgres:
         await storage.open()
         try:
             show = _fetch_one("SHOW synchronous_commit")
-            values = await asyncio.gather(storage._tx(show), storage._tx(show))
+            values = await asyncio.gather(storage.connector.raw(show), storage.connector.raw(show))
             assert list(values) == ["on", "on"]
         finally:
             await storage.close()
@@ -1148,7 +1150,9 @@ class TestPostgres:
         url = pg_cluster.create_schema()
         storage = PostgresStorage(url, min_size=1, max_size=1)
         await storage.open()
-        await storage._tx(_fetch_one("UPDATE mailbridge_schema SET version = 99 RETURNING 1"))
+        await storage.connector.raw(
+            _fetch_one("UPDATE mailbridge_schema SET version = 99 RETURNING 1")
+        )
         await storage.close()
         with pytest.raises(StorageError, match="newer"):
             await storage.open()
@@ -1312,3 +1316,47 @@ class TestReplyViews:
             assert [(r.body, r.state, r.sent_at) for r in detail.replies] == [(line, "sent", at(2))]
         finally:
             await again.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def local_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each backend that no other process shares (its wake-ups stay in this process)."""
+    async with _opened(request.param, request, tmp_path) as opened:
+        yield opened
+
+
+class TestLocalWakeups:
+    async def test_followup_wakes_reply_subscribers_only(self, local_backend: Backend) -> None:
+        """A follow-up queued by mark_failed wakes the reply subscribers; accepts wake nobody
+        (the SMTP handler wakes the dispatcher and the mailer itself)."""
+        s = local_backend.storage
+        calls: list[str] = []
+        stop_due = s.subscribe_due(lambda: calls.append("due"))
+        stop_replies = s.subscribe_replies(lambda: calls.append("reply"))
+        await accept(s, intake(test=1))
+        await accept(s, intake(error=1, now=at(1)))
+        assert calls == []
+        (job,) = await s.claim_due(at(2), limit=10, lease_s=30, owner="w")
+        await s.mark_failed(
+            job.sms_id,
+            provider="main",
+            state=SmsState.FAILED,
+            answer="4: rejected",
+            now=at(3),
+            reply_rate_per_hour=RATE,
+        )
+        assert calls == ["reply"]
+        stop_due()
+        stop_replies()
+        stop_replies()  # twice is harmless
+        assert await s.retry_request("1", at(4)) == 1
+        (job,) = await s.claim_due(at(4), limit=10, lease_s=30, owner="w")
+        await s.mark_failed(
+            job.sms_id,
+            provider=None,
+            state=SmsState.EXPIRED,
+            answer="validity ended",
+            now=at(5),
+            reply_rate_per_hour=RATE,
+        )
+        assert calls == ["reply"]  # unsubscribed; and one follow-up per request anyway

@@ -1,0 +1,169 @@
+"""The plain values that cross between the intake, storage and delivery.
+
+What the SMTP handler learnt about one mail (:class:`Intake`, with the
+:class:`ReplyDraft` of its answer), what storage answers (:class:`AcceptResult`),
+what it hands out to the dispatcher and the reply mailer (:class:`SmsJob`,
+:class:`ReplyJob`) and what operators see (:class:`RequestSummary`,
+:class:`RequestDetail`). Pure data: the core builds them, storage keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from mailbridge.models import Encoding, Format, RouteKind, SmsRequest, SmsState
+
+__all__ = [
+    "AcceptResult",
+    "Attempt",
+    "Intake",
+    "ReplyDraft",
+    "ReplyJob",
+    "ReplyView",
+    "RequestDetail",
+    "RequestSummary",
+    "SmsJob",
+    "SmsView",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyDraft:
+    """Where a reply mail would go, if one is due. Built from the envelope and headers.
+
+    ``None`` in :class:`Intake` when no reply may ever go (null sender,
+    Auto-Submitted, Precedence bulk/junk/list, List-Id, or a mode without replies).
+    """
+
+    to: str  # the envelope sender
+    subject: str  # "Re: <original subject>", already sanitised (no CR/LF)
+    in_reply_to: str  # the original Message-ID ("" if none)
+    references: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Intake:
+    """What the SMTP handler learnt about one mail, committed by ``accept`` of the intake storage.
+
+    Exactly one of ``request`` and ``error`` is set. ``error`` is an SMSC
+    error number found before storage (1, 2, 5, 6, 7, 8); storage itself may
+    still refuse an accepted request with 9 (duplicate), 8 (flood) or 3
+    (balance).
+    """
+
+    received_at: datetime
+    client_ip: str
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    raw: bytes
+    mode: RouteKind
+    account: str | None  # None when the login was not recognised
+    client_id: str | None  # the id the mail gave, if valid
+    request: SmsRequest | None
+    error: int | None
+    test: int = 0  # the test flag, when it could be read (decides whether OK is replied)
+    balance: int | None = None  # the account's configured balance (parts); None: unlimited
+    fingerprint: str | None = None  # duplicate key of the parsed request
+    reply: ReplyDraft | None = None
+    error_detail: str = ""  # for logs and `queue show`; never secrets
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptResult:
+    request_id: str
+    error: int | None  # final SMSC error number, None when accepted
+    sms_count: int  # n of the answer (0 on error)
+    line: str  # the result line: "OK - n SMS, ID - id" or "ERROR = N (…)[, ID - id]"
+    reply_queued: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmsJob:
+    """One claimed (message, recipient) row, everything a provider needs."""
+
+    sms_id: int
+    request_id: str
+    account: str
+    recipient: str
+    text: str  # already transliterated
+    sender: str
+    format: Format
+    encoding: Encoding
+    parts: int
+    due: datetime  # when this attempt became due
+    first_due: datetime  # the request's due time; validity counts from here
+    attempts: int  # attempts made before this one
+    subject: str | None = None
+    voice: str | None = None
+    param: str | None = None
+    last_provider: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyJob:
+    reply_id: int
+    request_id: str
+    to: str
+    subject: str
+    in_reply_to: str
+    references: str
+    body: str  # the result line(s)
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    at: datetime
+    provider: str
+    outcome: str  # "sent" | "temporary" | "permanent"
+    answer: str  # the provider's answer, shortened; never credentials
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmsView:
+    sms_id: int
+    recipient: str
+    state: SmsState
+    parts: int
+    due: datetime
+    provider: str | None
+    provider_id: str | None
+    attempts: tuple[Attempt, ...]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestSummary:
+    request_id: str
+    account: str | None
+    received_at: datetime
+    mode: str
+    result: str  # the result line
+    sms_total: int
+    states: dict[str, int]  # state -> number of SMS rows
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyView:
+    """One reply mail of a request, as ``queue show`` prints it."""
+
+    reply_id: int
+    to: str
+    state: str  # queued | sending | sent
+    attempts: int  # smarthost transactions tried
+    body: str  # the result line(s)
+    due: datetime  # when it is (or was last) due
+    sent_at: datetime | None  # when the smarthost took it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestDetail:
+    summary: RequestSummary
+    client_ip: str
+    mail_from: str
+    sender: str | None
+    format: int | None
+    due: datetime | None
+    sms: tuple[SmsView, ...]
+    replies: tuple[ReplyView, ...] = ()  # oldest first

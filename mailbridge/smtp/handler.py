@@ -1,0 +1,240 @@
+"""The aiosmtpd handler: submission rights, mailboxes, and DATA → core → storage → answer.
+
+* ``MAIL``: only clients inside ``trusted_networks`` or logged in with AUTH
+  over TLS may submit (``530 5.7.0`` otherwise);
+* ``RCPT``: :mod:`mailbridge.core.recipients` says which mailbox an address
+  is and whether the transaction takes it (``550 5.1.1``, ``550 5.7.1``,
+  ``452 4.5.3``);
+* ``DATA``: IP block (4), then :func:`~mailbridge.core.pipeline.process_mail`
+  (read, parse, credentials checked in the password pool, request), then ONE
+  ``IntakeStore.accept`` and only then ``250 2.0.0 <result line>``; storage
+  failure or any unexpected error is a ``451 4.3.0`` with no internals;
+* ``AUTH``: :mod:`mailbridge.smtp.auth`.
+
+One canonical log line per mail: event ``mail`` with id, account,
+client_ip, mode, n, result and duration_ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from mailbridge.core.answers import error_line, smtp_reply
+from mailbridge.core.capabilities import carried_formats
+from mailbridge.core.intake import MailEnvelope, ip_in, normalize_ip
+from mailbridge.core.login import Verified, verify_login
+from mailbridge.core.mail import read_mail
+from mailbridge.core.phones import normalize_number
+from mailbridge.core.pipeline import process_mail
+from mailbridge.core.recipients import (
+    NO_SUCH_MAILBOX,
+    Route,
+    RouteKind,
+    admit_recipient,
+    classify_recipient,
+)
+from mailbridge.errors import StorageError
+from mailbridge.log import get_logger
+from mailbridge.models import MailContent
+from mailbridge.settings import Settings
+from mailbridge.smtp.auth import SmtpAuth
+from mailbridge.smtp.gate import ConnectionGate
+from mailbridge.smtp.passwords import PasswordPool
+from mailbridge.smtp.session import SHUTTING_DOWN, HookTable
+from mailbridge.storage.base import IntakeStore
+
+__all__ = ["PARSE_IN_THREAD_BYTES", "MailHandler"]
+
+log = get_logger("mailbridge.smtp")
+
+#: Mails larger than this are parsed in a worker thread, so that one big mail
+#: cannot stall the other sessions (measured: see docs/operations.md).
+PARSE_IN_THREAD_BYTES = 16 * 1024
+
+_TEMPFAIL = "451 4.3.0 Temporary failure, please try again later"
+_AUTH_REQUIRED = "530 5.7.0 Authentication required"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class MailHandler(HookTable, SmtpAuth):
+    """The aiosmtpd handler: mailboxes, submission rights, DATA → storage → answer."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        storage: IntakeStore,
+        gate: ConnectionGate | None = None,
+        on_request: Callable[[datetime | None], None] = lambda due: None,
+        on_reply: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = _utcnow,
+        hash_workers: int = 4,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.gate = gate if gate is not None else ConnectionGate()
+        self._on_request = on_request
+        self._on_reply = on_reply
+        self._clock = clock
+        self._passwords = PasswordPool(hash_workers)
+        self._formats = carried_formats(settings)
+        self._trust_cache: dict[str, bool] = {}
+
+    def reload(self, settings: Settings) -> None:
+        """Use ``settings`` for the next transactions (sessions stay open)."""
+        self.settings = settings
+        self._formats = carried_formats(settings)
+        self._trust_cache = {}
+
+    def close(self) -> None:
+        self._passwords.close()
+
+    def _trusted(self, session: Any) -> bool:
+        if session.authenticated:
+            return True
+        ip = normalize_ip(session.peer)
+        trusted = self._trust_cache.get(ip)
+        if trusted is None:
+            trusted = ip_in(ip, self.settings.smtp.trusted_networks)
+            if len(self._trust_cache) >= 4096:
+                self._trust_cache.clear()
+            self._trust_cache[ip] = trusted
+        return trusted
+
+    async def verify(self, login: str, password: str) -> Verified:
+        """The account of ``login``/``password`` (the core's rules, this handler's pool)."""
+        return await verify_login(
+            login, password, settings=self.settings, check=self._passwords.check
+        )
+
+    # --- aiosmtpd hooks -------------------------------------------------------------
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        if self.gate.closing:
+            return SHUTTING_DOWN
+        if not self._trusted(session):
+            return _AUTH_REQUIRED
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        settings = self.settings
+        if not self._trusted(session):
+            return _AUTH_REQUIRED
+        region = settings.smtp.default_region
+        route = classify_recipient(
+            address, settings, normalize=partial(normalize_number, region=region)
+        )
+        if route is None:
+            return NO_SUCH_MAILBOX
+        mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from or ""
+        answer, add = admit_recipient(route, envelope.routes, mail_from, settings)
+        if add:
+            envelope.routes.append(route)
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return answer
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+        started = time.perf_counter()
+        settings = self.settings
+        now = self._clock()
+        ip = normalize_ip(session.peer)
+        routes: list[Route] = envelope.routes
+        mode = routes[0].kind if routes else RouteKind.COMMAND
+        reject = mode != RouteKind.COMMAND or settings.smtp.on_error == "reject"
+        fields: dict[str, Any] = {"client_ip": ip, "mode": mode.value}
+        try:
+            answer = await self._data(envelope, routes, settings, now, ip, reject, fields)
+        except StorageError as exc:
+            answer = _TEMPFAIL
+            fields["result"] = "storage failure"
+            fields["error"] = type(exc).__name__
+        except Exception:
+            log.exception("mail_failed", client_ip=ip, mode=mode.value)
+            answer = _TEMPFAIL
+            fields["result"] = "internal error"
+        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        fields["answer"] = answer[:3]
+        log.info("mail", **fields)
+        return answer
+
+    async def _data(
+        self,
+        envelope: Any,
+        routes: list[Route],
+        settings: Settings,
+        now: datetime,
+        ip: str,
+        reject: bool,
+        fields: dict[str, Any],
+    ) -> str:
+        storage = self.storage
+        if await storage.ip_blocked(ip, now, settings.limits):
+            await storage.record_blocked(ip, now)
+            line = error_line(4)
+            fields.update(id=None, account=None, n=0, result=line)
+            return smtp_reply(line, reject=reject, code=4)
+        mail_from = "" if envelope.mail_from == "<>" else (envelope.mail_from or "")
+        env = MailEnvelope(
+            received_at=now,
+            client_ip=ip,
+            mail_from=mail_from,
+            rcpt_to=tuple(envelope.rcpt_tos),
+            raw=envelope.original_content or b"",
+        )
+        charset = settings.smtp.default_charset
+
+        async def read(raw: bytes) -> MailContent:
+            if len(raw) > PARSE_IN_THREAD_BYTES:
+                return await asyncio.to_thread(read_mail, raw, default_charset=charset)
+            return read_mail(raw, default_charset=charset)
+
+        outcome = await process_mail(
+            env,
+            routes,
+            settings=settings,
+            now=now,
+            formats=self._formats,
+            read=read,
+            verify=partial(verify_login, settings=settings, check=self._passwords.check),
+        )
+        intake = outcome.intake
+        result = await storage.accept(
+            intake,
+            limits=settings.limits,
+            reply_rate_per_hour=settings.reply.reply_rate_per_hour,
+            now=now,
+        )
+        if result.error is None:
+            self._on_request(intake.request.due if intake.request is not None else None)
+        if result.reply_queued:
+            self._on_reply()
+        fields.update(
+            id=result.request_id,
+            account=intake.account,
+            n=result.sms_count,
+            result=result.line,
+        )
+        if intake.error_detail:
+            fields["detail"] = intake.error_detail
+        return smtp_reply(result.line, reject=reject, code=result.error)
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("smtp_exception", error=type(error).__name__)
+        return _TEMPFAIL

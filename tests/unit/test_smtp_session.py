@@ -1,0 +1,139 @@
+"""What each aiosmtpd override relies on, checked against the installed aiosmtpd.
+
+``mailbridge.smtp.session`` overrides aiosmtpd internals; aiosmtpd is pinned
+below its next minor version. Each test here names what one override needs
+from aiosmtpd and fails when the pinned version stops providing it.
+Behaviour through a real session: tests/integration/test_smtp_session.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+import aiosmtpd
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope
+
+from mailbridge.settings import Settings
+from mailbridge.smtp.gate import ConnectionGate
+from mailbridge.smtp.handler import MailHandler
+from mailbridge.smtp.session import HookTable, RouteEnvelope, Session, hook_names, simple_address
+
+
+def _source(func: Any) -> str:
+    return inspect.getsource(func)
+
+
+def _params(func: Any) -> list[str]:
+    return list(inspect.signature(func).parameters)
+
+
+def test_pinned_version() -> None:
+    """The overrides were written against aiosmtpd 1.4.x (pyproject pins < 1.5)."""
+    major, minor = (int(x) for x in aiosmtpd.__version__.split(".")[:2])
+    assert (major, minor) == (1, 4)
+
+
+class TestGetaddr:
+    def test_aiosmtpd_calls_it_for_mail_and_rcpt(self) -> None:
+        """MAIL and RCPT parse their address with ``self._getaddr(arg)``."""
+        assert _params(SMTP._getaddr) == ["self", "arg"]
+        assert "self._getaddr(arg)" in _source(SMTP.smtp_MAIL)
+        assert "self._getaddr(arg)" in _source(SMTP.smtp_RCPT)
+        assert "self.local_part_limit" in _source(SMTP._getaddr)
+
+    @pytest.mark.parametrize(
+        "arg",
+        [
+            "<a@b.example>",
+            " <a@b.example>",
+            "<a.b+c@b-c.example> SIZE=10",
+            "<a@b.example>  BODY=8BITMIME SMTPUTF8",
+            "<>",
+            "<> SIZE=5",
+            "<" + "x" * 65 + "@b.example>",
+        ],
+    )
+    def test_fast_path_equals_aiosmtpd(self, arg: str) -> None:
+        """For each address the fast path takes, aiosmtpd's own parser gives the same."""
+
+        class Limits:
+            local_part_limit = 64
+
+        fast = simple_address(arg, 64)
+        assert fast is not None
+        assert SMTP._getaddr(Limits(), arg) == fast  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("arg", ['<"a b"@b.example>', "a@b.example", "<a@[127.0.0.1]>", ""])
+    def test_other_addresses_go_to_aiosmtpd(self, arg: str) -> None:
+        """Quoted local parts, bare addresses, literals: the fast path declines."""
+        assert simple_address(arg, 64) is None
+
+
+class TestCreateEnvelope:
+    def test_aiosmtpd_makes_every_envelope_there(self) -> None:
+        """Each transaction's envelope comes from ``self._create_envelope()``."""
+        assert _params(SMTP._create_envelope) == ["self"]
+        assert "self.envelope = self._create_envelope()" in _source(SMTP._set_post_data_state)
+        assert "_set_post_data_state()" in _source(SMTP._set_rset_state)
+
+    def test_route_envelope_is_an_envelope(self) -> None:
+        """The override's envelope keeps every field aiosmtpd sets."""
+        env = RouteEnvelope()
+        assert isinstance(env, Envelope)
+        assert env.routes == []
+        assert set(vars(Envelope())) | {"routes"} == set(vars(env))
+
+
+class TestHookTables:
+    def test_aiosmtpd_builds_its_tables_from_dir(self) -> None:
+        """Hooks, commands and AUTH mechanisms are found by name prefix over dir()."""
+        init = _source(SMTP.__init__)
+        assert "for m in dir(handler)" in init
+        assert 'if m.startswith("handle_")' in init
+        assert "for m in dir(self)" in init
+        assert 'if m.startswith("smtp_")' in init
+        assert "inspect.getmembers(obj)" in init
+        assert 'if mname.startswith("auth_")' in init
+
+    def test_hook_names_list_every_hook(self) -> None:
+        """The short ``dir()`` holds every prefixed name the full one holds."""
+        for cls in (Session, MailHandler):
+            full = {n for n in type.__dir__(cls) if n.startswith(("smtp_", "auth_", "handle_"))}
+            assert set(hook_names(cls)) == full
+            assert issubclass(cls, HookTable)
+
+    async def test_tables_of_a_session(self) -> None:
+        """A session built with the short dir() has the tables a full dir() gives."""
+        handler = MailHandler(settings=Settings(), storage=None)  # type: ignore[arg-type]
+        try:
+            session = Session(ConnectionGate(), (10, 10), handler=handler)
+            expected_smtp = {
+                n.removeprefix("smtp_") for n in type.__dir__(Session) if n.startswith("smtp_")
+            }
+            assert set(session._smtp_methods) == expected_smtp
+            assert set(session._handle_hooks) == {"MAIL", "RCPT", "DATA", "exception"}
+            assert {"PLAIN", "LOGIN"} <= set(session._auth_methods)
+            assert not session._auth_methods["PLAIN"].is_builtin
+            assert session._smtp_methods["DATA"] == session.smtp_DATA
+        finally:
+            handler.close()
+
+
+class TestConnectionHooks:
+    def test_signatures(self) -> None:
+        """The gate's overrides keep aiosmtpd's signatures."""
+        assert _params(SMTP.connection_made) == ["self", "transport"]
+        assert _params(SMTP.connection_lost) == ["self", "error"]
+        assert _params(SMTP.eof_received) == ["self"]
+        assert _params(SMTP.smtp_DATA) == ["self", "arg"]
+        assert asyncio.iscoroutinefunction(SMTP.smtp_DATA)
+
+    def test_transport_marks_the_first_connection_made(self) -> None:
+        """``transport`` is None until the first connection_made (STARTTLS calls it again)."""
+        made = _source(SMTP.connection_made)
+        assert "self.transport is not None and seen_starttls" in made
+        assert "self.transport = transport" in made
+        assert "self.transport = None" in _source(SMTP.connection_lost)

@@ -125,6 +125,8 @@ class Gateway:
     async def start(self) -> None:
         settings = self.settings
         storage = self._given_storage or open_storage(settings.storage.url)
+        if self.metrics is not None:
+            storage.observer = self.observer  # storage commit latency
         await storage.open()
         self.storage = storage
         try:
@@ -148,7 +150,7 @@ class Gateway:
                 self.handler = MailHandler(
                     settings=settings,
                     storage=storage,
-                    gate=ConnectionGate(),
+                    gate=ConnectionGate(self.observer),
                     on_request=on_request,
                     on_reply=on_reply,
                     clock=self._clock,

@@ -16,6 +16,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult
 from mailbridge.core.intake import normalize_ip
 from mailbridge.core.login import Verified
 from mailbridge.log import get_logger
+from mailbridge.observe import NULL_OBSERVER, Observer
 
 __all__ = ["SmtpAuth"]
 
@@ -24,6 +25,8 @@ log = get_logger("mailbridge.smtp")
 
 class SmtpAuth:
     """The ``auth_PLAIN``/``auth_LOGIN`` hooks over :meth:`verify`."""
+
+    observer: Observer = NULL_OBSERVER  # told each refused login
 
     async def verify(self, login: str, password: str) -> Verified:
         raise NotImplementedError
@@ -39,6 +42,7 @@ class SmtpAuth:
         if verified.account is None:
             peer = server.session.peer if server.session is not None else None
             log.info("auth_failed", client_ip=normalize_ip(peer))
+            self.observer.smtp_refused("auth", 535, normalize_ip(peer))
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, handled=False, auth_data=verified.account.login)
 

@@ -41,6 +41,7 @@ from mailbridge.core.records import (
     SmsView,
 )
 from mailbridge.models import SmsState
+from mailbridge.observe import Observer
 from mailbridge.settings import LimitsSettings
 
 __all__ = [
@@ -206,6 +207,9 @@ class MonitorStore(Protocol):
 class Storage(IntakeStore, DeliveryStore, ReplyStore, QueueStore, MonitorStore, Protocol):
     """A whole backend: every client's protocol, opened and closed. Each method is
     one transaction."""
+
+    #: Told each transaction's duration (storage commit latency); set before ``open``.
+    observer: Observer
 
     async def open(self) -> None:
         """Create or migrate the schema; make the storage ready."""

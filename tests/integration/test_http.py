@@ -297,3 +297,26 @@ def _version() -> str:
 
 
 _ = COMMAND_TO
+
+
+class TestSessionMetrics:
+    async def test_connect_refusals_and_open_sessions(self, start_daemon: DaemonFactory) -> None:
+        """A session over max_connections is counted as a connect refusal; open ones gauge."""
+        daemon = await start_daemon(
+            {**HTTP, "smtp": {"max_connections": 1, "max_connections_per_ip": 1}}
+        )
+        reader, writer = await asyncio.open_connection(daemon.host, daemon.port)
+        assert (await reader.readline()).startswith(b"220")
+        _, text, _ = await get(daemon, "/metrics")
+        assert value(text, "mailbridge_smtp_sessions_open") == 1
+        r2, w2 = await asyncio.open_connection(daemon.host, daemon.port)
+        assert (await r2.readline()).startswith(b"421")
+        w2.close()
+        writer.write(b"QUIT\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+        await asyncio.sleep(0.1)
+        _, text, _ = await get(daemon, "/metrics")
+        assert value(text, "mailbridge_smtp_refused_total", stage="connect", code="421") == 1
+        assert value(text, "mailbridge_smtp_sessions_open") == 0

@@ -62,7 +62,7 @@ async def test_sqlite_counts_beside_a_busy_writer(tmp_path: Path) -> None:
         entered.set()
         return gate.wait(10)
 
-    blocker = asyncio.ensure_future(storage._call(hold, write=False))
+    blocker = asyncio.ensure_future(storage.connector.call(hold, write=False))
     try:
         await asyncio.to_thread(entered.wait, 10)
         stats = await asyncio.wait_for(storage.queue_stats(at(10)), 5)

@@ -10,6 +10,11 @@ alike; each round sends ``--mails`` mails over ``--sessions`` sessions with
 the Python client of ``bench_ingest.py`` and reads the daemon's CPU
 (user + system, all threads, workers included) before and after.
 
+``--fresh`` starts both daemons anew each round (a persistent difference
+between two processes — placement, memory layout, a growing database —
+then averages out); ``--same`` is the A/A check (both without ``[http]``):
+what the method reads when there is nothing to find.
+
 Printed: CPU per mail for each round, the medians, the ratio of the medians,
 and the median of the per-round ratios (each round's pair ran back to back,
 so that one follows the machine's drift best). ``--scrape 0``: no scrapes,
@@ -37,12 +42,14 @@ import threading
 import time
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ingest import (
     ROOT,
+    Result,
     config_toml,
     cpu_s,
     free_port,
@@ -79,6 +86,59 @@ def hooks_per_mail_us(n: int = 200_000) -> tuple[float, float]:
     return min(run(NULL_OBSERVER) for _ in range(3)), min(run(Metrics()) for _ in range(3))
 
 
+@dataclass
+class Daemon:
+    proc: subprocess.Popen[bytes]
+    port: int
+    http_port: int | None
+    folder: Path
+
+
+def start_daemon(name: str, args: argparse.Namespace, env: dict[str, str], *, http: bool) -> Daemon:
+    folder = Path(tempfile.mkdtemp(prefix=f"mailbridge-bench-metrics-{name}-"))
+    port = free_port()
+    text = config_toml(folder, port, args.workers)
+    http_port = None
+    if http:
+        http_port = free_port()
+        text += f'\n[http]\nlisten = ["127.0.0.1:{http_port}"]\n'
+    (folder / "config.toml").write_text(text)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailbridge.cli", "serve", "--config", str(folder / "config.toml")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    return Daemon(proc, port, http_port, folder)
+
+
+def stop_daemons(daemons: dict[str, Daemon]) -> None:
+    for d in daemons.values():
+        d.proc.terminate()
+        d.proc.wait(30)
+        shutil.rmtree(d.folder, ignore_errors=True)
+    daemons.clear()
+
+
+def measure(d: Daemon, args: argparse.Namespace, start: int) -> tuple[float, Result]:
+    """CPU ms per mail of daemon ``d`` over one load of ``args.mails`` mails."""
+    wait_idle(d.proc.pid)
+    stop = threading.Event()
+    thread = None
+    if d.http_port is not None and args.scrape > 0:
+        thread = threading.Thread(target=scraper, args=(d.http_port, args.scrape, stop))
+        thread.start()
+    before = cpu_s(d.proc.pid)
+    result = asyncio.run(load(
+        d.port, mails=args.mails, sessions=args.sessions,
+        per_connection=args.per_connection, start=start, time_field="+1440",
+    ))  # fmt: skip
+    wait_idle(d.proc.pid)
+    used = cpu_s(d.proc.pid) - before
+    stop.set()
+    if thread is not None:
+        thread.join()
+    return used / args.mails * 1000, result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=2000, help="mails per round and daemon")
@@ -88,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scrape", type=float, default=2.0, help="seconds between scrapes")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--hooks-only", action="store_true", help="only time the hooks")
+    parser.add_argument(
+        "--fresh", action="store_true", help="start both daemons afresh for every round"
+    )
+    parser.add_argument("--same", action="store_true", help="A/A: both daemons without [http]")
     args = parser.parse_args(argv)
 
     null_us, metrics_us = hooks_per_mail_us()
@@ -99,66 +163,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    daemons: dict[str, tuple[subprocess.Popen[bytes], int, int | None, Path]] = {}
-    for name in ("off", "on"):
-        folder = Path(tempfile.mkdtemp(prefix=f"mailbridge-bench-metrics-{name}-"))
-        port = free_port()
-        text = config_toml(folder, port, args.workers)
-        http_port = None
-        if name == "on":
-            http_port = free_port()
-            text += f'\n[http]\nlisten = ["127.0.0.1:{http_port}"]\n'
-        (folder / "config.toml").write_text(text)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailbridge.cli", "serve", "--config",
-             str(folder / "config.toml")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-        daemons[name] = (proc, port, http_port, folder)
-    per_mail: dict[str, list[float]] = {"off": [], "on": []}
+    names = ("off", "on")
+    per_mail: dict[str, list[float]] = {name: [] for name in names}
+    daemons: dict[str, Daemon] = {}
+    print(
+        f"ingest-only, {args.mails} mails per round, {args.sessions} sessions, "
+        f"{args.per_connection} mails/connection, workers={args.workers}, "
+        f"scrape every {args.scrape:g} s (on), "
+        f"{'fresh daemons each round' if args.fresh else 'the same two daemons'}"
+        f"{', A/A: both without [http]' if args.same else ''}, cpus={os.cpu_count()}"
+    )
     start = 0
     try:
-        for proc, port, _, _ in daemons.values():
-            wait_port(port, proc)
-            asyncio.run(
-                load(
-                    port,
-                    mails=300,
-                    sessions=args.sessions,
-                    per_connection=args.per_connection,
-                    start=start,
-                    time_field="+1440",
-                )
-            )  # fmt: skip  (warm-up)
-            start += 300
-        print(
-            f"ingest-only, {args.mails} mails per round, {args.sessions} sessions, "
-            f"{args.per_connection} mails/connection, workers={args.workers}, "
-            f"scrape every {args.scrape:g} s (on), cpus={os.cpu_count()}"
-        )
         for r in range(args.rounds):
-            order = ("off", "on") if r % 2 == 0 else ("on", "off")
+            if args.fresh or not daemons:
+                stop_daemons(daemons)
+                for name in names:
+                    daemons[name] = start_daemon(
+                        name, args, env, http=name == "on" and not args.same
+                    )
+                for d in daemons.values():
+                    wait_port(d.port, d.proc)
+                    asyncio.run(
+                        load(
+                            d.port,
+                            mails=300,
+                            sessions=args.sessions,
+                            per_connection=args.per_connection,
+                            start=start,
+                            time_field="+1440",
+                        )
+                    )  # fmt: skip  (warm-up)
+                    start += 300
+            order = names if r % 2 == 0 else names[::-1]
             line = []
             for name in order:
-                proc, port, http_port, _ = daemons[name]
-                wait_idle(proc.pid)
-                stop = threading.Event()
-                thread = None
-                if http_port is not None and args.scrape > 0:
-                    thread = threading.Thread(target=scraper, args=(http_port, args.scrape, stop))
-                    thread.start()
-                before = cpu_s(proc.pid)
-                result = asyncio.run(load(
-                    port, mails=args.mails, sessions=args.sessions,
-                    per_connection=args.per_connection, start=start, time_field="+1440",
-                ))  # fmt: skip
-                wait_idle(proc.pid)
-                used = cpu_s(proc.pid) - before
-                stop.set()
-                if thread is not None:
-                    thread.join()
+                ms, result = measure(daemons[name], args, start)
                 start += args.mails
-                ms = used / args.mails * 1000
                 per_mail[name].append(ms)
                 line.append(
                     f"{name} {ms:.3f} ms/mail ({result.rate:.0f}/s, {result.failures} failed)"
@@ -174,10 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"middle half {paired[len(paired) // 4]:.3f}–{paired[(3 * len(paired)) // 4]:.3f}"
         )
     finally:
-        for proc, _, _, folder in daemons.values():
-            proc.terminate()
-            proc.wait(30)
-            shutil.rmtree(folder, ignore_errors=True)
+        stop_daemons(daemons)
     return 0
 
 

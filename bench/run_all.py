@@ -22,6 +22,7 @@ FULL: list[list[str]] = [
     ["bench_delivery.py"],
     ["bench_smpp.py"],
     ["bench_postgres.py"],
+    ["bench_metrics.py", "--fresh", "--rounds", "14"],
 ]
 QUICK: list[list[str]] = [
     ["bench_core.py", "--repeat", "300"],
@@ -30,6 +31,7 @@ QUICK: list[list[str]] = [
     ["bench_delivery.py", "--n", "1000", "--skip-memory"],
     ["bench_smpp.py", "--n", "1000", "--repeat", "1"],
     ["bench_postgres.py", "--n", "300", "--rows", "100000"],
+    ["bench_metrics.py", "--fresh", "--rounds", "4", "--mails", "1000"],
 ]
 
 

@@ -23,6 +23,7 @@ FULL: list[list[str]] = [
     ["bench_smpp.py"],
     ["bench_postgres.py"],
     ["bench_metrics.py", "--fresh", "--rounds", "14"],
+    ["bench_receipts.py"],
 ]
 QUICK: list[list[str]] = [
     ["bench_core.py", "--repeat", "300"],
@@ -32,6 +33,7 @@ QUICK: list[list[str]] = [
     ["bench_smpp.py", "--n", "1000", "--repeat", "1"],
     ["bench_postgres.py", "--n", "300", "--rows", "100000"],
     ["bench_metrics.py", "--fresh", "--rounds", "4", "--mails", "1000"],
+    ["bench_receipts.py", "--n", "1000"],
 ]
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "DeliverySettings",
     "ForwardAlias",
     "HttpSettings",
+    "InboundSettings",
     "LimitsSettings",
     "LoggingSettings",
     "NumberAddressSettings",
@@ -86,6 +87,14 @@ class ReplySettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class InboundSettings:
+    """SMS from phones, mailed on (``[inbound]``)."""
+
+    reply_window_s: float = 86400.0  # mail to the sender of the last request to the phone within
+    mail_to: str | None = None  # otherwise here; None: kept, shown in `queue`
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LimitsSettings:
     duplicate_window_s: float = 60.0
     duplicate_max: int = 2
@@ -116,7 +125,7 @@ class ForwardAlias:
     address: str  # full address, lower case
     account: str
     to: tuple[str, ...]
-    allowed_senders: tuple[str, ...] = ()
+    allowed_senders: tuple[str, ...] | None = None  # None: any sender; (): nobody
     template: str = "{subject}: {body}"
     max_parts: int = 2
     sender: str | None = None  # None: the account's default_sender
@@ -126,7 +135,7 @@ class ForwardAlias:
 class NumberAddressSettings:
     enabled: bool = False
     account: str = ""
-    allowed_senders: tuple[str, ...] = ()
+    allowed_senders: tuple[str, ...] | None = None  # None: any sender; (): nobody
     template: str = "{subject}: {body}"
     max_parts: int = 2
     sender: str | None = None
@@ -170,6 +179,7 @@ class ProviderSettings:
     timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     max_recipients: int = 1  # recipients per request where the wire format allows several
+    status_poll_s: float = 60.0  # `smsc`: ask the status of sent SMS this often; 0: never
     smpp: SmppSettings | None = None  # type smpp only
 
 
@@ -212,6 +222,11 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonSettings:
+    pid_file: str | None = None  # absolute once loaded from a file; None: no PID file
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -225,6 +240,8 @@ class Settings:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    inbound: InboundSettings = field(default_factory=InboundSettings)
     source: str = ""  # the config file this came from ("" when built in code)
 
     def account(self, login: str) -> Account | None:

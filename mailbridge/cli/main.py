@@ -50,6 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE.eml", help="the mail, as bytes ('-' for stdin)")
     _add_config(p)
     p.add_argument("--client-ip", default="127.0.0.1", help="client IP for allowed_ips checks")
+    p.add_argument(
+        "--from", dest="mail_from", default="", metavar="ADDR", help="the envelope sender"
+    )
+    p.add_argument(
+        "--rcpt",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="an envelope recipient (again for several): command, alias or number address",
+    )
+
+    p = sub.add_parser("balance", help="what each account has left; top one up")
+    _add_config(p)
+    bsub = p.add_subparsers(dest="balance_command", metavar="ACTION")
+    b = bsub.add_parser("list", help="each account's balance, charge and what is left")
+    _add_config(b, nested=True)
+    b = bsub.add_parser("add", help="top an account up (negative: take parts back)")
+    _add_config(b, nested=True)
+    b.add_argument("account", metavar="ACCOUNT")
+    b.add_argument("parts", metavar="PARTS", type=int)
 
     p = sub.add_parser("queue", help="inspect and act on the delivery queue")
     _add_config(p)
@@ -59,8 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--state", help="only requests with SMS in this state")
     q.add_argument("--account", help="only this account's requests")
     q.add_argument("--limit", type=int, default=100)
+    q = qsub.add_parser("inbound", help="list SMS from phones: mailed, queued or kept")
+    _add_config(q, nested=True)
+    q.add_argument("--limit", type=int, default=100)
     for name, text in (
-        ("show", "a request, each SMS and every attempt"),
+        ("show", "a request, each SMS with its receipt and every attempt"),
         ("retry", "send the failed, expired or cancelled SMS of a request again"),
         ("cancel", "cancel the scheduled SMS of a request"),
     ):
@@ -81,6 +104,7 @@ def _config_path(arg: str | None) -> Path:
 
 
 def _check_config(arg: str | None, out: TextIO, err: TextIO) -> int:
+    from mailbridge.cli.preflight import preflight
     from mailbridge.core.config import config_warnings, load_config
     from mailbridge.errors import ConfigError
 
@@ -89,6 +113,11 @@ def _check_config(arg: str | None, out: TextIO, err: TextIO) -> int:
         settings = load_config(path)
     except ConfigError as exc:
         print(str(exc), file=err)
+        return 1
+    problems = preflight(settings)
+    for problem in problems:
+        print(problem, file=err)
+    if problems:
         return 1
     for warning in config_warnings(settings):
         print(f"warning: {warning}", file=err)
@@ -127,7 +156,15 @@ def _serve(arg: str | None, err: TextIO, worker: int | None = None) -> int:
     return run(path, worker=worker)
 
 
-def _parse(file: str, arg: str | None, client_ip: str, out: TextIO, err: TextIO) -> int:
+def _parse(
+    file: str,
+    arg: str | None,
+    client_ip: str,
+    out: TextIO,
+    err: TextIO,
+    mail_from: str = "",
+    rcpts: Sequence[str] = (),
+) -> int:
     from mailbridge.core.config import load_config
     from mailbridge.core.dryrun import dry_run
     from mailbridge.errors import ConfigError
@@ -144,7 +181,14 @@ def _parse(file: str, arg: str | None, client_ip: str, out: TextIO, err: TextIO)
         except ConfigError as exc:
             print(str(exc), file=err)
             return 1
-    report = dry_run(raw, settings=settings, client_ip=client_ip, now=datetime.now(UTC))
+    report = dry_run(
+        raw,
+        settings=settings,
+        client_ip=client_ip,
+        now=datetime.now(UTC),
+        mail_from=mail_from,
+        rcpts=rcpts,
+    )
     out.write(report.text)
     return 0 if report.ok else 2
 
@@ -176,6 +220,20 @@ def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_status(settings, as_json=args.json, out=out, err=err, env=os.environ)
 
 
+def _balance(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from mailbridge.cli.balance import run_balance_command
+    from mailbridge.core.config import load_config
+    from mailbridge.errors import ConfigError
+
+    path = _config_path(args.config)
+    try:
+        settings = load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=err)
+        return 1
+    return run_balance_command(settings, args, out=out, err=err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out, err = sys.stdout, sys.stderr
@@ -186,9 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "hash-password":
         return _hash_password(args.stdin, out, err)
     if args.command == "parse":
-        return _parse(args.file, args.config, args.client_ip, out, err)
+        return _parse(args.file, args.config, args.client_ip, out, err, args.mail_from, args.rcpt)
     if args.command == "queue":
         return _queue(args, out, err)
     if args.command == "status":
         return _status(args, out, err)
+    if args.command == "balance":
+        return _balance(args, out, err)
     raise AssertionError(args.command)  # argparse refuses other commands

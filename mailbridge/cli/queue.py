@@ -1,4 +1,4 @@
-"""``mailbridge queue list|show|retry|cancel`` (SPEC §6).
+"""``mailbridge queue list|show|retry|cancel|inbound`` (SPEC §6).
 
 Each command is a coroutine taking a :class:`~mailbridge.storage.base.QueueStore`
 and a text stream, returning the exit status: 0 done, 1 no such request,
@@ -12,7 +12,9 @@ Provider answers are shown as stored (already shortened and free of
 credentials); the mail's body and passwords are never shown. ``show`` also
 lists the request's reply mails (recipient, queued/sending/sent, smarthost
 attempts, and the result line(s) they carry), so replies kept in the database
-while no ``[reply] smarthost`` is set can be read there.
+while no ``[reply] smarthost`` is set can be read there, and each SMS's
+delivery receipt. ``inbound`` lists the SMS that came from phones, newest
+first: whom each was mailed to, or ``kept`` when there was no one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
+from mailbridge.core.receipts import receipt_summary
 from mailbridge.core.records import RequestSummary
 from mailbridge.errors import MailbridgeError
 from mailbridge.models import SmsState
@@ -36,6 +39,7 @@ __all__ = [
     "EXIT_STORAGE",
     "parse_state",
     "queue_cancel",
+    "queue_inbound",
     "queue_list",
     "queue_retry",
     "queue_show",
@@ -131,7 +135,8 @@ async def queue_show(storage: QueueStore, request_id: str, *, out: TextIO) -> in
         ("sender", detail.sender if detail.sender is not None else "-"),
         ("format", str(detail.format) if detail.format is not None else "-"),
         ("due", _when(detail.due)),
-        ("sms", f"{s.sms_total} ({_states(s.states)})"),
+        ("parts", f"{s.sms_total} (the n of the result line: parts x recipients)"),
+        ("messages", f"{len(detail.sms)} ({_states(s.states)})"),
     ]
     for name, value in fields:
         print(f"{name + ':':<10}{value}", file=out)
@@ -145,6 +150,9 @@ async def queue_show(storage: QueueStore, request_id: str, *, out: TextIO) -> in
         )
         if sms.error:
             print(f"    error: {sms.error}", file=out)
+        if sms.receipt_status is not None and sms.receipt_at is not None:
+            receipt = receipt_summary(sms.receipt_status, sms.receipt_error, sms.receipt_at)
+            print(f"    receipt: {receipt}", file=out)
         for attempt in sms.attempts:
             print(
                 f"    {_when(attempt.at)}  {attempt.provider or '-'}  {attempt.outcome}"
@@ -191,6 +199,35 @@ async def queue_cancel(
     return EXIT_OK
 
 
+def _one_line(text: str, limit: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+async def queue_inbound(storage: QueueStore, *, out: TextIO, limit: int = 100) -> int:
+    """SMS from phones, newest first: when, from, state, to whom, the text on one line."""
+    items = await storage.list_inbound(limit=max(1, limit))
+    if not items:
+        print("no inbound SMS", file=out)
+        return EXIT_OK
+    header = ["IN", "RECEIVED", "FROM", "TO-NUMBER", "PARTS", "STATE", "MAILED-TO", "TEXT"]
+    rows = [
+        [
+            str(i.inbound_id),
+            _when(i.received_at),
+            i.source,
+            i.destination or "-",
+            str(i.parts),
+            i.state,
+            (i.to or "-") + (f" (request {i.request_id})" if i.request_id else ""),
+            _one_line(i.text),
+        ]
+        for i in items
+    ]
+    _table(header, rows, out)
+    return EXIT_OK
+
+
 async def _dispatch(storage: QueueStore, args: argparse.Namespace, out: TextIO) -> int:
     command = args.queue_command
     if command == "list":
@@ -207,6 +244,8 @@ async def _dispatch(storage: QueueStore, args: argparse.Namespace, out: TextIO) 
         return await queue_retry(storage, args.id, out=out)
     if command == "cancel":
         return await queue_cancel(storage, args.id, out=out)
+    if command == "inbound":
+        return await queue_inbound(storage, out=out, limit=getattr(args, "limit", 100))
     raise ValueError(f"unknown queue command {command!r}")
 
 

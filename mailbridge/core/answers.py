@@ -14,6 +14,7 @@ mail can break a line of a reply (ValueError otherwise).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailbridge.errors import ERROR_DESCRIPTIONS, ERRORS_WITH_ID
@@ -22,6 +23,7 @@ __all__ = [
     "ResultLine",
     "error_line",
     "ok_line",
+    "ok_line_all",
     "parse_result_line",
     "smtp_reply",
 ]
@@ -53,6 +55,14 @@ def ok_line(n: int, request_id: str) -> str:
     if n < 0:
         raise ValueError("the SMS count cannot be negative")
     return f"OK - {n} SMS, ID - {_check_id(request_id)}"
+
+
+def ok_line_all(n: int, request_ids: Sequence[str]) -> str:
+    """``OK - <n> SMS, ID - <id>, <id>, …``: the answer to a mail that made several requests
+    (SPEC §3, one mail to several kinds of recipient); with one id, :func:`ok_line`."""
+    if len(request_ids) == 1:
+        return ok_line(n, request_ids[0])
+    return f"OK - {n} SMS, ID - {', '.join(request_ids)}"
 
 
 def error_line(code: int, request_id: str | None = None) -> str:

@@ -33,9 +33,11 @@ from mailbridge.errors import ConfigError
 from mailbridge.models import Format, OnError
 from mailbridge.settings import (
     Account,
+    DaemonSettings,
     DeliverySettings,
     ForwardAlias,
     HttpSettings,
+    InboundSettings,
     LimitsSettings,
     LoggingSettings,
     Network,
@@ -58,6 +60,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "resolve_config_path",
+    "state_directory",
 ]
 
 #: Where the config is when neither ``--config`` nor ``$MAILBRIDGE_CONFIG`` says.
@@ -67,6 +70,8 @@ DEFAULT_CONFIG_PATH: Final = Path("/etc/mailbridge/config.toml")
 PROVIDER_FORMATS: Final[Mapping[str, frozenset[Format]]] = TYPE_FORMATS
 
 _HTTP_TYPES: Final = frozenset({"miatel", "jsonapi", "smsc"})
+#: Provider types whose wire format documents a status query (``status_poll_s``).
+_STATUS_TYPES: Final = frozenset({"smsc"})
 _FORMAT_NUMBERS: Final = frozenset(int(f) for f in Format)
 
 
@@ -160,7 +165,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
         "address": _k("str", required=True),
         "account": _k("str", required=True),
         "to": _k("list[str]", required=True),
-        "allowed_senders": _k("list[str]", []),
+        "allowed_senders": _k("list[str]", "any sender"),
         "template": _k("str", "{subject}: {body}"),
         "max_parts": _k("int", 2),
         "sender": _k("str"),
@@ -168,7 +173,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
     "number_addresses": {
         "enabled": _k("bool", False),
         "account": _k("str", ""),
-        "allowed_senders": _k("list[str]", []),
+        "allowed_senders": _k("list[str]", "any sender"),
         "template": _k("str", "{subject}: {body}"),
         "max_parts": _k("int", 2),
         "sender": _k("str"),
@@ -186,6 +191,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
         "timeout_s": _k("float", 10.0),
         "connect_timeout_s": _k("float", 5.0),
         "max_recipients": _k("int", 1),
+        "status_poll_s": _k("float", 60.0),
         "host": _k("str"),
         "port": _k("int", 2775),
         "tls": _k("bool", False),
@@ -225,6 +231,13 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
         "username": _k("str"),
         "password_hash": _k("str", secret=True),
     },
+    "daemon": {
+        "pid_file": _k("str"),
+    },
+    "inbound": {
+        "reply_window_s": _k("float", 86400.0),
+        "mail_to": _k("str"),
+    },
 }
 
 _ARRAY_SECTIONS: Final = frozenset({"accounts", "forward", "providers"})
@@ -249,7 +262,7 @@ _SENDER_RE: Final = re.compile(r"[A-Za-z0-9 \-._&!?'+]{1,11}|[0-9]{1,15}")
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LOGIN_RE: Final = re.compile(r"[^\s:\x00-\x1f\x7f]{1,64}")
 _REGION_RE: Final = re.compile(r"[A-Za-z]{2}")
-_PREFIX_RE: Final = re.compile(r"\+[0-9]{1,15}")
+_PREFIX_RE: Final = re.compile(r"\+?[0-9]{1,15}")
 _GROUP_REF_RE: Final = re.compile(r"[Gg]([0-9]+)")
 _TOML_AT_RE: Final = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_AT_END: Final = "(at end of document)"
@@ -715,7 +728,10 @@ def _mode_sender(raw: dict[str, Any], path: str, account: Account) -> str | None
     return sender
 
 
-def _allowed_senders(values: Sequence[str], path: str) -> tuple[str, ...]:
+def _allowed_senders(values: Sequence[str] | None, path: str) -> tuple[str, ...] | None:
+    """None (the key absent): any sender of a trusted or logged-in client; a list narrows it."""
+    if values is None:
+        return None
     out: list[str] = []
     for i, v in enumerate(values):
         pattern = v.strip().lower()
@@ -765,7 +781,7 @@ def _forward(
         address=address,
         account=account.login,
         to=to,
-        allowed_senders=_allowed_senders(raw.get("allowed_senders", []), f"{p}.allowed_senders"),
+        allowed_senders=_allowed_senders(raw.get("allowed_senders"), f"{p}.allowed_senders"),
         template=_template(raw.get("template", "{subject}: {body}"), f"{p}.template"),
         max_parts=_max_parts(raw, p),
         sender=_mode_sender(raw, p, account),
@@ -790,7 +806,7 @@ def _number_addresses(
     return NumberAddressSettings(
         enabled=enabled,
         account=account.login if account else "",
-        allowed_senders=_allowed_senders(raw.get("allowed_senders", []), f"{p}.allowed_senders"),
+        allowed_senders=_allowed_senders(raw.get("allowed_senders"), f"{p}.allowed_senders"),
         template=_template(raw.get("template", "{subject}: {body}"), f"{p}.template"),
         max_parts=_max_parts(raw, p),
         sender=sender,
@@ -869,6 +885,11 @@ def _provider(raw: object, i: int, base_dir: Path | None) -> ProviderSettings:
         if key in checked:
             _at_least(checked[key], 1, f"{p}.{key}")
             kw[key] = checked[key]
+    if "status_poll_s" in checked:
+        if ptype not in _STATUS_TYPES:
+            raise ConfigError(f"{p}.status_poll_s", f"not used by type {ptype}")
+        _at_least(checked["status_poll_s"], 0, f"{p}.status_poll_s")
+        kw["status_poll_s"] = float(checked["status_poll_s"])
     return ProviderSettings(**kw)
 
 
@@ -897,7 +918,8 @@ def _routing(raw: dict[str, Any], providers: Sequence[ProviderSettings]) -> Rout
         rule = _table(rule_raw, "routing.rules", rp)
         prefix = "".join(rule["prefix"].split())
         if not _PREFIX_RE.fullmatch(prefix):
-            raise ConfigError(f"{rp}.prefix", "expected + and digits, like +7")
+            raise ConfigError(f"{rp}.prefix", "expected digits with or without +, like +7")
+        prefix = "+" + prefix.removeprefix("+")  # "7" and "+7" are the same rule
         if any(r.prefix == prefix for r in rules):
             raise ConfigError(f"{rp}.prefix", f"duplicate prefix {prefix}")
         names = _provider_names(rule["providers"], f"{rp}.providers", known)
@@ -912,6 +934,19 @@ def _routing(raw: dict[str, Any], providers: Sequence[ProviderSettings]) -> Rout
         _positive(raw["breaker_reset_s"], "routing.breaker_reset_s")
         kw["breaker_reset_s"] = float(raw["breaker_reset_s"])
     return RoutingSettings(**kw)
+
+
+def _inbound(raw: dict[str, Any]) -> InboundSettings:
+    kw: dict[str, Any] = {}
+    if "reply_window_s" in raw:
+        _at_least(raw["reply_window_s"], 0, "inbound.reply_window_s")
+        kw["reply_window_s"] = float(raw["reply_window_s"])
+    if "mail_to" in raw:
+        address = raw["mail_to"].strip()
+        if not _ADDRESS_RE.fullmatch(address):
+            raise ConfigError("inbound.mail_to", f"not an e-mail address: {_show(address)}")
+        kw["mail_to"] = address
+    return InboundSettings(**kw)
 
 
 def _logging(raw: dict[str, Any]) -> LoggingSettings:
@@ -971,6 +1006,15 @@ def _http(raw: dict[str, Any]) -> HttpSettings:
     )
 
 
+def _daemon(raw: dict[str, Any], base_dir: Path | None) -> DaemonSettings:
+    pid_file = raw.get("pid_file")
+    if pid_file is None:
+        return DaemonSettings()
+    if not pid_file.strip():
+        raise ConfigError("daemon.pid_file", "empty path (leave the key out for no PID file)")
+    return DaemonSettings(pid_file=_path(pid_file, base_dir))
+
+
 def _default_outbox(storage_url: str, base_dir: Path | None) -> str:
     db = _sqlite_file(storage_url)
     if db is not None:
@@ -981,12 +1025,21 @@ def _default_outbox(storage_url: str, base_dir: Path | None) -> str:
 # --------------------------------------------------------------------------- public
 
 
-def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> Settings:
+def parse_config(
+    text: str,
+    *,
+    source: str = "<string>",
+    base_dir: Path | None = None,
+    state_dir: Path | None = None,
+) -> Settings:
     """Read the TOML ``text`` into ``Settings``; raise ``ConfigError`` naming the bad key.
 
     Relative paths (a ``sqlite:///`` database, ``tls_cert``, a ``file``
     provider's ``path``) are taken from ``base_dir``, the config file's folder;
-    with ``base_dir=None`` they stay relative.
+    with ``base_dir=None`` they stay relative. ``state_dir`` (systemd's
+    ``$STATE_DIRECTORY``), when given, is the base of the paths the gateway
+    writes instead: the SQLite database, a ``file`` provider's ``path`` and the
+    PID file; files it only reads (TLS) stay relative to ``base_dir``.
     """
     try:
         doc = tomllib.loads(text)
@@ -1015,10 +1068,11 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     def section(name: str) -> dict[str, Any]:
         return _table(doc.get(name, {}), name, name)
 
+    data_dir = state_dir if state_dir is not None else base_dir
     smtp = _smtp(section("smtp"), base_dir)
     storage_raw = section("storage")
     storage = StorageSettings(
-        url=_storage_url(storage_raw.get("url", StorageSettings().url), base_dir, "storage.url")
+        url=_storage_url(storage_raw.get("url", StorageSettings().url), data_dir, "storage.url")
     )
     delivery = _delivery(section("delivery"))
     reply = _reply(section("reply"), smtp)
@@ -1049,13 +1103,13 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
 
     providers: list[ProviderSettings] = []
     for i, raw in enumerate(doc.get("providers", [])):
-        provider = _provider(raw, i, base_dir)
+        provider = _provider(raw, i, data_dir)
         if any(q.name == provider.name for q in providers):
             raise ConfigError(f"providers[{i}].name", f"duplicate provider name {provider.name!r}")
         providers.append(provider)
     if not providers:
         providers.append(
-            ProviderSettings(name="file", type="file", path=_default_outbox(storage.url, base_dir))
+            ProviderSettings(name="file", type="file", path=_default_outbox(storage.url, data_dir))
         )
     routing = _routing(section("routing"), providers)
 
@@ -1072,12 +1126,24 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         routing=routing,
         logging=_logging(section("logging")),
         http=_http(section("http")),
+        daemon=_daemon(section("daemon"), data_dir),
+        inbound=_inbound(section("inbound")),
         source=source,
     )
 
 
-def load_config(path: str | Path) -> Settings:
-    """Read the config file at ``path``; raise ``ConfigError`` naming the file or the key."""
+def state_directory(env: Mapping[str, str]) -> Path | None:
+    """The first folder of systemd's ``$STATE_DIRECTORY`` (set by ``StateDirectory=``)."""
+    first = env.get("STATE_DIRECTORY", "").split(":")[0].strip()
+    return Path(first) if first else None
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file at ``path``; raise ``ConfigError`` naming the file or the key.
+
+    Relative paths the gateway writes resolve against ``$STATE_DIRECTORY`` of ``env``
+    (default: this process's environment) when it is set, else the config file's folder.
+    """
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -1087,7 +1153,8 @@ def load_config(path: str | Path) -> Settings:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(str(p), f"not UTF-8 text (byte {exc.start})") from None
-    return parse_config(text, source=str(p), base_dir=p.absolute().parent)
+    state_dir = state_directory(os.environ if env is None else env)
+    return parse_config(text, source=str(p), base_dir=p.absolute().parent, state_dir=state_dir)
 
 
 def resolve_config_path(arg: str | None, env: Mapping[str, str]) -> Path:
@@ -1117,6 +1184,18 @@ def config_warnings(settings: Settings) -> list[str]:
     if settings.reply.smarthost is None and settings.smtp.on_error == "reply":
         warnings.append(
             "reply.smarthost is not set: reply mails are kept in the database until it is"
+        )
+    for i, alias in enumerate(settings.forward):
+        if alias.allowed_senders == ():
+            warnings.append(
+                f"forward[{i}] ({alias.address}): allowed_senders is an empty list, which "
+                "refuses every sender; leave the key out to accept any trusted sender"
+            )
+    numbers = settings.number_addresses
+    if numbers.enabled and numbers.allowed_senders == ():
+        warnings.append(
+            "number_addresses.allowed_senders is an empty list, which refuses every sender; "
+            "leave the key out to accept any trusted sender"
         )
     if settings.providers and all(p.type == "file" for p in settings.providers):
         paths = ", ".join(p.path for p in settings.providers)

@@ -14,17 +14,27 @@ format carried); the report says so.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from mailbridge.core.answers import error_line, ok_line
+from mailbridge.core.answers import error_line, ok_line_all
 from mailbridge.core.capabilities import carried_formats
 from mailbridge.core.intake import MailEnvelope
 from mailbridge.core.login import LoginVerifier, Verified, check_now, verify_login
 from mailbridge.core.mail import read_mail
-from mailbridge.core.pipeline import process_mail, run_now
-from mailbridge.models import Command, Format, MailContent, SmsRequest
+from mailbridge.core.phones import normalize_number
+from mailbridge.core.pipeline import process_all, run_now
+from mailbridge.core.recipients import (
+    INVALID_NUMBER,
+    NO_SUCH_MAILBOX,
+    Route,
+    admit_recipient,
+    classify_recipient,
+    invalid_number_address,
+)
+from mailbridge.models import Command, Format, MailContent, RouteKind, SmsRequest
 from mailbridge.settings import Account, Settings
 
 __all__ = ["DryRun", "dry_run"]
@@ -82,8 +92,21 @@ def _describe_request(out: io.StringIO, request: SmsRequest) -> None:
             out.write(f"  part {j}: {part!r}\n")
 
 
-def dry_run(raw: bytes, *, settings: Settings | None, client_ip: str, now: datetime) -> DryRun:
-    """Run the core over ``raw`` and report what the gateway would do."""
+def dry_run(
+    raw: bytes,
+    *,
+    settings: Settings | None,
+    client_ip: str,
+    now: datetime,
+    mail_from: str = "",
+    rcpts: Sequence[str] = (),
+) -> DryRun:
+    """Run the core over ``raw`` and report what the gateway would do.
+
+    ``mail_from`` and ``rcpts`` are the envelope: each recipient gets the RCPT answer the
+    gateway would give, and the mail is then taken as the gateway takes it (command, forward
+    alias, number addresses, or a mix). Without ``rcpts`` it is a command mail.
+    """
     out = io.StringIO()
     base = settings if settings is not None else Settings()
     if settings is None:
@@ -94,30 +117,57 @@ def dry_run(raw: bytes, *, settings: Settings | None, client_ip: str, now: datet
     async def read(data: bytes) -> MailContent:
         return read_mail(data, default_charset=charset)
 
-    env = MailEnvelope(received_at=now, client_ip=client_ip, mail_from="", rcpt_to=(), raw=raw)
-    outcome = run_now(
-        process_mail(
-            env, (), settings=base, now=now, formats=formats, read=read, verify=_verifier(settings)
-        )
+    routes: list[Route] = []
+    refusal = ""
+    normalize = partial(normalize_number, region=base.smtp.default_region)
+    for address in rcpts:
+        route = classify_recipient(address, base, normalize=normalize)
+        if route is None:
+            answer = INVALID_NUMBER if invalid_number_address(address, base) else NO_SUCH_MAILBOX
+        else:
+            answer, add = admit_recipient(route, routes, mail_from, base)
+            if add:
+                routes.append(route)
+        if not answer.startswith("2"):
+            refusal = answer
+        out.write(f"rcpt:     {address}: {answer}\n")
+    if rcpts and not routes:
+        return DryRun(ok=False, line=refusal, text=out.getvalue())
+
+    env = MailEnvelope(
+        received_at=now, client_ip=client_ip, mail_from=mail_from, rcpt_to=tuple(rcpts), raw=raw
     )
-    intake, content = outcome.intake, outcome.content
+    outcomes = run_now(
+        process_all(
+            env, routes, settings=base, now=now, formats=formats, read=read,
+            verify=_verifier(settings),
+        )
+    )  # fmt: skip
+    content = outcomes[0].content
     if content is not None:
         out.write(f"subject:  {content.subject}\ncharset:  {content.charset}\n")
-    if outcome.fields is not None:
-        _describe_command(out, outcome.fields.command)
-    code, detail = intake.error, intake.error_detail
-    request = intake.request
-    if request is not None:
-        _describe_request(out, request)
-        if intake.balance is not None and request.sms_count > intake.balance:
-            code, detail = 3, "the request alone exceeds the configured balance"
-    if code is not None:
-        line = error_line(code, intake.client_id or _PLACEHOLDER_ID)
-        if detail:
-            out.write(f"reason:   {detail}\n")
-        out.write(f"answer:   {line}\n")
-        return DryRun(ok=False, line=line, text=out.getvalue())
-    assert request is not None
-    line = ok_line(request.sms_count, request.client_id or _PLACEHOLDER_ID)
+    total, ids = 0, []
+    for outcome in outcomes:
+        intake = outcome.intake
+        if intake.mode != RouteKind.COMMAND or len(outcomes) > 1:
+            out.write(f"mode:     {intake.mode.value}\n")
+        if outcome.fields is not None:
+            _describe_command(out, outcome.fields.command)
+        code, detail = intake.error, intake.error_detail
+        request = intake.request
+        if request is not None:
+            _describe_request(out, request)
+            if intake.balance is not None and request.sms_count > intake.balance:
+                code, detail = 3, "the request alone exceeds the configured balance"
+        if code is not None:
+            line = error_line(code, intake.client_id or _PLACEHOLDER_ID)
+            if detail:
+                out.write(f"reason:   {detail}\n")
+            out.write(f"answer:   {line}\n")
+            return DryRun(ok=False, line=line, text=out.getvalue())
+        assert request is not None
+        total += request.sms_count
+        ids.append(request.client_id or _PLACEHOLDER_ID)
+    line = ok_line_all(total, ids)
     out.write(f"answer:   {line}\n")
     return DryRun(ok=True, line=line, text=out.getvalue())

@@ -70,12 +70,42 @@ RequestBuilder = Callable[[Fields, Account], SmsRequest]
 
 
 _PLACEHOLDER_RE = re.compile(r"\{(subject|body|from)\}")
+_BRACKETS = {"(": ")", "[": "]", "{": "}", "<": ">", "«": "»", '"': '"', "'": "'"}
+_OPENING = "".join(_BRACKETS)
+_CLOSING = "".join(_BRACKETS.values())
 
 
 def fill_template(template: str, *, subject: str, body: str, sender: str) -> str:
-    """``template`` with ``{subject}``, ``{body}`` (trailing whitespace stripped), ``{from}``."""
+    """``template`` with ``{subject}``, ``{body}`` (trailing whitespace stripped), ``{from}``.
+
+    An empty field takes its separator with it, so no dangling ``": "`` is left: the
+    template text between it and the filled field before it goes, or, when no field before
+    it is filled, the text between it and the next field (``"{subject}: {body}"`` with no
+    subject is the body alone; with no body, the subject alone). Brackets or quotes right
+    around an empty field go as well (``"{subject} ({from})"`` with no sender: the subject).
+    """
     values = {"subject": subject.strip(), "body": body.rstrip(), "from": sender.strip()}
-    return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], template)
+    pieces = _PLACEHOLDER_RE.split(template)
+    texts, names = pieces[0::2], pieces[1::2]  # texts[i] precedes names[i]; one text more
+    filled = [values[name] for name in names]
+    for i, value in enumerate(filled):
+        if value:
+            continue
+        before, after = texts[i], texts[i + 1]
+        if before and after and _BRACKETS.get(before[-1]) == after[0]:
+            texts[i], texts[i + 1] = before[:-1], after[1:]  # "({from})": the brackets go too
+        if any(filled[:i]):
+            # the separator after the last filled field, but not the brackets closing it
+            closing = texts[i][: len(texts[i]) - len(texts[i].lstrip(_CLOSING))]
+            texts[i] = closing
+        elif i + 1 < len(names):
+            # the separator before the next field, but not the brackets opening it
+            nxt = texts[i + 1]
+            texts[i + 1] = nxt[len(nxt.rstrip(_OPENING)) :]
+    out = [texts[0]]
+    for value, text in zip(filled, texts[1:], strict=True):
+        out += [value, text]
+    return "".join(out)
 
 
 def template_text(template: str, max_parts: int, *, content: MailContent, mail_from: str) -> str:

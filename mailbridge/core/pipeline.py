@@ -18,21 +18,23 @@ with :func:`run_now`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 from mailbridge.core import intake as intake_mod
 from mailbridge.core.fields import Fields, read_command
 from mailbridge.core.intake import MailEnvelope
+from mailbridge.core.limits import request_fingerprint
 from mailbridge.core.login import LoginVerifier
-from mailbridge.core.recipients import Route
+from mailbridge.core.recipients import Route, route_groups
 from mailbridge.core.records import Intake
 from mailbridge.core.request import build_forward_request, build_request
 from mailbridge.errors import RequestError
 from mailbridge.models import Format, MailContent, RouteKind, SmsRequest
 from mailbridge.settings import Account, Settings
 
-__all__ = ["MailReader", "Outcome", "process_mail", "run_now"]
+__all__ = ["MailReader", "Outcome", "process_all", "process_mail", "run_now"]
 
 #: The raw mail → its content (``mail.read_mail`` bound to the default charset).
 MailReader = Callable[[bytes], Awaitable[MailContent]]
@@ -127,6 +129,67 @@ async def process_mail(
         env, mode=mode, request=request, account=account, settings=settings
     )
     return Outcome(intake=intake, content=content)
+
+
+async def process_all(
+    env: MailEnvelope,
+    routes: Sequence[Route],
+    *,
+    settings: Settings,
+    now: datetime,
+    formats: frozenset[Format],
+    read: MailReader,
+    verify: LoginVerifier,
+) -> list[Outcome]:
+    """The intakes of one mail to any mix of recipients (SPEC §3): one per request it makes
+    (:func:`~mailbridge.core.recipients.route_groups`: the command, each alias, the numbers).
+
+    The mail is read once. A number reached through several recipients gets one SMS: the
+    first request that reaches it keeps it (the command's own numbers are never dropped),
+    the later ones lose it, and a request left with no recipient at all is dropped. With
+    one group this is :func:`process_mail` alone.
+    """
+    groups = route_groups(routes) or [[]]
+    content_of: dict[int, MailContent] = {}
+
+    async def read_once(raw: bytes) -> MailContent:
+        if 0 not in content_of:
+            content_of[0] = await read(raw)
+        return content_of[0]
+
+    outcomes: list[Outcome] = []
+    reached: set[str] = set()
+    for group in groups:
+        outcome = await process_mail(
+            env, group, settings=settings, now=now, formats=formats, read=read_once,
+            verify=verify,
+        )  # fmt: skip
+        request = outcome.intake.request
+        if request is not None and len(groups) > 1:
+            kept = _without(request, reached)
+            if kept is None:
+                continue
+            if kept is not request:
+                intake = replace(
+                    outcome.intake, request=kept,
+                    fingerprint=request_fingerprint(kept, time_spec=""),
+                )  # fmt: skip
+                outcome = outcome._replace(intake=intake)
+            reached.update(kept.recipients)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _without(request: SmsRequest, reached: set[str]) -> SmsRequest | None:
+    """``request`` less the recipients in ``reached`` (None: nothing left)."""
+    if not reached.intersection(request.recipients):
+        return request
+    messages = []
+    for message in request.messages:
+        left = tuple(r for r in message.recipients if r not in reached)
+        if left:
+            messages.append(replace(message, recipients=left))
+    return replace(request, messages=tuple(messages)) if messages else None
 
 
 def run_now(coro: Coroutine[Any, Any, T]) -> T:

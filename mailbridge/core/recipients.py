@@ -6,11 +6,13 @@ whether this transaction takes it, and answers with the line it gets.
 
 Decisions where the SPEC is silent:
 
-* One mode per SMTP transaction: the first accepted recipient fixes it. A
-  second recipient of another kind, or a second forward alias, gets ``452
-  4.5.3`` (the client sends it again in a new transaction, RFC 5321
-  §4.5.3.1.10); several number addresses (up to :data:`MAX_NUMBER_RCPTS`)
-  may share one mail.
+* Any mix of the command address, forward aliases and number addresses in
+  one transaction (SPEC §3), up to :data:`MAX_NUMBER_RCPTS` recipients; the
+  next one gets ``452 4.5.3`` (the client sends it again in a new
+  transaction, RFC 5321 §4.5.3.1.10). :func:`route_groups` splits them into
+  the requests the mail makes: the command, each alias, the numbers.
+* A number address whose number is not valid gets ``550 5.1.1 … invalid
+  phone number`` (:func:`invalid_number_address`), not "no such mailbox".
 * Forward and number addresses check the envelope sender against their
   ``allowed_senders`` (exact or ``*`` wildcards, case-insensitive; the null
   sender never matches).
@@ -27,6 +29,7 @@ from mailbridge.models import RouteKind
 from mailbridge.settings import ForwardAlias, Settings
 
 __all__ = [
+    "INVALID_NUMBER",
     "MAX_NUMBER_RCPTS",
     "NO_SUCH_MAILBOX",
     "NumberNormalizer",
@@ -34,11 +37,15 @@ __all__ = [
     "RouteKind",
     "admit_recipient",
     "classify_recipient",
+    "invalid_number_address",
+    "route_groups",
     "sender_allowed",
 ]
 
-#: Most number addresses in one mail.
+#: Most recipients in one mail (any mix of kinds).
 MAX_NUMBER_RCPTS = 50
+
+INVALID_NUMBER = "550 5.1.1 Recipient address rejected: invalid phone number"
 
 NO_SUCH_MAILBOX = "550 5.1.1 Recipient address rejected: no such mailbox here"
 _OK = "250 2.1.5 OK"
@@ -95,11 +102,14 @@ def classify_recipient(
     return None
 
 
-def sender_allowed(mail_from: str, patterns: Iterable[str]) -> bool:
+def sender_allowed(mail_from: str, patterns: Iterable[str] | None) -> bool:
     """Whether the envelope sender matches one of ``patterns`` (exact or ``*`` wildcards).
 
-    Case-insensitive. The null sender never matches.
+    Case-insensitive. The null sender never matches a pattern. ``patterns`` None (no
+    ``allowed_senders`` in the config): any sender, SPEC §3.
     """
+    if patterns is None:
+        return True
     sender = mail_from.strip().lower()
     if not sender:
         return False
@@ -127,11 +137,7 @@ def admit_recipient(
     """
     if any(r.address == route.address for r in routes):
         return _OK, False
-    if routes and (
-        routes[0].kind != route.kind
-        or route.kind != RouteKind.NUMBER
-        or len(routes) >= MAX_NUMBER_RCPTS
-    ):
+    if len(routes) >= MAX_NUMBER_RCPTS:
         return _TOO_MANY, False
     if route.kind == RouteKind.FORWARD:
         assert route.alias is not None
@@ -142,3 +148,34 @@ def admit_recipient(
     ):
         return _NUMBER_SENDER, False
     return _OK, True
+
+
+_LOOKS_LIKE_NUMBER_RE = re.compile(r"\+?[0-9][0-9().\- ]*")
+
+
+def invalid_number_address(address: str, settings: Settings) -> bool:
+    """Whether ``address`` (which :func:`classify_recipient` did not take) is a number
+    address of a served domain whose number is not valid, so the answer can say so."""
+    if not settings.number_addresses.enabled:
+        return False
+    local, at, domain = address.strip().lower().rpartition("@")
+    domains = {d.lower().rstrip(".") for d in settings.smtp.domains}
+    return (
+        bool(at) and domain.rstrip(".") in domains and bool(_LOOKS_LIKE_NUMBER_RE.fullmatch(local))
+    )
+
+
+def route_groups(routes: Sequence[Route]) -> list[list[Route]]:
+    """The requests one mail to ``routes`` makes: the command (first, whatever the RCPT
+    order), then each forward alias and the number addresses together, in RCPT order."""
+    command = [r for r in routes if r.kind == RouteKind.COMMAND]
+    groups: list[list[Route]] = [command[:1]] if command else []
+    numbers: list[Route] = []
+    for route in routes:
+        if route.kind == RouteKind.FORWARD:
+            groups.append([route])
+        elif route.kind == RouteKind.NUMBER:
+            if not numbers:
+                groups.append(numbers)
+            numbers.append(route)
+    return groups

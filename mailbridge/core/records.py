@@ -17,12 +17,19 @@ from mailbridge.models import Encoding, Format, RouteKind, SmsRequest, SmsState
 __all__ = [
     "AcceptResult",
     "Attempt",
+    "InboundIn",
+    "InboundMailJob",
+    "InboundStored",
+    "InboundView",
     "Intake",
+    "ReceiptIn",
+    "ReceiptStored",
     "ReplyDraft",
     "ReplyJob",
     "ReplyView",
     "RequestDetail",
     "RequestSummary",
+    "SentForStatus",
     "SmsJob",
     "SmsView",
 ]
@@ -131,6 +138,12 @@ class SmsView:
     provider_id: str | None
     attempts: tuple[Attempt, ...]
     error: str | None
+    #: The last delivery receipt that reached the row: the provider's word, error code, time.
+    receipt_status: str | None = None
+    receipt_error: str | None = None
+    receipt_at: datetime | None = None
+    #: When a provider took it.
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,3 +180,96 @@ class RequestDetail:
     due: datetime | None
     sms: tuple[SmsView, ...]
     replies: tuple[ReplyView, ...] = ()  # oldest first
+
+
+# --- delivery receipts and SMS from phones ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiptIn:
+    """One delivery receipt as storage takes it (``state``: a ``ReceiptState`` value)."""
+
+    provider: str
+    message_id: str
+    state: str
+    status: str
+    error_code: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiptStored:
+    """What one receipt did: ``action`` a :class:`~mailbridge.core.receipts.ReceiptAction`
+    value; ``sms_id`` the row it moved or was recorded with (None: kept for later)."""
+
+    action: str
+    sms_id: int | None
+    #: The not-delivered mail of the request was queued by this receipt.
+    mail_queued: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundStored:
+    """What one inbound SMS (or part) did."""
+
+    #: The inbound message row, once the message is whole (None: a part waiting for others).
+    inbound_id: int | None
+    #: A part seen before (same key and sequence): nothing written.
+    duplicate: bool = False
+    #: Its mail was queued (False: waiting for parts, or kept).
+    mail_queued: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundMailJob:
+    """One inbound SMS's mail, claimed by the mailer."""
+
+    inbound_id: int
+    to: str
+    from_address: str
+    subject: str
+    in_reply_to: str
+    references: str
+    body: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundView:
+    """One inbound SMS as ``mailbridge queue inbound`` lists it."""
+
+    inbound_id: int
+    provider: str
+    source: str
+    destination: str
+    text: str
+    received_at: datetime
+    parts: int
+    #: ``queued`` | ``sending`` | ``sent`` | ``kept`` (no one to mail it to).
+    state: str
+    to: str | None
+    request_id: str | None
+    attempts: int
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SentForStatus:
+    """An SMS in ``sent`` a status query may ask about."""
+
+    sms_id: int
+    recipient: str
+    provider_id: str
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundIn:
+    """One inbound SMS or part as storage takes it; ``concat`` (reference, total, sequence)."""
+
+    provider: str
+    source: str
+    destination: str
+    text: str
+    received_at: datetime
+    concat: tuple[int, int, int] | None = None

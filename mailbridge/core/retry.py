@@ -11,8 +11,9 @@ are passed in, so tests decide both.
 * :func:`decide` is its backoff part: retry at a time, or give up as ``failed``
   (the provider refused for good) or ``expired`` (the retry would land after
   the SMS's validity ends).
-* :func:`decide_reply` is the reply mailer's: a reply mail is never dropped,
-  it is tried again after a doubling gap without jitter.
+* :func:`decide_reply` is the reply mailer's: a reply mail that failed is
+  tried again after a doubling gap without jitter (one the smarthost refused
+  for good with 5xx is dropped by the mailer before it asks).
 
 Backoff is exponential with *full jitter*: the n-th retry waits a uniform
 random time in ``[0, min(retry_max_s, 2 * retry_first_s * 2**(n-1))]``, so the
@@ -194,7 +195,7 @@ def decide_reply(
 ) -> datetime:
     """When to try again a reply mail whose try number ``attempt`` (1-based) failed.
 
-    Always a retry, so the decision is its time: a reply is never dropped. The gap doubles from
+    Always a retry, so the decision is its time (5xx refusals never get here). The gap doubles from
     ``retry_first_s`` up to ``retry_max_s`` (no jitter: one smarthost, one
     sender); a recipient the smarthost refused for good (``permanent``) waits
     ``retry_max_s``, so it does not loop fast.

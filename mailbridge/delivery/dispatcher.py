@@ -424,6 +424,7 @@ class Dispatcher:
                     provider_id=result.provider_id,
                     answer=result.answer,
                     now=now,
+                    reply_rate_per_hour=self._settings.reply.reply_rate_per_hour,
                 )
                 self._attempt_log(
                     job, lane.name, AttemptOutcome.SENT, duration_ms, provider_id=result.provider_id

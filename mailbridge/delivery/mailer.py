@@ -5,8 +5,10 @@ A background task claims due replies from storage under a lease
 null envelope sender (``MAIL FROM:<>``), and marks it sent right after its
 SMTP transaction. When the smarthost is down the reply goes back to the
 queue with exponential backoff (``[delivery] retry_first_s`` doubling up to
-``retry_max_s``, decided by :func:`mailbridge.core.retry.decide_reply`): a
-reply is never dropped. A crash between the smarthost's
+``retry_max_s``, decided by :func:`mailbridge.core.retry.decide_reply`). A
+reply the smarthost refuses for good (5xx at RCPT or DATA) is marked
+``dropped`` with one ``reply_dropped`` line instead (:func:`permanent_refusal`).
+A crash between the smarthost's
 250 and ``mark_reply_sent`` sends that one reply again once its lease runs
 out (``[delivery] lease_s``, as for SMS rows). That window is one SQLite
 commit wide, and the copy carries the same ``Message-ID`` (made from the
@@ -18,6 +20,12 @@ taken from the incoming mail is also cleaned (:func:`~mailbridge.core.intake.cle
 first, so nothing from it can add a header.
 
 Without a smarthost replies stay queued; that is logged once.
+
+The mails of SMS from phones (:mod:`mailbridge.core.inbound`) go the same
+way, claimed with ``claim_inbound_mails`` after the replies of each round:
+same smarthost, null envelope sender, retries and lease; ``From:`` the phone
+at the gateway's domain, ``Auto-Submitted: auto-generated``
+(:func:`build_inbound`).
 
 A storage shared by several instances (PostgreSQL) offers
 ``subscribe_replies``: the mailer subscribes its :meth:`Mailer.wake` on start
@@ -31,6 +39,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -39,7 +48,7 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from mailbridge.core.intake import clean_header
-from mailbridge.core.records import ReplyJob
+from mailbridge.core.records import InboundMailJob, ReplyJob
 from mailbridge.core.retry import decide_reply, reply_backoff_s
 from mailbridge.delivery.clock import Clock, as_clock
 from mailbridge.log import get_logger
@@ -50,7 +59,9 @@ from mailbridge.storage.base import ReplyStore
 __all__ = [
     "MAX_IDLE_S",
     "Mailer",
+    "build_inbound",
     "build_reply",
+    "permanent_refusal",
     "reply_backoff_s",
     "reply_message_id",
     "split_hostport",
@@ -63,6 +74,19 @@ _BATCH = 50
 _ERROR_PAUSE_S = 1.0
 
 log = get_logger("mailbridge.mailer")
+
+
+def permanent_refusal(exc: BaseException) -> str | None:
+    """The smarthost's answer when it refused a reply for good (every recipient, or the
+    DATA, answered 5xx), else None (4xx and the rest are tried again)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        refusals = exc.recipients
+        if refusals and all(r.code >= 500 for r in refusals):
+            return f"{refusals[0].code} {refusals[0].message}"[:200]
+        return None
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 500:
+        return f"{exc.code} {exc.message}"[:200]
+    return None
 
 
 def split_hostport(value: str, default_port: int = 25) -> tuple[str, int]:
@@ -104,8 +128,45 @@ def build_reply(job: ReplyJob, *, from_address: str, hostname: str, now: datetim
     return msg
 
 
+def inbound_message_id(job: InboundMailJob, hostname: str) -> str:
+    """A Message-ID fixed per inbound SMS row (a copy sent again carries the same one)."""
+    domain = re.sub(r"[^A-Za-z0-9.\-]", "", hostname) or "localhost"
+    return f"<inbound.{job.inbound_id}@{domain}>"
+
+
+def build_inbound(job: InboundMailJob, *, hostname: str, now: datetime) -> EmailMessage:
+    """The mail of one SMS from a phone: plain text, ``Auto-Submitted: auto-generated``."""
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg["From"] = clean_header(job.from_address, limit=320)
+    msg["To"] = clean_header(job.to, limit=320)
+    msg["Subject"] = clean_header(job.subject) or "SMS"
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = inbound_message_id(job, hostname)
+    in_reply_to = clean_header(job.in_reply_to, limit=998)
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    references = clean_header(job.references, limit=998)
+    if references:
+        msg["References"] = references
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(job.body.rstrip("\n") + "\n", charset="utf-8")
+    return msg
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """One claimed mail of either kind, with what the send loop needs to settle it."""
+
+    kind: str  # "reply" | "inbound"
+    row_id: int
+    label: str  # the request id of a reply, "inbound <id>" otherwise
+    to: str
+    attempts: int
+    message: EmailMessage
+
+
 class Mailer:
-    """Sends queued reply mails; see the module docstring."""
+    """Sends queued reply mails and the mails of SMS from phones; see the module docstring."""
 
     def __init__(
         self,
@@ -126,6 +187,7 @@ class Mailer:
         self._warned_no_smarthost = False
         self._unsubscribe: Callable[[], None] | None = None
         self.sent = 0
+        self.inbound_sent = 0
 
     async def start(self) -> None:
         """Start the send loop (returns at once)."""
@@ -186,16 +248,20 @@ class Mailer:
         timeout = MAX_IDLE_S
         if self._settings.reply.smarthost:
             with contextlib.suppress(Exception):
-                due = await self._storage.next_reply_due()
-                if due is not None:
-                    timeout = min(timeout, max((due - self._clock()).total_seconds(), 0.0))
+                dues = [
+                    await self._storage.next_reply_due(),
+                    await self._storage.next_inbound_due(),
+                ]
+                for due in dues:
+                    if due is not None:
+                        timeout = min(timeout, max((due - self._clock()).total_seconds(), 0.0))
         if timeout <= 0 or self._stopping:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def run_once(self) -> int:
-        """Claim due replies and try each once; returns how many were claimed."""
+        """Claim due replies and inbound mails and try each once; returns how many were claimed."""
         settings = self._settings
         reply = settings.reply
         if not reply.smarthost:
@@ -204,7 +270,15 @@ class Mailer:
                 log.warning("reply_not_sent", reason="no [reply] smarthost; replies stay queued")
             return 0
         lease_s = self._lease_s if self._lease_s is not None else settings.delivery.lease_s
-        jobs = await self._storage.claim_replies(self._clock(), limit=_BATCH, lease_s=lease_s)
+        now = self._clock()
+        replies = await self._storage.claim_replies(now, limit=_BATCH, lease_s=lease_s)
+        inbound: list[InboundMailJob] = []
+        if len(replies) < _BATCH:
+            inbound = await self._storage.claim_inbound_mails(
+                now, limit=_BATCH - len(replies), lease_s=lease_s
+            )
+        jobs = [self._reply_outgoing(job, now) for job in replies]
+        jobs.extend(self._inbound_outgoing(job, now) for job in inbound)
         if not jobs:
             return 0
         host, port = split_hostport(reply.smarthost)
@@ -227,9 +301,7 @@ class Mailer:
             for i, job in enumerate(jobs):
                 if self._stopping and i:
                     # claimed but not tried: back to the queue at once
-                    await self._storage.mark_reply_retry(
-                        job.reply_id, due=self._clock(), error="shutdown", now=self._clock()
-                    )
+                    await self._mark_retry(job, due=self._clock(), error="shutdown")
                     continue
                 await self._send_one(client, job)
         finally:
@@ -237,41 +309,67 @@ class Mailer:
                 await client.quit()
         return len(jobs)
 
-    async def _send_one(self, client: aiosmtplib.SMTP, job: ReplyJob) -> None:
+    def _reply_outgoing(self, job: ReplyJob, now: datetime) -> _Outgoing:
         settings = self._settings
-        now = self._clock()
         msg = build_reply(
-            job,
-            from_address=settings.reply.from_address,
-            hostname=settings.smtp.hostname,
-            now=now,
+            job, from_address=settings.reply.from_address, hostname=settings.smtp.hostname, now=now
         )
+        return _Outgoing("reply", job.reply_id, job.request_id, job.to, job.attempts, msg)
+
+    def _inbound_outgoing(self, job: InboundMailJob, now: datetime) -> _Outgoing:
+        msg = build_inbound(job, hostname=self._settings.smtp.hostname, now=now)
+        label = f"inbound {job.inbound_id}"
+        return _Outgoing("inbound", job.inbound_id, label, job.to, job.attempts, msg)
+
+    async def _send_one(self, client: aiosmtplib.SMTP, job: _Outgoing) -> None:
         try:
             if not client.is_connected:
                 await client.connect()
-            await client.send_message(msg, sender="", recipients=[job.to])
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            # the smarthost refused the address for good: keep retrying would loop forever
-            await self._retry(job, exc, permanent=True)
+            await client.send_message(job.message, sender="", recipients=[job.to])
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPDataError) as exc:
+            answer = permanent_refusal(exc)
+            if answer is not None and job.kind == "reply":
+                # refused for good (5xx at RCPT or DATA): retrying would loop forever
+                await self._storage.mark_reply_dropped(job.row_id, error=answer, now=self._clock())
+                log.warning("reply_dropped", id=job.label, to=job.to, answer=answer)
+                return
+            await self._retry(job, exc, permanent=isinstance(exc, aiosmtplib.SMTPRecipientsRefused))
             return
         except (aiosmtplib.SMTPException, OSError) as exc:
             await self._retry(job, exc)
             with contextlib.suppress(Exception):
                 client.close()
             return
-        await self._storage.mark_reply_sent(job.reply_id, self._clock())
-        self._observer.reply("sent")
-        self.sent += 1
-        log.info("reply_sent", id=job.request_id, attempts=job.attempts + 1)
+        now = self._clock()
+        if job.kind == "reply":
+            await self._storage.mark_reply_sent(job.row_id, now)
+            self._observer.reply("sent")
+            self.sent += 1
+            log.info("reply_sent", id=job.label, attempts=job.attempts + 1)
+        else:
+            await self._storage.mark_inbound_sent(job.row_id, now)
+            self.inbound_sent += 1
+            log.info("inbound_mail_sent", inbound_id=job.row_id, attempts=job.attempts + 1)
 
-    async def _retry(self, job: ReplyJob, exc: BaseException, *, permanent: bool = False) -> None:
+    async def _mark_retry(self, job: _Outgoing, *, due: datetime, error: str) -> None:
+        now = self._clock()
+        if job.kind == "reply":
+            await self._storage.mark_reply_retry(job.row_id, due=due, error=error, now=now)
+            return
+        await self._storage.mark_inbound_retry(job.row_id, due=due, error=error, now=now)
+
+    async def _retry(self, job: _Outgoing, exc: BaseException, *, permanent: bool = False) -> None:
         now = self._clock()
         due = decide_reply(
             attempt=job.attempts + 1, now=now, permanent=permanent, settings=self._settings.delivery
         )
         error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        await self._storage.mark_reply_retry(job.reply_id, due=due, error=error, now=now)
-        self._observer.reply("failed" if permanent else "retry")
+        await self._mark_retry(job, due=due, error=error)
+        if job.kind == "reply":
+            self._observer.reply("failed" if permanent else "retry")
         log.warning(
-            "reply_retry", id=job.request_id, attempts=job.attempts + 1, error=type(exc).__name__
+            "reply_retry" if job.kind == "reply" else "inbound_mail_retry",
+            id=job.label,
+            attempts=job.attempts + 1,
+            error=type(exc).__name__,
         )

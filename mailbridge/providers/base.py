@@ -256,13 +256,15 @@ class HttpProvider:
         *,
         params: Sequence[tuple[str, str]] | None = None,
         data: Mapping[str, str] | None = None,
+        url: str | None = None,
     ) -> tuple[httpx.Response, str]:
-        """One request; a transient status raises, else (response, redacted short answer)."""
+        """One request (to ``url``, default the provider's); a transient status raises,
+        else (response, redacted short answer)."""
         async with self._gate:  # queue here, not in the connection pool (cheaper)
             response = await http_request(
                 self._client,
                 method,
-                self._url,
+                url or self._url,
                 name=self.name,
                 deadline_s=self._deadline,
                 params=params,

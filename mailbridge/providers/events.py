@@ -8,16 +8,40 @@ stores them durably before it returns, so a provider acknowledges a
 that was acknowledged is on disk.
 
 The values carry no I/O and no provider library types.
+
+How a provider gets its sink: a provider that reports takes it in its
+constructor, ``events: ProviderEvents | None`` after its settings (as
+``SmppProvider(settings, events)``); the factory passes it on
+(``build_providers(settings.providers, events)``), and the daemon's
+composition root (:class:`mailbridge.runtime.app.Gateway`) builds one sink,
+:class:`mailbridge.delivery.events.StorageEvents`, before the providers, and
+hands the same sink to the providers a SIGHUP reload builds. ``None`` (unit
+tests, benchmarks, ``mailbridge parse``): the provider has nowhere to store a
+receipt and must not acknowledge one.
+
+A provider whose wire format can only be *asked* for status (SMSC's HTTP
+status query) implements :class:`StatusQuery` instead: the daemon's status
+poller hands it the SMS it took that have no final state yet, and feeds the
+receipts it answers into the same sink.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-__all__ = ["Concat", "InboundSms", "ProviderEvents", "Receipt", "ReceiptState"]
+__all__ = [
+    "Concat",
+    "InboundSms",
+    "ProviderEvents",
+    "Receipt",
+    "ReceiptState",
+    "SentSms",
+    "StatusQuery",
+]
 
 
 class ReceiptState(enum.StrEnum):
@@ -79,4 +103,32 @@ class ProviderEvents(Protocol):
 
     async def inbound(self, sms: InboundSms) -> None:
         """Store one inbound SMS (or one part of it)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SentSms:
+    """An SMS a provider took and that has no final state yet: what a status query needs."""
+
+    sms_id: int
+    recipient: str
+    #: The id the provider gave when it took the SMS.
+    message_id: str
+    sent_at: datetime
+
+
+@runtime_checkable
+class StatusQuery(Protocol):
+    """A provider whose wire format answers status queries (SMSC's HTTP ``status.php``)."""
+
+    name: str
+    #: Seconds between two rounds of queries; 0: never asked.
+    status_poll_s: float
+
+    async def query_status(self, sent: Sequence[SentSms], *, now: datetime) -> list[Receipt]:
+        """The receipts the provider gives for ``sent`` (none for an SMS it knows nothing new of).
+
+        Raises :class:`~mailbridge.errors.ProviderError` when the provider
+        cannot be asked at all (down, credentials refused).
+        """
         ...

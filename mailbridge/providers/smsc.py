@@ -34,14 +34,27 @@ Answers (``fmt=3``, JSON):
 
 * HTTP 429/5xx, or a body that is neither → raised temporary (a 2xx with an
   unreadable body may have been taken: SMSC sees the same ``id`` again).
+
+Delivery status (:meth:`SmscProvider.query_status`): SMSC's HTTP API has a
+status query (``seeds/smsc-api-overview.txt``, "Checking the status";
+``status.php`` beside ``send.php``): ``POST <status url>`` form ``login psw
+phone id fmt=3`` answers ``{"status": N, "last_timestamp": T, "err": E}`` or
+``{"error": …, "error_code": N}``. The status codes, as SMSC's API names
+them, become receipts (:data:`STATUS_CODES`): 1 delivered, 2 read and 4 link
+opened are ``delivered``; 3 is ``expired``; 20 undeliverable, 22 invalid
+number, 23 prohibited, 24 no funds, 25 unavailable number are ``failed``;
+-1 waiting and 0 handed to the operator are interim; -3 (not found) gives no
+receipt. ``E``, when not 0, is the receipt's error code; ``T`` its time.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -59,9 +72,18 @@ from mailbridge.providers.base import (
     Sent,
     check_batch,
 )
+from mailbridge.providers.events import Receipt, ReceiptState, SentSms
 from mailbridge.settings import ProviderSettings
 
-__all__ = ["FORMAT_PARAMS", "SMSC_FORMATS", "SmscProvider", "classify_smsc_code"]
+__all__ = [
+    "FORMAT_PARAMS",
+    "SMSC_FORMATS",
+    "STATUS_CODES",
+    "SmscProvider",
+    "classify_smsc_code",
+    "parse_status",
+    "status_url",
+]
 
 SMSC_FORMATS: frozenset[Format] = ALL_FORMATS
 
@@ -82,6 +104,23 @@ FORMAT_PARAMS: MappingProxyType[Format, tuple[str, str]] = MappingProxyType(
     }
 )
 
+#: SMSC's status codes (``status.php``) → (the word kept with the receipt, its state).
+STATUS_CODES: MappingProxyType[int, tuple[str, ReceiptState]] = MappingProxyType(
+    {
+        -1: ("WAITING", ReceiptState.PENDING),
+        0: ("TRANSFERRED", ReceiptState.PENDING),
+        1: ("DELIVERED", ReceiptState.DELIVERED),
+        2: ("READ", ReceiptState.DELIVERED),
+        3: ("EXPIRED", ReceiptState.EXPIRED),
+        4: ("CLICKED", ReceiptState.DELIVERED),
+        20: ("UNDELIVERABLE", ReceiptState.FAILED),
+        22: ("INVALID_NUMBER", ReceiptState.FAILED),
+        23: ("PROHIBITED", ReceiptState.FAILED),
+        24: ("NO_FUNDS", ReceiptState.FAILED),
+        25: ("UNAVAILABLE", ReceiptState.FAILED),
+    }
+)
+
 _ITEM_CODES = frozenset({1, 5, 6, 7, 8})
 _SLOW_DOWN_CODES = frozenset({4, 9})
 
@@ -97,11 +136,89 @@ def classify_smsc_code(code: int) -> str:
     return "temporary"
 
 
+def status_url(send_url: str) -> str:
+    """The status query's URL: ``status.php`` in the folder of ``send.php`` (query dropped)."""
+    parts = urlsplit(send_url)
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+    return urljoin(base, "status.php")
+
+
+def parse_status(
+    document: object, *, provider: str, message_id: str, now: datetime
+) -> Receipt | None:
+    """The receipt one ``status.php`` answer gives; None when it gives none (unknown id,
+    unknown code, unreadable)."""
+    if not isinstance(document, dict):
+        return None
+    code = _as_int(document.get("status"))
+    if code is None or code not in STATUS_CODES:
+        return None
+    word, state = STATUS_CODES[code]
+    err = _as_int(document.get("err"))
+    at = now
+    stamp = document.get("last_timestamp")
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool) and stamp > 0:
+        try:
+            at = datetime.fromtimestamp(float(stamp), UTC)
+        except (OverflowError, OSError, ValueError):
+            at = now
+    return Receipt(
+        provider=provider,
+        message_id=message_id,
+        state=state,
+        status=word,
+        error_code=str(err) if err else None,
+        at=at,
+    )
+
+
 class SmscProvider(HttpProvider):
-    """SMSC's ``send.php`` over HTTP POST, one recipient per request."""
+    """SMSC's ``send.php`` over HTTP POST, one recipient per request; ``status.php`` to ask."""
 
     def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
         super().__init__(settings, client, carried=SMSC_FORMATS)
+        self.status_poll_s = settings.status_poll_s
+        self._status_url = status_url(settings.url)
+
+    async def query_status(self, sent: Sequence[SentSms], *, now: datetime) -> list[Receipt]:
+        """Ask SMSC the status of each SMS; the receipts it gives (see the module docstring).
+
+        Credentials refused raise :class:`PermanentProviderError`; a transient
+        failure raises :class:`TemporaryProviderError`, ending the round.
+        """
+        receipts: list[Receipt] = []
+        for item in sent:
+            data = {
+                "login": self._username,
+                "psw": self._password,
+                "phone": item.recipient,
+                "id": item.message_id,
+                "fmt": "3",
+            }
+            response, answer = await self._exchange("POST", data=data, url=self._status_url)
+            try:
+                document: Any = json.loads(response.content)
+            except ValueError:
+                document = None
+            if isinstance(document, dict) and "error_code" in document:
+                code = _as_int(document["error_code"])
+                if code is not None and abs(code) == 2:
+                    raise PermanentProviderError(
+                        f"{self.name}: credentials refused (error 2)", provider_answer=answer
+                    )
+                if code is not None and abs(code) in _SLOW_DOWN_CODES:
+                    raise TemporaryProviderError(
+                        f"{self.name}: status query refused (error {abs(code)})",
+                        provider_answer=answer,
+                        retry_after_s=60.0,
+                    )
+                continue  # this SMS cannot be asked about (bad id or number): no receipt
+            receipt = parse_status(
+                document, provider=self.name, message_id=item.message_id, now=now
+            )
+            if receipt is not None:
+                receipts.append(receipt)
+        return receipts
 
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         check_batch(self.name, batch, self.max_batch)

@@ -1,8 +1,10 @@
 """The composition root: builds the gateway and owns its signals and shutdown.
 
-:class:`Gateway` wires storage, providers, the dispatcher, the reply mailer
-and the SMTP listeners together; :func:`mailbridge.runtime.process.serve`
-runs one until SIGTERM (or supervises SMTP workers that each run one):
+:class:`Gateway` wires storage, providers, the dispatcher, the reply mailer,
+the provider events sink (receipts and SMS from phones, given to the
+providers by the factory), the status poller and the SMTP listeners
+together; :func:`mailbridge.runtime.process.serve` runs one until SIGTERM
+(or supervises SMTP workers that each run one):
 
 * start: open storage (schema created or migrated), build providers, open
   the listeners, start the dispatcher and the mailer, ``READY=1``;
@@ -25,11 +27,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from mailbridge.delivery.dispatcher import Dispatcher
+from mailbridge.delivery.events import StorageEvents
 from mailbridge.delivery.mailer import Mailer
+from mailbridge.delivery.status import StatusPoller
 from mailbridge.http.figures import Figures
 from mailbridge.http.metrics import BreakerView, Metrics
 from mailbridge.http.server import HttpServer
-from mailbridge.log import get_logger
+from mailbridge.log import configure_logging, get_logger
 from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.providers.base import Provider
 from mailbridge.providers.events import ProviderEvents
@@ -74,13 +78,16 @@ class Gateway:
         on_request: Callable[[datetime | None], None] | None = None,
         on_reply: Callable[[], None] | None = None,
         events: ProviderEvents | None = None,
+        owns_logging: bool = False,
     ) -> None:
         """``smtp``/``delivery`` pick the halves to run (a worker process runs only the SMTP
         side, its parent only the dispatcher and mailer); ``listen``/``reuse_port`` go to
         :class:`SmtpServer`; ``on_request``/``on_reply`` are called after a commit that stored
         SMS rows or queued a reply, when this process runs no dispatcher or mailer to wake;
         ``events`` is where providers that hear back (``smpp``) store receipts and inbound SMS
-        (without one, an SMPP ``deliver_sm`` is answered with a temporary error, not lost).
+        (default: a :class:`StorageEvents` on this gateway's storage, waking its mailer).
+        ``owns_logging``: this gateway owns the process's logging (``serve`` and workers),
+        so a reload with another ``[logging]`` sets it up again.
         """
         self._events = events
         self._providers: dict[str, Provider] = {}
@@ -93,9 +100,12 @@ class Gateway:
         self._reuse_port = reuse_port
         self._on_request = on_request
         self._on_reply = on_reply
+        self._owns_logging = owns_logging
         self.storage: Storage | None = None
         self.dispatcher: Dispatcher | None = None
         self.mailer: Mailer | None = None
+        self.events: StorageEvents | None = None
+        self.status: StatusPoller | None = None
         self.handler: MailHandler | None = None
         self.smtp: SmtpServer | None = None
         #: Metrics of this process when ``[http]`` is on (workers forward theirs to the parent).
@@ -133,6 +143,9 @@ class Gateway:
             on_request = self._on_request or _nothing
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
+                self.events = StorageEvents(storage, settings, clock=self._clock)
+                if self._events is None:
+                    self._events = self.events
                 providers = build_providers(settings.providers, self._events)
                 self._providers = providers
                 owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -145,7 +158,16 @@ class Gateway:
                     observer=self.observer,
                 )
                 self.mailer = Mailer(storage, settings, clock=self._clock, observer=self.observer)
+                self.events.wake_on_mail(self.mailer.wake)
                 on_request, on_reply = self.dispatcher.wake, self.mailer.wake
+                self.status = StatusPoller(
+                    storage,
+                    self._events,
+                    settings,
+                    clock=self._clock,
+                    flush=self.events.flush_parts,
+                )
+                self.status.set_providers(providers)
             if self._run_smtp:
                 self.handler = MailHandler(
                     settings=settings,
@@ -162,6 +184,9 @@ class Gateway:
             if self.dispatcher is not None and self.mailer is not None:
                 await self.dispatcher.start()
                 await self.mailer.start()
+            if self.status is not None:
+                await self.status.start()
+            if self.dispatcher is not None:
                 self.heartbeat = Heartbeat()
                 self.heartbeat.start()
                 if self.metrics is not None:
@@ -207,6 +232,16 @@ class Gateway:
             self.dispatcher.reload(settings, providers)
             self.mailer.reload(settings)
             self._providers = providers
+        if settings.logging != self.settings.logging and self._owns_logging:
+            configure_logging(settings.logging)
+            new = settings.logging
+            log.info("logging_reloaded", level=new.level, format=new.format)
+        if settings.daemon != self.settings.daemon and self._run_delivery:
+            log.warning("reload_pid_file_ignored", reason="the PID file changes on restart")
+        if self.events is not None:
+            self.events.reload(settings)
+        if self.status is not None:
+            self.status.reload(settings, providers)
         if self.http is not None:
             if settings.http.listen != self.settings.http.listen:
                 log.warning("reload_http_listen_ignored", reason="listen changes on restart")
@@ -218,6 +253,8 @@ class Gateway:
         clean = True
         if self.smtp is not None:
             clean = await self.smtp.drain(drain_s)
+        if self.status is not None:
+            await self.status.stop()
         if self.http is not None:
             await self.http.stop()
             self.http = None

@@ -26,6 +26,7 @@ from mailbridge.core.config import config_warnings, load_config
 from mailbridge.errors import ConfigError, StorageError
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.runtime.app import Gateway
+from mailbridge.runtime.pidfile import remove_pid_file, write_pid_file
 from mailbridge.runtime.sdnotify import notify
 from mailbridge.runtime.workers import serve_worker, supervise
 
@@ -48,7 +49,7 @@ async def serve(settings_path: str | Path) -> int:
     if settings.smtp.workers > 1:
         return await supervise(path, settings)
 
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, owns_logging=True)
     try:
         await gateway.start()
     except (OSError, ConfigError, StorageError, ssl.SSLError) as exc:
@@ -79,12 +80,22 @@ async def serve(settings_path: str | Path) -> int:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     addresses = " ".join(f"{h}:{p}" for h, p in gateway.addresses)
+    pid_file = settings.daemon.pid_file
+    if pid_file is not None:
+        try:
+            write_pid_file(pid_file)
+        except OSError as exc:
+            log.error("pid_file_failed", path=pid_file, error=str(exc))
+            await gateway.stop(drain_s=0)
+            return 1
     notify("READY=1", f"STATUS=accepting mail on {addresses}")
     http = " ".join(f"{h}:{p}" for h, p in gateway.http_addresses)
     log.info("started", addresses=addresses, pid=os.getpid(), **({"http": http} if http else {}))
     try:
         await stop.wait()
     finally:
+        if pid_file is not None:
+            remove_pid_file(pid_file)
         notify("STOPPING=1")
         log.info("stopping")
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -62,6 +62,7 @@ from mailbridge.errors import ConfigError, StorageError
 from mailbridge.http.metrics import Metrics
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.runtime.app import DRAIN_S, Gateway
+from mailbridge.runtime.pidfile import remove_pid_file, write_pid_file
 from mailbridge.runtime.sdnotify import notify
 from mailbridge.settings import Settings, StorageSettings
 from mailbridge.smtp.server import parse_listen
@@ -286,6 +287,7 @@ async def serve_worker(settings_path: str | Path, index: int) -> int:
         delivery=False,
         listen=spec.listen,
         reuse_port=True,
+        owns_logging=True,
         on_request=wake.request,
         on_reply=wake.reply,
     )
@@ -544,7 +546,7 @@ async def supervise(path: Path, settings: Settings) -> int:
     except OSError as exc:
         log.error("start_failed", error=str(exc))
         return 1
-    gateway = Gateway(settings, smtp=False)
+    gateway = Gateway(settings, smtp=False, owns_logging=True)
     try:
         await gateway.start()
     except (OSError, ConfigError, StorageError, ssl.SSLError) as exc:
@@ -554,6 +556,7 @@ async def supervise(path: Path, settings: Settings) -> int:
         return 1
 
     loop = asyncio.get_running_loop()
+    pid_file = settings.daemon.pid_file
     sup = _Supervisor(path, settings, gateway, listen)
     gateway.listeners_up = lambda: all(w.alive and w.ready.is_set() for w in sup.workers)
     loop.add_reader(sup.wake_r.fileno(), sup.on_datagram)
@@ -581,6 +584,8 @@ async def supervise(path: Path, settings: Settings) -> int:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         addresses = " ".join(listen)
+        if pid_file is not None:
+            write_pid_file(pid_file)
         notify("READY=1", f"STATUS=accepting mail on {addresses} ({len(sup.workers)} workers)")
         log.info("started", addresses=addresses, pid=os.getpid(), workers=len(sup.workers))
         await stop.wait()
@@ -593,7 +598,12 @@ async def supervise(path: Path, settings: Settings) -> int:
         # the workers drain their sessions while delivery stops here
         await asyncio.gather(sup.stop_workers(), gateway.stop(drain_s=0))
         log.info("stopped")
+    except OSError as exc:  # the PID file cannot be written
+        log.error("pid_file_failed", path=pid_file, error=str(exc))
+        return 1
     finally:
+        if pid_file is not None:
+            remove_pid_file(pid_file)
         if not sup.stopping:
             await sup.stop_workers()
             await gateway.stop(drain_s=0)

@@ -26,19 +26,22 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
-from mailbridge.core.answers import error_line, smtp_reply
+from mailbridge.core.answers import error_line, ok_line_all, smtp_reply
 from mailbridge.core.capabilities import carried_formats
 from mailbridge.core.intake import MailEnvelope, ip_in, normalize_ip
 from mailbridge.core.login import Verified, verify_login
 from mailbridge.core.mail import read_mail
 from mailbridge.core.phones import normalize_number
-from mailbridge.core.pipeline import process_mail
+from mailbridge.core.pipeline import MailReader, process_all, process_mail
 from mailbridge.core.recipients import (
+    INVALID_NUMBER,
     NO_SUCH_MAILBOX,
     Route,
     RouteKind,
     admit_recipient,
     classify_recipient,
+    invalid_number_address,
+    route_groups,
 )
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
@@ -163,7 +166,11 @@ class MailHandler(HookTable, SmtpAuth):
             address, settings, normalize=partial(normalize_number, region=region)
         )
         if route is None:
-            return self._refused("rcpt", NO_SUCH_MAILBOX, session)
+            return self._refused(
+                "rcpt",
+                INVALID_NUMBER if invalid_number_address(address, settings) else NO_SUCH_MAILBOX,
+                session,
+            )
         mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from or ""
         answer, add = admit_recipient(route, envelope.routes, mail_from, settings)
         if add:
@@ -230,6 +237,8 @@ class MailHandler(HookTable, SmtpAuth):
                 return await asyncio.to_thread(read_mail, raw, default_charset=charset)
             return read_mail(raw, default_charset=charset)
 
+        if len(route_groups(routes)) > 1:
+            return await self._mixed(env, routes, settings, now, read, fields)
         outcome = await process_mail(
             env,
             routes,
@@ -259,6 +268,64 @@ class MailHandler(HookTable, SmtpAuth):
         if intake.error_detail:
             fields["detail"] = intake.error_detail
         return smtp_reply(result.line, reject=reject, code=result.error)
+
+    async def _mixed(
+        self,
+        env: MailEnvelope,
+        routes: list[Route],
+        settings: Settings,
+        now: datetime,
+        read: MailReader,
+        fields: dict[str, Any],
+    ) -> str:
+        """A mail to several kinds of recipient (SPEC §3): every request it makes is stored in
+        one transaction, or none is. Any refusal (before storage, or 9/8/3 in it) refuses the
+        whole mail in the session, as number and forward mode do; no reply mail is sent."""
+        outcomes = await process_all(
+            env,
+            routes,
+            settings=settings,
+            now=now,
+            formats=self._formats,
+            read=read,
+            verify=partial(verify_login, settings=settings, check=self._passwords.check),
+        )
+        fields["mode"] = "mixed"
+        fields["requests"] = [
+            {"mode": o.intake.mode.value, "account": o.intake.account} for o in outcomes
+        ]
+        refused = next((o.intake for o in outcomes if o.intake.error is not None), None)
+        if refused is not None:
+            assert refused.error is not None
+            line = error_line(refused.error)
+            fields.update(id=None, account=refused.account, n=0, result=line)
+            if refused.error_detail:
+                fields["detail"] = refused.error_detail
+            return smtp_reply(line, reject=True, code=refused.error)
+        intakes = [o.intake for o in outcomes]
+        results = await self.storage.accept_all(
+            intakes,
+            limits=settings.limits,
+            reply_rate_per_hour=settings.reply.reply_rate_per_hour,
+            now=now,
+        )
+        if results[0].error is not None:
+            line = error_line(results[0].error)  # rolled back: no request ID was kept
+            fields.update(id=None, n=0, result=line)
+            return smtp_reply(line, reject=True, code=results[0].error)
+        dues = [i.request.due for i in intakes if i.request is not None]
+        self._on_request(min(dues) if dues else None)
+        if any(r.reply_queued for r in results):
+            self._on_reply()
+        total = sum(r.sms_count for r in results)
+        ids = [r.request_id for r in results]
+        line = ok_line_all(total, ids)
+        fields.update(id=", ".join(ids), account=None, n=total, result=line)
+        fields["requests"] = [
+            {"id": r.request_id, "mode": i.mode.value, "account": i.account, "n": r.sms_count}
+            for r, i in zip(results, intakes, strict=True)
+        ]
+        return f"250 2.0.0 {line}"
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("smtp_exception", error=type(error).__name__)

@@ -24,6 +24,7 @@ from mailbridge.log import get_logger
 from mailbridge.settings import Settings
 from mailbridge.smtp.gate import ConnectionGate
 from mailbridge.smtp.handler import PARSE_IN_THREAD_BYTES, MailHandler
+from mailbridge.smtp.refusals import RefusalLog
 from mailbridge.smtp.session import Session, simple_address
 
 __all__ = [
@@ -75,6 +76,7 @@ class SmtpServer:
         """
         self.handler = handler
         self.gate = handler.gate
+        self.refusals = RefusalLog()
         self._settings = settings
         self._listen = tuple(listen) if listen is not None else None
         self._reuse_port = reuse_port
@@ -104,6 +106,7 @@ class SmtpServer:
         return Session(
             self.gate,
             (smtp.max_connections, smtp.max_connections_per_ip),
+            self.refusals,
             handler=self.handler,
             data_size_limit=smtp.max_message_size,
             enable_SMTPUTF8=True,

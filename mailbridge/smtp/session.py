@@ -13,6 +13,10 @@ pinned aiosmtpd still has what the override relies on:
   ``dir()``/``inspect.getmembers()`` over every attribute (≈ 0.3 ms a
   connection, measured); ``__dir__`` lists only the hook names it looks for
   (``smtp_``, ``auth_``, ``handle_``), computed once per class;
+* ``_smtp_methods`` (:func:`~mailbridge.smtp.txlimits.count_per_transaction`): each
+  command counted per mail transaction instead of aiosmtpd's per-session
+  ``command_call_limit``, and the command under way kept for the refusal log;
+* ``push``: every ``4xx``/``5xx`` sent is logged (:mod:`mailbridge.smtp.refusals`);
 * ``connection_made``/``connection_lost``/``eof_received``/``smtp_DATA``:
   the connection gate in front (``421`` over the caps, counts of sessions
   inside DATA for the drain), and :meth:`Session.shutdown`.
@@ -23,13 +27,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope
 
 from mailbridge.core.intake import normalize_ip
 from mailbridge.core.recipients import Route
+from mailbridge.log import get_logger
 from mailbridge.smtp.gate import ConnectionGate
+from mailbridge.smtp.refusals import RefusalLog
+from mailbridge.smtp.txlimits import count_per_transaction
 
 __all__ = [
     "HOOK_PREFIXES",
@@ -40,6 +47,8 @@ __all__ = [
     "hook_names",
     "simple_address",
 ]
+
+log = get_logger("mailbridge.smtp")
 
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 _TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
@@ -104,8 +113,19 @@ class RouteEnvelope(Envelope):
 class Session(HookTable, SMTP):
     """One SMTP connection: aiosmtpd's protocol with the gate in front."""
 
-    def __init__(self, gate: ConnectionGate, limits: tuple[int, int], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        gate: ConnectionGate,
+        limits: tuple[int, int],
+        refusals: RefusalLog | None = None,
+        **kwargs: Any,
+    ) -> None:
+        per_transaction = kwargs.pop("command_call_limit", None) or None
+        super().__init__(command_call_limit=None, **kwargs)
+        self.command: tuple[str, str | None] = ("connect", None)
+        self.command_envelope: Envelope | None = None
+        count_per_transaction(self, per_transaction, self._over_limit)
+        self._refusals = refusals
         self._gate = gate
         self._limits = limits
         self._refused = False
@@ -113,6 +133,31 @@ class Session(HookTable, SMTP):
 
     def _create_envelope(self) -> RouteEnvelope:
         return RouteEnvelope()
+
+    def _over_limit(self, verb: str) -> None:
+        log.warning("smtp_command_limit", client_ip=self._ip, command=verb)
+
+    async def push(self, status: AnyStr) -> None:
+        await super().push(status)
+        text = status if isinstance(status, str) else status.decode("ascii", "replace")
+        if text[:1] in ("4", "5") and self._refusals is not None:
+            self._log_refusal(text)
+
+    def _log_refusal(self, answer: str) -> None:
+        assert self._refusals is not None
+        stage, arg = self.command
+        envelope = self.command_envelope
+        sender = envelope.mail_from if envelope is not None else None
+        if stage == "MAIL" and sender is None:
+            sender = RefusalLog.address_of(arg)
+        rcpts = envelope.rcpt_tos if envelope is not None else []
+        self._refusals.refused(
+            answer,
+            stage=stage,
+            client_ip=self._ip,
+            sender=sender,
+            recipients=RefusalLog.recipients_of(stage, arg, rcpts),
+        )
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         fast = simple_address(arg, self.local_part_limit)
@@ -127,6 +172,10 @@ class Session(HookTable, SMTP):
             total, per_ip = self._limits
             if not self._gate.admit(self, self._ip, total=total, per_ip=per_ip):
                 self._refused = True
+                if self._refusals is not None:
+                    self._refusals.refused(
+                        _TOO_MANY.decode().strip(), stage="connect", client_ip=self._ip
+                    )
                 if isinstance(transport, asyncio.WriteTransport):
                     transport.write(_TOO_MANY)
                 transport.close()

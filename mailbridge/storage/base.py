@@ -31,24 +31,32 @@ from typing import Protocol
 from mailbridge.core.records import (
     AcceptResult,
     Attempt,
+    InboundIn,
+    InboundMailJob,
+    InboundStored,
+    InboundView,
     Intake,
+    ReceiptIn,
+    ReceiptStored,
     ReplyDraft,
     ReplyJob,
     ReplyView,
     RequestDetail,
     RequestSummary,
+    SentForStatus,
     SmsJob,
     SmsView,
 )
 from mailbridge.models import SmsState
 from mailbridge.observe import Observer
-from mailbridge.settings import LimitsSettings
+from mailbridge.settings import InboundSettings, LimitsSettings
 
 __all__ = [
     "AcceptResult",
     "Attempt",
     "Callback",
     "DeliveryStore",
+    "EventStore",
     "Intake",
     "IntakeStore",
     "MonitorStore",
@@ -99,6 +107,20 @@ class IntakeStore(Protocol):
         """
         ...
 
+    async def accept_all(
+        self,
+        intakes: Sequence[Intake],
+        *,
+        limits: LimitsSettings,
+        reply_rate_per_hour: int,
+        now: datetime,
+    ) -> list[AcceptResult]:
+        """Commit the requests of one mail to several kinds of recipient (SPEC §3): each
+        intake as :meth:`accept` would, all in ONE transaction, all or none. When storage
+        refuses one (9, 8, 3) nothing of the mail is written and the result is that refusal
+        alone; otherwise one result per intake, in order."""
+        ...
+
 
 class DeliveryStore(Protocol):
     """What the dispatcher needs."""
@@ -114,8 +136,18 @@ class DeliveryStore(Protocol):
         ...
 
     async def mark_sent(
-        self, sms_id: int, *, provider: str, provider_id: str, answer: str, now: datetime
-    ) -> None: ...
+        self,
+        sms_id: int,
+        *,
+        provider: str,
+        provider_id: str,
+        answer: str,
+        now: datetime,
+        reply_rate_per_hour: int = 30,
+    ) -> None:
+        """The provider took the SMS; receipts kept for its id are applied now (a
+        not-delivered mail they queue counts against ``reply_rate_per_hour``)."""
+        ...
 
     async def mark_retry(
         self, sms_id: int, *, provider: str, due: datetime, answer: str, now: datetime
@@ -145,7 +177,7 @@ class DeliveryStore(Protocol):
 
 
 class ReplyStore(Protocol):
-    """What the reply mailer needs."""
+    """What the reply mailer needs: reply mails, and the mails of SMS from phones."""
 
     async def next_reply_due(self) -> datetime | None: ...
 
@@ -159,9 +191,63 @@ class ReplyStore(Protocol):
         self, reply_id: int, *, due: datetime, error: str, now: datetime
     ) -> None: ...
 
+    async def mark_reply_dropped(self, reply_id: int, *, error: str, now: datetime) -> None:
+        """The smarthost refused the reply for good (5xx): state ``dropped``, never claimed
+        again (``queue show`` lists it with the smarthost's answer)."""
+        ...
+
     def subscribe_replies(self, callback: Callback) -> Unsubscribe:
         """Call ``callback`` when a reply was queued that the SMTP handler did not announce
         (a follow-up from ``mark_failed``; another instance's replies)."""
+        ...
+
+    async def next_inbound_due(self) -> datetime | None: ...
+
+    async def claim_inbound_mails(
+        self, now: datetime, *, limit: int, lease_s: float
+    ) -> list[InboundMailJob]: ...
+
+    async def mark_inbound_sent(self, inbound_id: int, now: datetime) -> None: ...
+
+    async def mark_inbound_retry(
+        self, inbound_id: int, *, due: datetime, error: str, now: datetime
+    ) -> None: ...
+
+
+class EventStore(Protocol):
+    """What the provider events sink and the status poller need (receipts, SMS from phones)."""
+
+    async def record_receipt(
+        self, receipt: ReceiptIn, *, now: datetime, reply_rate_per_hour: int
+    ) -> ReceiptStored:
+        """Apply, record or keep one receipt (:func:`mailbridge.core.receipts.decide_receipt`).
+
+        Matched by ``(provider, message_id)`` against the rows' provider and
+        provider id. A receipt that moves a row to ``failed``/``expired`` and so
+        leaves every row of its request failed or expired queues the request's
+        not-delivered mail, once, when the request may get replies.
+        """
+        ...
+
+    async def claim_status_checks(
+        self, provider: str, *, now: datetime, every_s: float, max_age_s: float, limit: int
+    ) -> list[SentForStatus]:
+        """Rows of ``provider`` in ``sent``, sent within ``max_age_s`` and not asked about
+        within ``every_s``, oldest asked first; marked asked now."""
+        ...
+
+    async def store_inbound(
+        self, sms: InboundIn, *, now: datetime, settings: InboundSettings, domain: str
+    ) -> InboundStored:
+        """Store one inbound SMS or part durably; a whole message is routed
+        (:func:`mailbridge.core.inbound.inbound_route`) and its mail queued, or kept."""
+        ...
+
+    async def flush_inbound_parts(
+        self, *, now: datetime, settings: InboundSettings, domain: str
+    ) -> int:
+        """Messages whose parts stopped coming (:data:`~mailbridge.core.inbound.PART_WAIT_S`)
+        stored with gaps and routed; returns how many."""
         ...
 
 
@@ -181,8 +267,22 @@ class QueueStore(Protocol):
         """
         ...
 
+    async def balance_charges(self) -> dict[str, int]:
+        """Parts charged so far per account: accepted requests, less refunds (SMS that
+        failed or were cancelled) and top-ups. What an account has left is its configured
+        ``balance`` minus this."""
+        ...
+
+    async def top_up(self, account: str, parts: int) -> int:
+        """Give ``account`` ``parts`` more (negative: take them back); its charge after."""
+        ...
+
     async def cancel_request(self, request_id: str, now: datetime) -> int:
         """Cancel its scheduled SMS (refunding their parts); returns how many."""
+        ...
+
+    async def list_inbound(self, *, limit: int = 100) -> Sequence[InboundView]:
+        """SMS from phones, newest first."""
         ...
 
 
@@ -204,7 +304,9 @@ class MonitorStore(Protocol):
         ...
 
 
-class Storage(IntakeStore, DeliveryStore, ReplyStore, QueueStore, MonitorStore, Protocol):
+class Storage(
+    IntakeStore, DeliveryStore, ReplyStore, QueueStore, EventStore, MonitorStore, Protocol
+):
     """A whole backend: every client's protocol, opened and closed. Each method is
     one transaction."""
 

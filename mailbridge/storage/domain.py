@@ -45,6 +45,7 @@ from mailbridge.storage.common import (
     validate_intake,
 )
 from mailbridge.storage.connector import Channel, Connector, Row, Tx
+from mailbridge.storage.events_domain import DEFAULT_REPLY_RATE, EventsStore, apply_kept_receipts
 from mailbridge.storage.intake import accept_intake, count_replies, insert_reply
 
 __all__ = ["Store"]
@@ -53,8 +54,17 @@ __all__ = ["Store"]
 _FINAL = (SmsState.FAILED, SmsState.EXPIRED)
 
 
-class Store:
-    """The :class:`~mailbridge.storage.base.Storage` contract over one connector."""
+class _MailRefused(Exception):
+    """Raised inside ``accept_all``'s transaction so that nothing of the mail is written."""
+
+    def __init__(self, result: AcceptResult) -> None:
+        super().__init__(result.line)
+        self.result = result
+
+
+class Store(EventsStore):
+    """The :class:`~mailbridge.storage.base.Storage` contract over one connector
+    (receipts and SMS from phones: :class:`~mailbridge.storage.events_domain.EventsStore`)."""
 
     def __init__(self, connector: Connector) -> None:
         self._connector = connector
@@ -128,6 +138,41 @@ class Store:
         self._connector.after_intake(limits, now)
         return result
 
+    async def accept_all(
+        self,
+        intakes: Sequence[Intake],
+        *,
+        limits: LimitsSettings,
+        reply_rate_per_hour: int,
+        now: datetime,
+    ) -> list[AcceptResult]:
+        """Several intakes of one mail in one transaction, all or none (see the protocol)."""
+        for intake in intakes:
+            validate_intake(intake)
+        to_ts(now)
+
+        async def work(tx: Tx) -> list[AcceptResult]:
+            results: list[AcceptResult] = []
+            for intake in intakes:
+                result = await accept_intake(
+                    tx, intake, limits=limits, reply_rate_per_hour=reply_rate_per_hour, now=now
+                )
+                if result.error is not None:
+                    raise _MailRefused(result)  # rolls the whole transaction back
+                results.append(result)
+            return results
+
+        try:
+            results = await self._connector.transaction(work)
+        except _MailRefused as refused:
+            return [refused.result]
+        if any(r.sms_count for r in results):
+            self._connector.notify(Channel.DUE, here=False)
+        if any(r.reply_queued for r in results):
+            self._connector.notify(Channel.REPLIES, here=False)
+        self._connector.after_intake(limits, now)
+        return results
+
     # --- delivery ---------------------------------------------------------------
 
     async def next_due(self) -> datetime | None:
@@ -155,19 +200,39 @@ class Store:
         return await self._connector.transaction(work)
 
     async def mark_sent(
-        self, sms_id: int, *, provider: str, provider_id: str, answer: str, now: datetime
+        self,
+        sms_id: int,
+        *,
+        provider: str,
+        provider_id: str,
+        answer: str,
+        now: datetime,
+        reply_rate_per_hour: int = DEFAULT_REPLY_RATE,
     ) -> None:
-        """The provider took the SMS (only a row in ``sending`` moves)."""
+        """The provider took the SMS (only a row in ``sending`` moves); receipts kept for
+        its id are applied (``reply_rate_per_hour`` bounds the not-delivered mail one may
+        queue)."""
         to_ts(now)
 
-        async def work(tx: Tx) -> None:
-            if await tx.one("sending_row", {"id": sms_id}) is None:
-                return
+        async def work(tx: Tx) -> bool:
+            row = await tx.one("sending_row", {"id": sms_id})
+            if row is None:
+                return False
             await _attempt(tx, sms_id, provider, "sent", answer, now)
-            params = {"id": sms_id, "provider": provider, "provider_id": provider_id}
+            params = {"id": sms_id, "provider": provider, "provider_id": provider_id, "now": now}
             await tx.run("set_sent", params)
+            return await apply_kept_receipts(
+                tx,
+                sms_id,
+                row[2],
+                provider=provider,
+                provider_id=provider_id,
+                now=now,
+                rate=reply_rate_per_hour,
+            )
 
-        await self._connector.transaction(work)
+        if await self._connector.transaction(work):
+            self._connector.notify(Channel.REPLIES, here=True)
 
     async def mark_retry(
         self, sms_id: int, *, provider: str, due: datetime, answer: str, now: datetime
@@ -263,6 +328,34 @@ class Store:
 
         async def work(tx: Tx) -> None:
             await tx.run("set_reply_retry", params)
+
+        await self._connector.transaction(work)
+
+    async def balance_charges(self) -> dict[str, int]:
+        """Parts charged so far per account (net of refunds and top-ups)."""
+
+        async def work(tx: Tx) -> dict[str, int]:
+            return {str(r[0]): int(r[1]) for r in await tx.all("balance_charges", {})}
+
+        return await self._connector.transaction(work, write=False)
+
+    async def top_up(self, account: str, parts: int) -> int:
+        """Give ``account`` ``parts`` more (a negative charge); its charge after."""
+
+        async def work(tx: Tx) -> int:
+            await tx.run("charge", {"account": account, "parts": -parts})
+            row = await tx.one("charged_of", {"account": account})
+            return int(row[0]) if row is not None else 0
+
+        return await self._connector.transaction(work)
+
+    async def mark_reply_dropped(self, reply_id: int, *, error: str, now: datetime) -> None:
+        """The smarthost refused the reply for good (5xx): kept as ``dropped``, not retried."""
+        to_ts(now)
+        params = {"id": reply_id, "error": shorten(error)}
+
+        async def work(tx: Tx) -> None:
+            await tx.run("set_reply_dropped", params)
 
         await self._connector.transaction(work)
 
@@ -457,6 +550,10 @@ async def _show_request(tx: Tx, request_id: str) -> RequestDetail | None:
             provider_id=r[6],
             attempts=tuple(attempts.get(r[0], ())),
             error=r[7],
+            receipt_status=r[8],
+            receipt_error=r[9],
+            receipt_at=None if r[10] is None else tx.moment(r[10]),
+            sent_at=None if r[11] is None else tx.moment(r[11]),
         )
         for r in await tx.all("request_sms", {"pk": pk})
     )

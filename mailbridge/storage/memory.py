@@ -11,6 +11,7 @@ on the event loop. Set ``fail_writes`` to make every write transaction raise
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,12 +19,15 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, TypeVar
 
+from mailbridge.core.records import AcceptResult, Intake
 from mailbridge.errors import StorageError
 from mailbridge.models import SmsState
 from mailbridge.observe import NULL_OBSERVER, Observer
+from mailbridge.settings import LimitsSettings
 from mailbridge.storage.common import RETRYABLE_STATES, to_ts
 from mailbridge.storage.connector import LocalWakeups, Params, Row, Tx
 from mailbridge.storage.domain import Store
+from mailbridge.storage.memory_events import QUERIES as EVENT_QUERIES
 
 __all__ = ["QUERIES", "MemoryConnector", "MemoryStorage"]
 
@@ -48,6 +52,10 @@ class _Db:
     balances: dict[str, int] = field(default_factory=dict)
     ip_errors: dict[str, list[datetime]] = field(default_factory=dict)
     ip_blocks: dict[str, list[Any]] = field(default_factory=dict)  # ip -> [until, refused]
+    sms_parts: Table = field(default_factory=dict)
+    receipts_kept: Table = field(default_factory=dict)
+    inbound: Table = field(default_factory=dict)
+    inbound_parts: Table = field(default_factory=dict)
     next_request: int = 1
 
     def insert(self, table: Table, row: dict[str, Any]) -> int:
@@ -69,7 +77,8 @@ _REPLY_JOB = itemgetter("recipient", "subject", "in_reply_to", "refs", "body", "
 _SUMMARY = itemgetter("pk", "request_id", "account", "received_at", "mode", "result", "sms_total")
 _DETAIL = itemgetter("client_ip", "mail_from", "sender", "format", "due", "charged")
 _SMS_VIEW = itemgetter(
-    "id", "recipient", "state", "parts", "due", "provider", "provider_id", "error"
+    "id", "recipient", "state", "parts", "due", "provider", "provider_id", "error",
+    "receipt_status", "receipt_error", "receipt_at", "sent_at",
 )  # fmt: skip
 _ATTEMPT = itemgetter("sms_id", "at", "provider", "outcome", "answer")
 _REPLY_VIEW = itemgetter("id", "recipient", "state", "attempts", "body", "due", "sent_at")
@@ -141,7 +150,7 @@ def _record_blocked(db: _Db, p: Params) -> list[Row]:
 
 @_query
 def _insert_request(db: _Db, p: Params) -> list[Row]:
-    db.requests[p["pk"]] = {**p, "followup_sent": False}
+    db.requests[p["pk"]] = {**p, "followup_sent": False, "undelivered_sent": False}
     db.next_request = max(db.next_request, p["pk"] + 1)
     return []
 
@@ -166,6 +175,11 @@ def _insert_sms(db: _Db, p: Params) -> list[Row]:
             "provider": None,
             "provider_id": None,
             "error": None,
+            "sent_at": None,
+            "receipt_status": None,
+            "receipt_error": None,
+            "receipt_at": None,
+            "status_checked_at": None,
         },
     )
     return []
@@ -326,6 +340,11 @@ def _set_sent(db: _Db, p: Params) -> list[Row]:
         provider=p["provider"],
         provider_id=p["provider_id"],
         error=None,
+        sent_at=p["now"],
+        receipt_status=None,
+        receipt_error=None,
+        receipt_at=None,
+        status_checked_at=None,
     )
 
 
@@ -402,6 +421,26 @@ def _set_reply_retry(db: _Db, p: Params) -> list[Row]:
     r = db.replies.get(p["id"])
     if r is not None and r["state"] != "sent":
         r.update(state="queued", due=p["due"], lease_until=None, error=p["error"])
+        r["attempts"] += 1
+    return []
+
+
+@_query
+def _balance_charges(db: _Db, p: Params) -> list[Row]:
+    return [(account, charged) for account, charged in sorted(db.balances.items())]
+
+
+@_query
+def _charged_of(db: _Db, p: Params) -> list[Row]:
+    charged = db.balances.get(p["account"])
+    return [] if charged is None else [(charged,)]
+
+
+@_query
+def _set_reply_dropped(db: _Db, p: Params) -> list[Row]:
+    r = db.replies.get(p["id"])
+    if r is not None and r["state"] != "sent":
+        r.update(state="dropped", lease_until=None, error=p["error"])
         r["attempts"] += 1
     return []
 
@@ -558,6 +597,24 @@ class MemoryStorage(Store):
         self.connector = MemoryConnector()
         super().__init__(self.connector)
 
+    async def accept_all(
+        self,
+        intakes: Sequence[Intake],
+        *,
+        limits: LimitsSettings,
+        reply_rate_per_hour: int,
+        now: datetime,
+    ) -> list[AcceptResult]:
+        """As the other backends, all or none: memory has no rollback, so the tables are
+        copied first and put back when the mail is refused."""
+        saved = copy.deepcopy(self.connector.db)
+        results = await super().accept_all(
+            intakes, limits=limits, reply_rate_per_hour=reply_rate_per_hour, now=now
+        )
+        if len(results) == 1 and results[0].error is not None:
+            self.connector.db = saved
+        return results
+
     @property
     def fail_writes(self) -> bool:
         """Whether every write raises ``StorageError`` (a full disk, for tests)."""
@@ -566,3 +623,6 @@ class MemoryStorage(Store):
     @fail_writes.setter
     def fail_writes(self, value: bool) -> None:
         self.connector.fail_writes = value
+
+
+QUERIES.update(EVENT_QUERIES)  # receipts and SMS from phones

@@ -153,7 +153,9 @@ VALUES (:sms_id, :at, :provider, :outcome, :answer);
 -- set_sent --
 -- The provider took the SMS
 UPDATE sms SET state = 'sent', attempts = attempts + 1, provider = :provider,
-               provider_id = :provider_id, error = NULL, lease_owner = NULL, lease_until = NULL
+               provider_id = :provider_id, error = NULL, lease_owner = NULL, lease_until = NULL,
+               sent_at = :now, receipt_status = NULL, receipt_error = NULL, receipt_at = NULL,
+               status_checked_at = NULL
  WHERE id = :id;
 
 -- set_retry --
@@ -217,6 +219,20 @@ UPDATE replies SET state = 'queued', attempts = attempts + 1, due = :due, lease_
                    error = :error
  WHERE id = :id AND state != 'sent';
 
+-- set_reply_dropped --
+-- The smarthost refused the reply for good (5xx): not tried again
+UPDATE replies SET state = 'dropped', attempts = attempts + 1, lease_until = NULL,
+                   error = :error
+ WHERE id = :id AND state != 'sent';
+
+-- balance_charges --
+-- Parts charged per account (net of refunds and top-ups)
+SELECT account, charged FROM balances ORDER BY account;
+
+-- charged_of --
+-- One account's charge
+SELECT charged FROM balances WHERE account = :account;
+
 -- list_requests --
 -- Requests, newest first, filtered by account and by a state some row is in
 SELECT pk, request_id, account, received_at, mode, result, sms_total
@@ -240,7 +256,8 @@ SELECT pk, request_id, account, received_at, mode, result, sms_total, client_ip,
 
 -- request_sms --
 -- The rows of a request
-SELECT id, recipient, state, parts, due, provider, provider_id, error
+SELECT id, recipient, state, parts, due, provider, provider_id, error, receipt_status,
+       receipt_error, receipt_at, sent_at
   FROM sms WHERE request_pk = :pk ORDER BY id;
 
 -- request_attempts --
@@ -284,3 +301,171 @@ SELECT min(due) FROM sms WHERE state = 'scheduled' AND due <= :now;
 -- replies_waiting --
 -- Reply mails not yet taken by the smarthost (monitoring)
 SELECT count(*) FROM replies WHERE state IN ('queued', 'sending');
+
+-- sms_by_provider_id --
+-- The row a delivery receipt names: the newest row the provider gave that id
+SELECT id, state, request_pk FROM sms
+ WHERE provider = :provider AND provider_id = :provider_id ORDER BY id DESC LIMIT 1;
+
+-- set_receipt --
+-- What a receipt says of a row: its state (sent for an interim one), word, error code, time
+UPDATE sms SET state = :state, receipt_status = :status, receipt_error = :error_code,
+               receipt_at = :at
+ WHERE id = :id;
+
+-- keep_receipt --
+-- A receipt for an id no row in sent carries yet, kept until mark_sent records it
+INSERT INTO receipts_kept (provider, provider_id, state, status, error_code, at, received_at)
+VALUES (:provider, :provider_id, :state, :status, :error_code, :at, :now);
+
+-- kept_receipts --
+-- The receipts kept for an id, in the order they came
+SELECT state, status, error_code, at FROM receipts_kept
+ WHERE provider = :provider AND provider_id = :provider_id ORDER BY id;
+
+-- drop_kept_receipts --
+-- Forget the receipts kept for an id once applied
+DELETE FROM receipts_kept WHERE provider = :provider AND provider_id = :provider_id;
+
+-- lock_request_undelivered --
+-- What the not-delivered mail needs of a request (one writer: nothing to lock)
+SELECT undelivered_sent, request_id, error, reply_to, reply_subject, reply_in_reply_to,
+       reply_references
+  FROM requests WHERE pk = :pk;
+
+-- request_outcomes --
+-- Each row of a request: number, state, receipt word, error code, receipt time
+SELECT recipient, state, receipt_status, receipt_error, receipt_at
+  FROM sms WHERE request_pk = :pk ORDER BY id;
+
+-- set_undelivered_sent --
+-- The request's not-delivered mail is queued
+UPDATE requests SET undelivered_sent = 1 WHERE pk = :pk;
+
+-- status_candidates --
+-- Rows of a provider in sent, sent within the validity, not asked about within the interval
+SELECT id, recipient, provider_id, sent_at FROM sms
+ WHERE state = 'sent' AND provider = :provider AND sent_at >= :sent_since
+   AND provider_id IS NOT NULL
+   AND (status_checked_at IS NULL OR status_checked_at <= :asked_before)
+ ORDER BY coalesce(status_checked_at, sent_at), id LIMIT :limit;
+
+-- set_status_checked --
+-- A row was asked about
+UPDATE sms SET status_checked_at = :now WHERE id = :id;
+
+-- last_request_to --
+-- The newest request that sent an SMS to a number since a time, with its reply thread
+SELECT r.request_id, r.mail_from, s.sent_at, r.reply_in_reply_to, r.reply_references, r.pk
+  FROM sms AS s JOIN requests AS r ON r.pk = s.request_pk
+ WHERE s.recipient = :recipient AND s.sent_at IS NOT NULL AND s.sent_at >= :since
+ ORDER BY s.sent_at DESC, s.id DESC LIMIT 1;
+
+-- insert_inbound_part --
+-- One part of a concatenated inbound SMS (nothing when that part is already stored)
+INSERT INTO inbound_parts (provider, source, destination, reference, total, sequence, text,
+                           received_at)
+VALUES (:provider, :source, :destination, :reference, :total, :sequence, :text, :received_at)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- inbound_group --
+-- The parts of one concatenated inbound SMS still waiting
+SELECT sequence, text, received_at FROM inbound_parts
+ WHERE provider = :provider AND source = :source AND destination = :destination
+   AND reference = :reference AND total = :total AND inbound_id IS NULL
+ ORDER BY sequence, id;
+
+-- set_parts_done --
+-- The waiting parts of a group became an inbound message
+UPDATE inbound_parts SET inbound_id = :inbound_id
+ WHERE provider = :provider AND source = :source AND destination = :destination
+   AND reference = :reference AND total = :total AND inbound_id IS NULL;
+
+-- stale_part_groups --
+-- Groups of waiting parts whose first part came before a time
+SELECT provider, source, destination, reference, total, min(received_at) FROM inbound_parts
+ WHERE inbound_id IS NULL
+ GROUP BY provider, source, destination, reference, total
+HAVING min(received_at) < :before;
+
+-- prune_done_parts --
+-- Forget parts joined long ago (kept a while to recognise repeats)
+DELETE FROM inbound_parts WHERE inbound_id IS NOT NULL AND received_at < :before;
+
+-- insert_inbound --
+-- One whole inbound SMS, its mail queued (due now) or kept
+INSERT INTO inbound (provider, source, destination, text, received_at, parts, stored_at,
+                     request_pk, state, recipient, from_address, subject, in_reply_to, refs,
+                     body, due)
+VALUES (:provider, :source, :destination, :text, :received_at, :parts, :now, :request_pk,
+        :state, :recipient, :from_address, :subject, :in_reply_to, :refs, :body,
+        CASE WHEN :state = 'queued' THEN :now END)
+RETURNING id;
+
+-- next_inbound_due --
+-- Earliest time an inbound mail becomes claimable
+SELECT min(t) FROM (
+    SELECT min(due) AS t FROM inbound WHERE state = 'queued'
+    UNION ALL
+    SELECT min(lease_until) FROM inbound WHERE state = 'sending'
+);
+
+-- set_inbound_sent --
+-- The smarthost took the inbound mail
+UPDATE inbound SET state = 'sent', attempts = attempts + 1, lease_until = NULL, error = NULL,
+                   sent_at = :now
+ WHERE id = :id AND state != 'sent';
+
+-- set_inbound_retry --
+-- The smarthost failed: queued again
+UPDATE inbound SET state = 'queued', attempts = attempts + 1, due = :due, lease_until = NULL,
+                   error = :error
+ WHERE id = :id AND state != 'sent';
+
+-- list_inbound --
+-- Inbound SMS, newest first
+SELECT i.id, i.provider, i.source, i.destination, i.text, i.received_at, i.parts, i.state,
+       i.recipient, r.request_id, i.attempts, i.sent_at
+  FROM inbound AS i LEFT JOIN requests AS r ON r.pk = i.request_pk
+ ORDER BY i.id DESC LIMIT :limit;
+
+-- claim_inbound --
+-- Due inbound mails, oldest first
+SELECT i.id, i.recipient, i.from_address, i.subject, i.in_reply_to, i.refs, i.body, i.attempts,
+       i.due
+  FROM (
+        SELECT * FROM (SELECT id FROM inbound WHERE state = 'queued' AND due <= :now
+                        ORDER BY due, id LIMIT :limit)
+        UNION ALL
+        SELECT * FROM (SELECT id FROM inbound WHERE state = 'sending' AND lease_until <= :now
+                        ORDER BY lease_until LIMIT :limit)
+       ) AS c
+  JOIN inbound AS i ON i.id = c.id
+ ORDER BY i.due, i.id
+ LIMIT :limit;
+
+-- claim_inbound_lease --
+-- Hand one inbound mail claim_inbound found out under a lease
+UPDATE inbound SET state = 'sending', lease_until = :until WHERE id = :id;
+
+-- sms_part_by_id --
+-- The row one part's id belongs to (an SMS sent as several parts)
+SELECT p.id, s.id, s.state, s.request_pk FROM sms_parts AS p JOIN sms AS s ON s.id = p.sms_id
+ WHERE p.provider = :provider AND p.provider_id = :provider_id ORDER BY p.id DESC LIMIT 1;
+
+-- set_part_state --
+-- A part's first final receipt
+UPDATE sms_parts SET state = :state WHERE id = :id AND state IS NULL;
+
+-- sms_part_states --
+-- The final receipt state of each part of a row (NULL: none yet)
+SELECT state FROM sms_parts WHERE sms_id = :sms_id ORDER BY id;
+
+-- delete_sms_parts --
+-- Forget a row's part ids (it is sent again)
+DELETE FROM sms_parts WHERE sms_id = :sms_id;
+
+-- insert_sms_part --
+-- One part id of a row sent as several parts
+INSERT INTO sms_parts (sms_id, provider, provider_id) VALUES (:sms_id, :provider, :provider_id);

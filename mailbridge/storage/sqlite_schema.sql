@@ -131,3 +131,80 @@ CREATE TABLE balances (
 -- When the smarthost took a reply, and a request's replies found by request (queue show).
 ALTER TABLE replies ADD COLUMN sent_at REAL;
 CREATE INDEX replies_by_request ON replies (request_pk, id);
+
+-- migration 3 --
+-- Delivery receipts on SMS rows, receipts kept until their id is known, SMS from phones.
+ALTER TABLE sms ADD COLUMN sent_at REAL;
+ALTER TABLE sms ADD COLUMN receipt_status TEXT;
+ALTER TABLE sms ADD COLUMN receipt_error TEXT;
+ALTER TABLE sms ADD COLUMN receipt_at REAL;
+ALTER TABLE sms ADD COLUMN status_checked_at REAL;
+CREATE INDEX sms_by_provider_id ON sms (provider, provider_id) WHERE provider_id IS NOT NULL;
+CREATE INDEX sms_sent_by_provider ON sms (provider, sent_at) WHERE state = 'sent';
+CREATE INDEX sms_by_recipient_sent ON sms (recipient, sent_at) WHERE sent_at IS NOT NULL;
+ALTER TABLE requests ADD COLUMN undelivered_sent INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE receipts_kept (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_code TEXT,
+    at REAL NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX receipts_kept_by_id ON receipts_kept (provider, provider_id, id);
+
+-- The ids of an SMS sent as several parts (one per part), each with its first final receipt.
+CREATE TABLE sms_parts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sms_id INTEGER NOT NULL REFERENCES sms (id),
+    provider TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    state TEXT
+);
+CREATE INDEX sms_parts_by_id ON sms_parts (provider, provider_id);
+CREATE INDEX sms_parts_by_sms ON sms_parts (sms_id);
+
+CREATE TABLE inbound (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider TEXT NOT NULL,
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    text TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    parts INTEGER NOT NULL,
+    stored_at REAL NOT NULL,
+    request_pk INTEGER REFERENCES requests (pk),
+    state TEXT NOT NULL,
+    recipient TEXT,
+    from_address TEXT,
+    subject TEXT,
+    in_reply_to TEXT,
+    refs TEXT,
+    body TEXT,
+    due REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_until REAL,
+    error TEXT,
+    sent_at REAL
+);
+CREATE INDEX inbound_queued_by_due ON inbound (due, id) WHERE state = 'queued';
+CREATE INDEX inbound_sending_by_lease ON inbound (lease_until) WHERE state = 'sending';
+
+CREATE TABLE inbound_parts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider TEXT NOT NULL,
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    reference INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    inbound_id INTEGER REFERENCES inbound (id)
+);
+CREATE UNIQUE INDEX inbound_parts_key
+    ON inbound_parts (provider, source, destination, reference, total, sequence);
+CREATE INDEX inbound_parts_waiting ON inbound_parts (received_at) WHERE inbound_id IS NULL;

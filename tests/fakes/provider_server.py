@@ -2,7 +2,10 @@
 
 One server answers all three HTTP wire formats of SPEC §4 on their own paths
 (:data:`PATHS`): Miatel's ``sendsms``, the JSON-API ``message`` endpoint and
-SMSC's ``send.php``. It records every request (method, path, query and form
+SMSC's ``send.php``, and SMSC's status query ``status.php`` (kind
+``smsc_status``): an id it took answers the status set for its number in
+``statuses`` (``{"+7999…": [status, err]}``), else ``status_default``; an id
+it never took answers status -3 (not found). It records every request (method, path, query and form
 fields as lists, time, the status it answered) in memory and, when given a log
 path, as one JSON line per request, so a test running the gateway in another
 process can read what arrived.
@@ -55,6 +58,7 @@ PATHS: dict[str, str] = {
     "miatel": "/miatel/sendsms",
     "jsonapi": "/jsonapi/message",
     "smsc": "/smsc/send.php",
+    "smsc_status": "/smsc/status.php",
 }
 _KIND_BY_PATH = {path: kind for kind, path in PATHS.items()}
 _REASONS = {
@@ -117,6 +121,9 @@ class Faults:
     username: str | None = None
     password: str | None = None
     reject_numbers: set[str] = field(default_factory=set)
+    #: SMSC status query: [status, err] by number (``+`` optional); others get status_default.
+    statuses: dict[str, list[int]] = field(default_factory=dict)
+    status_default: int = 0
 
     def update(self, changes: dict[str, Any]) -> None:
         """Set fields from a JSON-like mapping (``reject_numbers`` as a list)."""
@@ -173,6 +180,7 @@ class FakeProviderServer:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._ids = itertools.count(1)
+        self._smsc_taken: dict[str, str] = {}  # SMSC message id -> number
         self._restore: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -433,6 +441,8 @@ class FakeProviderServer:
             return self._miatel(params, malformed=malformed)
         if kind == "jsonapi":
             return self._jsonapi(params, malformed=malformed)
+        if kind == "smsc_status":
+            return self._smsc_status(params)
         return self._smsc(params, malformed=malformed)
 
     def _authorised(self, login: str | None, password: str | None) -> bool:
@@ -521,7 +531,19 @@ class FakeProviderServer:
             )
         if malformed:
             return _Reply(status=200, body=b"OK - 1 SMS, ID - ?", fault="malformed")
+        self._smsc_taken[str(message_id)] = _number(first.get("phones"))
         return _json_reply(200, {"id": message_id, "cnt": _parts(first.get("mes", ""))})
+
+    def _smsc_status(self, params: dict[str, list[str]]) -> _Reply:
+        first = {key: values[0] for key, values in params.items() if values}
+        if not self._authorised(first.get("login"), first.get("psw")):
+            return _json_reply(200, {"error": "authorise error", "error_code": 2}, fault="auth")
+        number = self._smsc_taken.get(first.get("id") or "")
+        if number is None or number != _number(first.get("phone")):
+            return _json_reply(200, {"status": -3, "last_timestamp": 0, "err": 0})
+        statuses = {_number(n): v for n, v in self.faults.statuses.items()}
+        status, err = statuses.get(number, [self.faults.status_default, 0])
+        return _json_reply(200, {"status": status, "last_timestamp": int(time.time()), "err": err})
 
 
 def _fields(text: str) -> dict[str, list[str]]:

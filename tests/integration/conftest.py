@@ -146,11 +146,14 @@ def base_config(tmp: Path, smarthost_port: int | None) -> dict[str, Any]:
 
 
 def merge(doc: dict[str, Any], overrides: Overrides) -> dict[str, Any]:
-    """``doc`` with each section of ``overrides`` merged in (lists of tables replaced)."""
+    """``doc`` with each section of ``overrides`` merged in (lists of tables replaced; a key
+    given as None is taken out of its section)."""
     out = copy.deepcopy(doc)
     for section, body in overrides.items():
         if isinstance(body, dict) and isinstance(out.get(section), dict):
             out[section].update(body)
+            for key in [k for k, v in body.items() if v is None]:
+                del out[section][key]
         else:
             out[section] = body
     return out

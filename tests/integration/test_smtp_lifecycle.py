@@ -162,7 +162,7 @@ class TestSystemdUnit:
             skip_unless_ci("no mailbridge executable to point the unit at")
         text = (ROOT / "systemd" / "mailbridge.service").read_text()
         unit = tmp_path / "mailbridge.service"
-        unit.write_text(text.replace("/usr/bin/mailbridge", exe))
+        unit.write_text(text.replace("/opt/mailbridge/bin/mailbridge", exe))
         result = subprocess.run(
             [analyze, "verify", str(unit)], capture_output=True, text=True, check=False
         )

@@ -71,7 +71,9 @@ class TestExample:
         assert s.providers[0].path == str(ROOT / "var" / "outbox.jsonl")
         assert s.routing.default == ("file",)
         assert s.reply.smarthost is None
-        assert not s.number_addresses.enabled
+        assert s.number_addresses.enabled  # the README sends to 79991234568@localhost
+        assert s.number_addresses.account == "demo"
+        assert s.daemon.pid_file == str(ROOT / "var" / "mailbridge.pid")
         demo = s.account("demo")
         assert demo is not None
         assert demo.password_hash == "plain:demo"
@@ -103,6 +105,8 @@ class TestExample:
             "routing.rules": "## `[routing]`",
             "logging": "## `[logging]`",
             "http": "## `[http]`",
+            "daemon": "## `[daemon]`",
+            "inbound": "## `[inbound]`",
         }
         assert set(headings) == set(SCHEMA)
         for section, keys in SCHEMA.items():
@@ -547,8 +551,17 @@ BAD: list[tuple[str, str]] = [
         "routing.rules[0].providers[0]",
     ),
     (
-        ROUTE + "rules = [{ prefix = '7', providers = ['main'] }]\n",
+        ROUTE + "rules = [{ prefix = '7x', providers = ['main'] }]\n",
         "routing.rules[0].prefix",
+    ),
+    (
+        ROUTE + "rules = [{ prefix = '+', providers = ['main'] }]\n",
+        "routing.rules[0].prefix",
+    ),
+    (
+        ROUTE + "rules = [{ prefix = '+7', providers = ['main'] }, "
+        "{ prefix = '7', providers = ['main'] }]\n",
+        "routing.rules[1].prefix",
     ),
     (ROUTE + "rules = [{ providers = ['main'] }]\n", "routing.rules[0].prefix"),
     (
@@ -564,6 +577,34 @@ BAD: list[tuple[str, str]] = [
     ("[logging]\nlevel = 'verbose'\n", "logging.level"),
     ("[logging]\nformat = 'xml'\n", "logging.format"),
 ]
+
+
+class TestAllowedSenders:
+    FWD = "[[forward]]\naddress = 'oncall'\naccount = 'alex'\nto = ['+79991112233']\n"
+
+    def test_absent_means_any_sender(self) -> None:
+        """SPEC §3: no allowed_senders = any sender (it used to refuse everyone)."""
+        s = parse(ACCOUNT + self.FWD + "[number_addresses]\nenabled = true\naccount = 'alex'\n")
+        assert s.forward[0].allowed_senders is None
+        assert s.number_addresses.allowed_senders is None
+        assert not [w for w in config_warnings(s) if "allowed_senders" in w]
+
+    def test_explicit_empty_list_refuses_all_and_warns(self) -> None:
+        s = parse(
+            ACCOUNT + self.FWD + "allowed_senders = []\n"
+            "[number_addresses]\nenabled = true\naccount = 'alex'\nallowed_senders = []\n"
+        )
+        assert s.forward[0].allowed_senders == ()
+        assert s.number_addresses.allowed_senders == ()
+        found = [w for w in config_warnings(s) if "allowed_senders" in w]
+        assert len(found) == 2
+        assert all("refuses every sender" in w for w in found)
+
+
+def test_prefix_without_plus_is_the_same_rule() -> None:
+    """docs/delivery.md: "+7" and "7" are the same prefix (the loader used to refuse "7")."""
+    s = parse(ROUTE + "rules = [{ prefix = '7', providers = ['main'] }]\n")
+    assert [r.prefix for r in s.routing.rules] == ["+7"]
 
 
 class TestErrors:

@@ -164,6 +164,28 @@ class TestTemplate:
         got = intake.fill_template(template, subject="Disk full", body="body\n\n", sender="z@x")
         assert got == expected
 
+    @pytest.mark.parametrize(
+        ("template", "subject", "body", "sender", "expected"),
+        [
+            ("{subject}: {body}", "", "disk full", "", "disk full"),
+            ("{subject}: {body}", "Disk full", "", "", "Disk full"),
+            ("{subject}: {body}", "", "", "", ""),
+            ("{subject}\n{body}", "", "text", "", "text"),
+            ("{from} {subject}: {body}", "", "text", "z@x", "z@x: text"),
+            ("Alert {subject}: {body}", "", "text", "", "Alert text"),
+            ("{subject} - {body} ({from})", "S", "B", "", "S - B"),
+            ("[{subject}] {body}", "", "B", "", "B"),
+            ("[{subject}] {body}", "S", "", "", "[S]"),
+            ("[{subject}] [{body}]", "", "B", "", "[B]"),
+        ],
+    )
+    def test_empty_field_takes_its_separator(
+        self, template: str, subject: str, body: str, sender: str, expected: str
+    ) -> None:
+        """No dangling separator: an empty subject does not leave ": " at the start."""
+        got = intake.fill_template(template, subject=subject, body=body, sender=sender)
+        assert got == expected
+
     def test_values_not_expanded_again(self) -> None:
         """A value holding a placeholder is not filled a second time."""
         got = intake.fill_template("{subject}|{body}", subject="{body}", body="B", sender="")

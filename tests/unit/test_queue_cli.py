@@ -104,6 +104,29 @@ class TestShow:
         assert "uuid-1" in text
         assert "SECRETPW" not in text
 
+    async def test_parts_and_messages_apart(self, storage: MemoryStorage) -> None:
+        """The parts (the n of the result line) and the SMS rows by state are two lines, not
+        one "sms: 2 (sent=1)" mixing them."""
+        long = "x" * 300  # 2 parts
+        request = SmsRequest(
+            account="alex", client_id=None, due=T0, translit=0, format=Format.SMS,
+            sender="Alex", test=0,
+            messages=(Message(text=long, recipients=("+79990000005",), split=split_text(long)),),
+        )  # fmt: skip
+        intake = Intake(
+            received_at=T0, client_ip="127.0.0.1", mail_from="ops@example.com",
+            rcpt_to=("send@localhost",), raw=b"", mode="command", account="alex",
+            client_id=None, request=request, error=None,
+        )  # fmt: skip
+        result = await storage.accept(
+            intake, limits=LimitsSettings(), reply_rate_per_hour=0, now=T0
+        )
+        out = io.StringIO()
+        assert await queue_show(storage, result.request_id, out=out) == EXIT_OK
+        lines = out.getvalue().splitlines()
+        assert any(line.startswith("parts:    2 ") for line in lines), lines
+        assert "messages: 1 (scheduled=1)" in lines
+
     async def test_unknown_id(self, storage: MemoryStorage) -> None:
         """An unknown ID exits 1."""
         out = io.StringIO()

@@ -1,8 +1,15 @@
-"""The RCPT rules: one mode per transaction, number-address cap, allowed senders."""
+"""The RCPT rules: any mix of recipients up to the cap, allowed senders, invalid numbers."""
 
 from __future__ import annotations
 
-from mailbridge.core.recipients import MAX_NUMBER_RCPTS, Route, RouteKind, admit_recipient
+from mailbridge.core.recipients import (
+    MAX_NUMBER_RCPTS,
+    Route,
+    RouteKind,
+    admit_recipient,
+    invalid_number_address,
+    route_groups,
+)
 from mailbridge.settings import ForwardAlias, NumberAddressSettings, Settings
 
 ALIAS = ForwardAlias(
@@ -33,12 +40,34 @@ def test_same_address_again_is_ok_but_not_added() -> None:
     assert admit_recipient(COMMAND, [COMMAND], "a@b", SETTINGS) == ("250 2.1.5 OK", False)
 
 
-def test_one_mode_per_transaction() -> None:
-    """A recipient of another kind, or a second forward alias, waits for another mail."""
-    too_many = "452 4.5.3 Too many recipients, send this one in another mail"
-    assert admit_recipient(number(1), [COMMAND], "x@example.com", SETTINGS) == (too_many, False)
+def test_any_mix_in_one_transaction() -> None:
+    """SPEC §3: the command address, aliases and numbers share one mail (it was one mode per
+    transaction, 452 for the second kind)."""
+    ok = ("250 2.1.5 OK", True)
+    assert admit_recipient(number(1), [COMMAND], "x@example.com", SETTINGS) == ok
     other = Route(kind=RouteKind.FORWARD, address="other@localhost", alias=ALIAS)
-    assert admit_recipient(other, [FORWARD], "zabbix@example.com", SETTINGS) == (too_many, False)
+    assert admit_recipient(other, [FORWARD], "zabbix@example.com", SETTINGS) == ok
+    assert admit_recipient(COMMAND, [FORWARD, number(1)], "zabbix@example.com", SETTINGS) == ok
+
+
+def test_route_groups() -> None:
+    """The requests of a mixed mail: the command first, then each alias and the numbers."""
+    other = Route(kind=RouteKind.FORWARD, address="other@localhost", alias=ALIAS)
+    groups = route_groups([number(1), FORWARD, COMMAND, number(2), other])
+    assert groups == [[COMMAND], [number(1), number(2)], [FORWARD], [other]]
+    assert route_groups([]) == []
+
+
+def test_invalid_number_address() -> None:
+    """A number-looking local part on a served domain: the answer says the number is invalid."""
+    settings = Settings(
+        number_addresses=NumberAddressSettings(enabled=True, account="alex"),
+    )
+    assert invalid_number_address("12@localhost", settings)
+    assert invalid_number_address("+7 999@localhost", settings)
+    assert not invalid_number_address("nobody@localhost", settings)
+    assert not invalid_number_address("12@elsewhere.test", settings)
+    assert not invalid_number_address("12@localhost", Settings())  # number addresses off
 
 
 def test_number_addresses_share_a_mail_up_to_the_cap() -> None:

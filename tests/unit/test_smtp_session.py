@@ -88,6 +88,19 @@ class TestCreateEnvelope:
 
 
 class TestHookTables:
+    def test_aiosmtpd_dispatches_commands_through_its_table(self) -> None:
+        """The per-transaction count wraps ``_smtp_methods``: aiosmtpd builds it in
+        ``__init__`` and looks every verb up there, once, in ``_handle_client``."""
+        assert "self._smtp_methods: Dict[str, Any] = {" in _source(SMTP.__init__)
+        assert "method = self._smtp_methods.get(command)" in _source(SMTP._handle_client)
+        assert "await method(arg)" in _source(SMTP._handle_client)
+
+    def test_aiosmtpd_answers_through_push(self) -> None:
+        """The refusal log overrides ``push``: every answer of these commands goes through it."""
+        for method in (SMTP.smtp_MAIL, SMTP.smtp_RCPT, SMTP.smtp_DATA):
+            assert "await self.push(" in _source(method)
+        assert _params(SMTP.push) == ["self", "status"]
+
     def test_aiosmtpd_builds_its_tables_from_dir(self) -> None:
         """Hooks, commands and AUTH mechanisms are found by name prefix over dir()."""
         init = _source(SMTP.__init__)
@@ -117,7 +130,8 @@ class TestHookTables:
             assert set(session._handle_hooks) == {"MAIL", "RCPT", "DATA", "exception"}
             assert {"PLAIN", "LOGIN"} <= set(session._auth_methods)
             assert not session._auth_methods["PLAIN"].is_builtin
-            assert session._smtp_methods["DATA"] == session.smtp_DATA
+            # each entry wraps the bound method (commands counted per transaction)
+            assert session._smtp_methods["DATA"].__wrapped__ == session.smtp_DATA
         finally:
             handler.close()
 

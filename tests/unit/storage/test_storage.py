@@ -1302,6 +1302,7 @@ class TestReplyViews:
         rid, line = await accept(first, intake(error=7))
         await first.close()
         with contextlib.closing(sqlite3.connect(path)) as conn:  # back to version 1
+            undo_migration_3(conn)
             conn.execute("DROP INDEX replies_by_request")
             conn.execute("ALTER TABLE replies DROP COLUMN sent_at")
             conn.execute("PRAGMA user_version = 1")
@@ -1316,6 +1317,18 @@ class TestReplyViews:
             assert [(r.body, r.state, r.sent_at) for r in detail.replies] == [(line, "sent", at(2))]
         finally:
             await again.close()
+
+
+def undo_migration_3(conn: sqlite3.Connection) -> None:
+    """Take a SQLite database back from schema version 3 to 2 (receipts, inbound SMS)."""
+    for table in ("inbound_parts", "inbound", "receipts_kept", "sms_parts"):
+        conn.execute(f"DROP TABLE {table}")
+    for index in ("sms_by_provider_id", "sms_sent_by_provider", "sms_by_recipient_sent"):
+        conn.execute(f"DROP INDEX {index}")
+    for column in ("sent_at", "receipt_status", "receipt_error", "receipt_at", "status_checked_at"):
+        conn.execute(f"ALTER TABLE sms DROP COLUMN {column}")
+    conn.execute("ALTER TABLE requests DROP COLUMN undelivered_sent")
+    conn.execute("PRAGMA user_version = 2")
 
 
 @pytest.fixture(params=["memory", "sqlite"])

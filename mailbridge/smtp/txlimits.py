@@ -1,0 +1,61 @@
+"""``[smtp] command_call_limit`` per mail transaction, not per session.
+
+aiosmtpd counts each command verb over the whole session and answers ``421 4.7.0 MAIL sent
+too many times`` at the 101st ``MAIL`` of a connection, which cuts off a relay that keeps its
+connection open (Postfix's connection cache, ``smtp-source -m``) after 100 mails. Here each
+verb may be sent ``limit`` times per transaction instead: the counts start again once a mail's
+DATA has been answered, so a session carries any number of mails while the commands of one
+transaction (RCPTs, NOOPs, RSETs between two mails) stay bounded. Over the limit the answer
+and the closed connection are aiosmtpd's own (``421 4.7.0 <VERB> sent too many times``).
+Idle (``timeout_s``) and unknown-command limits are aiosmtpd's, unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["count_per_transaction"]
+
+Method = Callable[[str], Awaitable[None]]
+
+
+def count_per_transaction(
+    session: Any, limit: int | None, on_refused: Callable[[str], None]
+) -> None:
+    """Wrap the command table of an aiosmtpd ``SMTP`` ``session`` (built in its ``__init__``,
+    created with ``command_call_limit=None``) so each verb is counted per transaction
+    (``limit`` None: not counted). The wrapper also keeps ``session.command``, the verb and
+    argument being handled, and ``session.command_envelope``, the envelope it began with,
+    which the refusal log reads.
+
+    ``on_refused(verb)`` is called when a verb goes over the limit (for the log).
+    """
+    counts: dict[str, int] = {}
+    session.command = ("connect", None)
+    session.command_envelope = None
+
+    def counted(verb: str, method: Method) -> Method:
+        @functools.wraps(method)
+        async def call(arg: str) -> None:
+            session.command = (verb, arg)
+            session.command_envelope = session.envelope  # DATA answers after a fresh one
+            used = counts.get(verb, 0)
+            if limit is not None and used >= limit:
+                on_refused(verb)
+                await session.push(f"421 4.7.0 {verb} sent too many times")
+                if session.transport is not None:
+                    session.transport.close()
+                return
+            counts[verb] = used + 1
+            envelope = session.envelope
+            await method(arg)
+            if verb == "DATA" and session.envelope is not envelope:
+                counts.clear()  # the mail was answered: a new transaction begins
+
+        return call
+
+    session._smtp_methods = {
+        verb: counted(verb, method) for verb, method in session._smtp_methods.items()
+    }

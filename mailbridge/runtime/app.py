@@ -143,7 +143,9 @@ class Gateway:
             on_request = self._on_request or _nothing
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
-                self.events = StorageEvents(storage, settings, clock=self._clock)
+                self.events = StorageEvents(
+                    storage, settings, clock=self._clock, observer=self.observer
+                )
                 if self._events is None:
                     self._events = self.events
                 providers = build_providers(settings.providers, self._events)

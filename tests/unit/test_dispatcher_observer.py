@@ -69,3 +69,17 @@ async def test_failures_move_rows_back_or_to_failed() -> None:
     await d.run_once()
     assert ("main", "permanent") in seen.named("attempt")
     assert ("main", "sending", "failed", 1) in seen.named("transition")
+
+
+async def test_receipts_move_rows_from_sent() -> None:
+    """A receipt applied to a sent row is a sent → delivered transition; a repeat is not."""
+    from mailbridge.delivery.events import StorageEvents
+    from mailbridge.providers.events import ReceiptState
+    from tests.unit.test_events_sink import SETTINGS, Clock, enqueue, receipt
+
+    storage, seen = MemoryStorage(), Recorder()
+    sink = StorageEvents(storage, SETTINGS, clock=Clock(), observer=seen)
+    await enqueue(storage, "+79990000001")
+    await sink.receipt(receipt("m1", ReceiptState.DELIVERED, "DELIVRD"))
+    await sink.receipt(receipt("m1", ReceiptState.DELIVERED, "DELIVRD"))
+    assert seen.named("transition") == [("smsc", "sent", "delivered", 1)]

@@ -215,7 +215,8 @@ class Metrics(Observer):
         )
         self._transitions = Counter(
             "mailbridge_sms_transitions",
-            "SMS rows moved between states by the dispatcher, by provider ('' for none).",
+            "SMS rows moved between states by the dispatcher and by delivery receipts, "
+            "by provider ('' for none).",
             ["from_state", "to_state", "provider"],
             registry=r,
         )

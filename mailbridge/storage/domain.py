@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from mailbridge.core import limits as lim
 from mailbridge.core.answers import error_line
@@ -37,6 +38,7 @@ from mailbridge.models import Encoding, Format, SmsState
 from mailbridge.observe import Observer
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Callback, QueueStats, Unsubscribe
+from mailbridge.storage.batching import Coalescer
 from mailbridge.storage.common import (
     FOLLOWUP_ERROR,
     failure_outcome,
@@ -45,10 +47,28 @@ from mailbridge.storage.common import (
     validate_intake,
 )
 from mailbridge.storage.connector import Channel, Connector, Row, Tx
-from mailbridge.storage.events_domain import DEFAULT_REPLY_RATE, EventsStore, apply_kept_receipts
+from mailbridge.storage.events_domain import (
+    DEFAULT_REPLY_RATE,
+    EventsStore,
+    apply_kept_receipts,
+    message_ids,
+    receipt_lock,
+)
 from mailbridge.storage.intake import accept_intake, count_replies, insert_reply
 
 __all__ = ["Store"]
+
+
+class _Sent(NamedTuple):
+    """One ``mark_sent`` waiting for its transaction."""
+
+    sms_id: int
+    provider: str
+    provider_id: str
+    answer: str
+    now: datetime
+    rate: int
+
 
 #: The states ``mark_failed`` takes.
 _FINAL = (SmsState.FAILED, SmsState.EXPIRED)
@@ -68,6 +88,8 @@ class Store(EventsStore):
 
     def __init__(self, connector: Connector) -> None:
         self._connector = connector
+        # mark_sent calls under way together share one transaction (group commit)
+        self._sent: Coalescer[_Sent] = Coalescer(self._write_sent)
 
     @property
     def observer(self) -> Observer:
@@ -211,25 +233,73 @@ class Store(EventsStore):
     ) -> None:
         """The provider took the SMS (only a row in ``sending`` moves); receipts kept for
         its id are applied (``reply_rate_per_hour`` bounds the not-delivered mail one may
-        queue)."""
-        to_ts(now)
+        queue).
 
+        Calls under way at the same time are committed together, in one
+        transaction (:class:`~mailbridge.storage.batching.Coalescer`); each
+        returns once its row is committed.
+        """
+        to_ts(now)
+        await self._sent.add(_Sent(sms_id, provider, provider_id, answer, now, reply_rate_per_hour))
+
+    async def _write_sent(self, items: Sequence[_Sent]) -> None:
         async def work(tx: Tx) -> bool:
-            row = await tx.one("sending_row", {"id": sms_id})
-            if row is None:
+            # only rows in sending move; the same row twice: the first moves it
+            ids = list(dict.fromkeys(item.sms_id for item in items))
+            sending = {r[0]: r[1] for r in await tx.all("sending_ids", {"ids": ids})}
+            moving: list[tuple[_Sent, int]] = []
+            for item in items:
+                request_pk = sending.pop(item.sms_id, None)
+                if request_pk is not None:
+                    moving.append((item, request_pk))
+            if not moving:
                 return False
-            await _attempt(tx, sms_id, provider, "sent", answer, now)
-            params = {"id": sms_id, "provider": provider, "provider_id": provider_id, "now": now}
-            await tx.run("set_sent", params)
-            return await apply_kept_receipts(
-                tx,
-                sms_id,
-                row[2],
-                provider=provider,
-                provider_id=provider_id,
-                now=now,
-                rate=reply_rate_per_hour,
+            # the receipt locks of the whole batch at once, in key order (no deadlock)
+            await tx.lock(
+                receipt_lock(m.provider, i) for m, _ in moving for i in message_ids(m.provider_id)
             )
+            await tx.run_many(
+                "insert_attempt",
+                [
+                    {
+                        "sms_id": m.sms_id,
+                        "at": m.now,
+                        "provider": m.provider,
+                        "outcome": "sent",
+                        "answer": shorten(m.answer),
+                    }
+                    for m, _ in moving
+                ],
+            )
+            await tx.run_many(
+                "set_sent",
+                [
+                    {
+                        "id": m.sms_id,
+                        "provider": m.provider,
+                        "provider_id": m.provider_id,
+                        "now": m.now,
+                    }
+                    for m, _ in moving
+                ],
+            )
+            any_kept = await tx.one("any_kept_receipt", {}) is not None
+            queued = False
+            for m, request_pk in moving:
+                queued = (
+                    await apply_kept_receipts(
+                        tx,
+                        m.sms_id,
+                        request_pk,
+                        provider=m.provider,
+                        provider_id=m.provider_id,
+                        now=m.now,
+                        rate=m.rate,
+                        any_kept=any_kept,
+                    )
+                    or queued
+                )
+            return queued
 
         if await self._connector.transaction(work):
             self._connector.notify(Channel.REPLIES, here=True)

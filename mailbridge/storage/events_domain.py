@@ -51,7 +51,13 @@ from mailbridge.storage.common import shorten, to_ts
 from mailbridge.storage.connector import Channel, Connector, Tx
 from mailbridge.storage.intake import count_replies, insert_reply
 
-__all__ = ["DEFAULT_REPLY_RATE", "EventsStore", "apply_kept_receipts", "receipt_lock"]
+__all__ = [
+    "DEFAULT_REPLY_RATE",
+    "EventsStore",
+    "apply_kept_receipts",
+    "message_ids",
+    "receipt_lock",
+]
 
 #: ``reply_rate_per_hour`` when a caller does not give it (SPEC §5's default).
 DEFAULT_REPLY_RATE = ReplySettings().reply_rate_per_hour
@@ -228,6 +234,12 @@ class EventsStore:
 # --- receipts ----------------------------------------------------------------------------
 
 
+def message_ids(provider_id: str) -> list[str]:
+    """The provider's message ids in a row's ``provider_id`` (an SMS sent as several
+    parts keeps them comma-separated)."""
+    return [i for i in provider_id.split(",") if i] if "," in provider_id else [provider_id]
+
+
 def receipt_lock(provider: str, provider_id: str) -> tuple[str, str]:
     """The lock ``record_receipt`` and ``mark_sent`` take on one provider id (PostgreSQL:
     a receipt kept while another instance records that id is never missed)."""
@@ -357,11 +369,13 @@ async def apply_kept_receipts(
     provider_id: str,
     now: datetime,
     rate: int,
+    any_kept: bool = True,
 ) -> bool:
     """Inside ``mark_sent``: record the part ids of an SMS sent as several parts, then
     apply the receipts kept for its id(s), in the order they came; whether a
-    not-delivered mail was queued."""
-    ids = [i for i in provider_id.split(",") if i] if "," in provider_id else [provider_id]
+    not-delivered mail was queued. ``any_kept`` False: no receipt is kept at all
+    (``any_kept_receipt``, read under the ids' locks), nothing to look up."""
+    ids = message_ids(provider_id)
     await tx.lock([receipt_lock(provider, i) for i in ids])
     if len(ids) > 1:
         await tx.run("delete_sms_parts", {"sms_id": sms_id})  # sent before under other ids
@@ -370,7 +384,7 @@ async def apply_kept_receipts(
             [{"sms_id": sms_id, "provider": provider, "provider_id": i} for i in ids],
         )
     queued = False
-    for message_id in ids:
+    for message_id in ids if any_kept else ():
         key = {"provider": provider, "provider_id": message_id}
         kept = await tx.all("kept_receipts", key)
         if not kept:

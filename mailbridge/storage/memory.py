@@ -318,6 +318,15 @@ def _sending_row(db: _Db, p: Params) -> list[Row]:
 
 
 @_query
+def _sending_ids(db: _Db, p: Params) -> list[Row]:
+    return [
+        (i, s["request_pk"])
+        for i in p["ids"]
+        if (s := db.sms.get(i)) is not None and s["state"] == _SENDING
+    ]
+
+
+@_query
 def _insert_attempt(db: _Db, p: Params) -> list[Row]:
     db.insert(db.attempts, dict(p))
     return []

@@ -141,6 +141,11 @@ def _kept_receipts(db: _Db, p: Params) -> list[Row]:
 
 
 @_query
+def _any_kept_receipt(db: _Db, p: Params) -> list[Row]:
+    return [(1,)] if db.receipts_kept else []
+
+
+@_query
 def _drop_kept_receipts(db: _Db, p: Params) -> list[Row]:
     for k in _kept(db, p):
         del db.receipts_kept[k["id"]]

@@ -173,6 +173,10 @@ SELECT s.id, s.parts, r.pk, r.request_id, r.account, r.charged, r.error, r.test,
 -- Lock a request row (one follow-up reply per request across instances)
 SELECT followup_sent FROM requests WHERE pk = %(pk)s FOR UPDATE;
 
+-- sending_ids --
+-- Which of some rows are in sending, with their request
+SELECT id, request_pk FROM sms WHERE id = ANY(%(ids)s::bigint[]) AND state = 'sending';
+
 -- insert_attempt --
 -- One delivery attempt
 INSERT INTO attempts (sms_id, at, provider, outcome, answer)
@@ -340,6 +344,10 @@ UPDATE sms SET state = %(state)s, receipt_status = %(status)s, receipt_error = %
 -- A receipt for an id no row in sent carries yet, kept until mark_sent records it
 INSERT INTO receipts_kept (provider, provider_id, state, status, error_code, at, received_at)
 VALUES (%(provider)s, %(provider_id)s, %(state)s, %(status)s, %(error_code)s, %(at)s, %(now)s);
+
+-- any_kept_receipt --
+-- Whether any receipt is kept at all
+SELECT 1 FROM receipts_kept LIMIT 1;
 
 -- kept_receipts --
 -- The receipts kept for an id, in the order they came

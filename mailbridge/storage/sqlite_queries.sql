@@ -145,6 +145,11 @@ SELECT s.id, s.parts, r.pk, r.request_id, r.account, r.charged, r.error, r.test,
   FROM sms AS s JOIN requests AS r ON r.pk = s.request_pk
  WHERE s.id = :id AND s.state = 'sending';
 
+-- sending_ids --
+-- Which of some rows (a JSON array of ids) are in sending, with their request
+SELECT id, request_pk FROM sms
+ WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'sending';
+
 -- insert_attempt --
 -- One delivery attempt
 INSERT INTO attempts (sms_id, at, provider, outcome, answer)
@@ -317,6 +322,10 @@ UPDATE sms SET state = :state, receipt_status = :status, receipt_error = :error_
 -- A receipt for an id no row in sent carries yet, kept until mark_sent records it
 INSERT INTO receipts_kept (provider, provider_id, state, status, error_code, at, received_at)
 VALUES (:provider, :provider_id, :state, :status, :error_code, :at, :now);
+
+-- any_kept_receipt --
+-- Whether any receipt is kept at all
+SELECT 1 FROM receipts_kept LIMIT 1;
 
 -- kept_receipts --
 -- The receipts kept for an id, in the order they came

@@ -528,6 +528,35 @@ class TestDelivery:
         assert await s.next_due() is None
         assert await s.claim_due(at(10_000), limit=10, lease_s=30, owner="w") == []
 
+    async def test_mark_sent_together(self, backend: Backend) -> None:
+        """Rows marked sent at the same time (one transaction) each get their state and one
+        attempt; a second mark of the same row, and a row not in sending, change nothing."""
+        s = backend.storage
+        await accept(s, intake(sms_request(message("hi", (N1, N2, N3)))))
+        jobs = await s.claim_due(T0, limit=10, lease_s=30, owner="w")
+        assert len(jobs) == 3
+        first = jobs[0].sms_id
+        await asyncio.gather(
+            *(
+                s.mark_sent(
+                    j.sms_id, provider="main", provider_id=f"u{j.sms_id}", answer="ok", now=at(1)
+                )
+                for j in jobs
+            ),
+            s.mark_sent(first, provider="other", provider_id="again", answer="", now=at(2)),
+            s.mark_sent(999, provider="main", provider_id="none", answer="", now=at(1)),
+        )
+        detail = await s.show_request("1")
+        assert detail is not None
+        assert {(r.sms_id, r.state, r.provider, r.provider_id) for r in detail.sms} == {
+            (j.sms_id, SmsState.SENT, "main", f"u{j.sms_id}") for j in jobs
+        }
+        for row in detail.sms:
+            assert [(a.at, a.provider, a.outcome) for a in row.attempts] == [
+                (at(1), "main", "sent")
+            ]
+        assert await s.claim_due(at(10_000), limit=10, lease_s=30, owner="w") == []
+
     async def test_mark_retry(self, backend: Backend) -> None:
         """A retry puts the row back at its new due time with the attempt counted."""
         s = backend.storage

@@ -133,6 +133,24 @@ class TestReceipts:
         # applied once: the id's kept receipts are gone, a repeat is now a duplicate
         assert await record(s, receipt("early", "delivered", "DELIVRD", when=2)) == "duplicate"
 
+    async def test_receipts_kept_for_rows_sent_together(self, store: Backend) -> None:
+        """Rows marked sent in one transaction each get the receipts kept for their ids."""
+        s = store.storage
+        rid, _ = await accept(s, intake(sms_request(message("hi", (N1, N2)))))
+        first, second = await s.claim_due(T0, limit=10, lease_s=60, owner="w")
+        assert await record(s, receipt("e1", "delivered", "DELIVRD", when=1)) == "keep"
+        assert await record(s, receipt("e2", "failed", "UNDELIV", when=1)) == "keep"
+        await asyncio.gather(
+            s.mark_sent(first.sms_id, provider="p", provider_id="e1", answer="", now=at(3)),
+            s.mark_sent(second.sms_id, provider="p", provider_id="e2", answer="", now=at(3)),
+        )
+        detail = await s.show_request(rid)
+        assert detail is not None
+        assert {(r.sms_id, r.state, r.receipt_status) for r in detail.sms} == {
+            (first.sms_id, SmsState.DELIVERED, "DELIVRD"),
+            (second.sms_id, SmsState.FAILED, "UNDELIV"),
+        }
+
     async def test_same_id_of_another_provider_is_not_matched(self, store: Backend) -> None:
         """Ids are matched per provider."""
         s = store.storage

@@ -16,9 +16,11 @@ __all__ = [
     "CommandEntry",
     "Encoding",
     "Format",
+    "InboundState",
     "MailContent",
     "Message",
     "OnError",
+    "ReplyState",
     "RouteKind",
     "SmsRequest",
     "SmsState",
@@ -76,6 +78,24 @@ class AttemptOutcome(enum.StrEnum):
     DEFERRED = "deferred"  # not tried: every provider on its route is paused
     FAILED = "failed"  # not tried: no provider carries its format
     EXPIRED = "expired"  # not tried: its validity ended
+
+
+class InboundState(enum.StrEnum):
+    """Life of one SMS from a phone and its mail (``mailbridge queue inbound``)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"  # leased by a mailer
+    SENT = "sent"  # the smarthost took its mail
+    KEPT = "kept"  # no one to mail it to
+
+
+class ReplyState(enum.StrEnum):
+    """Life of one queued reply mail (SPEC §4)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"  # leased by a mailer
+    SENT = "sent"  # the smarthost took it
+    DROPPED = "dropped"  # the smarthost refused it for good (5xx)
 
 
 class RouteKind(enum.StrEnum):

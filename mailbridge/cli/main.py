@@ -105,14 +105,12 @@ def _config_path(arg: str | None) -> Path:
 
 def _check_config(arg: str | None, out: TextIO, err: TextIO) -> int:
     from mailbridge.cli.preflight import preflight
-    from mailbridge.core.config import config_warnings, load_config
-    from mailbridge.errors import ConfigError
+    from mailbridge.core.config import config_warnings
+    from mailbridge.runtime.config_file import read_settings
 
     path = _config_path(arg)
-    try:
-        settings = load_config(path)
-    except ConfigError as exc:
-        print(str(exc), file=err)
+    settings = read_settings(path, err)
+    if settings is None:
         return 1
     problems = preflight(settings)
     for problem in problems:
@@ -143,15 +141,11 @@ def _hash_password(from_stdin: bool, out: TextIO, err: TextIO) -> int:
 
 
 def _serve(arg: str | None, err: TextIO, worker: int | None = None) -> int:
-    from mailbridge.core.config import load_config
-    from mailbridge.errors import ConfigError
+    from mailbridge.runtime.config_file import read_settings
     from mailbridge.runtime.process import run
 
     path = _config_path(arg)
-    try:
-        load_config(path)
-    except ConfigError as exc:
-        print(str(exc), file=err)
+    if read_settings(path, err) is None:
         return 1
     return run(path, worker=worker)
 
@@ -165,9 +159,8 @@ def _parse(
     mail_from: str = "",
     rcpts: Sequence[str] = (),
 ) -> int:
-    from mailbridge.core.config import load_config
     from mailbridge.core.dryrun import dry_run
-    from mailbridge.errors import ConfigError
+    from mailbridge.runtime.config_file import read_settings
     from mailbridge.settings import Settings
 
     raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
@@ -176,10 +169,8 @@ def _parse(
     if arg is None and not path.exists():
         settings = None
     else:
-        try:
-            settings = load_config(path)
-        except ConfigError as exc:
-            print(str(exc), file=err)
+        settings = read_settings(path, err)
+        if settings is None:
             return 1
     report = dry_run(
         raw,
@@ -195,41 +186,30 @@ def _parse(
 
 def _queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from mailbridge.cli.queue import run_queue_command
-    from mailbridge.core.config import load_config
-    from mailbridge.errors import ConfigError
+    from mailbridge.runtime.config_file import read_settings
 
-    path = _config_path(args.config)
-    try:
-        settings = load_config(path)
-    except ConfigError as exc:
-        print(str(exc), file=err)
+    settings = read_settings(_config_path(args.config), err)
+    if settings is None:
         return 1
     return run_queue_command(settings, args, out=out, err=err)
 
 
 def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from mailbridge.cli.status import run_status
-    from mailbridge.core.config import load_config
-    from mailbridge.errors import ConfigError
+    from mailbridge.runtime.config_file import read_settings
 
-    try:
-        settings = load_config(_config_path(args.config))
-    except ConfigError as exc:
-        print(str(exc), file=err)
+    settings = read_settings(_config_path(args.config), err)
+    if settings is None:
         return 1
     return run_status(settings, as_json=args.json, out=out, err=err, env=os.environ)
 
 
 def _balance(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from mailbridge.cli.balance import run_balance_command
-    from mailbridge.core.config import load_config
-    from mailbridge.errors import ConfigError
+    from mailbridge.runtime.config_file import read_settings
 
-    path = _config_path(args.config)
-    try:
-        settings = load_config(path)
-    except ConfigError as exc:
-        print(str(exc), file=err)
+    settings = read_settings(_config_path(args.config), err)
+    if settings is None:
         return 1
     return run_balance_command(settings, args, out=out, err=err)
 

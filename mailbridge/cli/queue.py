@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
 from mailbridge.core.receipts import receipt_summary
 from mailbridge.core.records import RequestSummary
 from mailbridge.errors import MailbridgeError
-from mailbridge.models import SmsState
+from mailbridge.models import ReplyState, SmsState
 from mailbridge.settings import Settings
 from mailbridge.storage.base import QueueStore, Storage
 
@@ -51,7 +51,7 @@ EXIT_NOT_FOUND = 1
 EXIT_BAD_ARGS = 2
 EXIT_STORAGE = 3
 
-_STATE_ORDER = [s.value for s in SmsState]
+_STATE_ORDER = list(SmsState)
 
 
 def _when(moment: datetime | None) -> str:
@@ -60,12 +60,9 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _states(states: dict[str, int]) -> str:
-    def rank(item: tuple[str, int]) -> int:
-        return _STATE_ORDER.index(item[0]) if item[0] in _STATE_ORDER else len(_STATE_ORDER)
-
-    ordered = sorted(states.items(), key=rank)
-    return " ".join(f"{name}={count}" for name, count in ordered if count) or "-"
+def _states(states: dict[SmsState, int]) -> str:
+    ordered = sorted(states.items(), key=lambda item: _STATE_ORDER.index(item[0]))
+    return " ".join(f"{state.value}={count}" for state, count in ordered if count) or "-"
 
 
 def _row(summary: RequestSummary) -> list[str]:
@@ -73,7 +70,7 @@ def _row(summary: RequestSummary) -> list[str]:
         summary.request_id,
         summary.account or "-",
         _when(summary.received_at),
-        summary.mode,
+        summary.mode.value,
         str(summary.sms_total),
         _states(summary.states),
         summary.result,
@@ -130,7 +127,7 @@ async def queue_show(storage: QueueStore, request_id: str, *, out: TextIO) -> in
         ("account", s.account or "-"),
         ("received", _when(s.received_at)),
         ("client", f"{detail.client_ip} <{detail.mail_from}>"),
-        ("mode", s.mode),
+        ("mode", s.mode.value),
         ("result", s.result),
         ("sender", detail.sender if detail.sender is not None else "-"),
         ("format", str(detail.format) if detail.format is not None else "-"),
@@ -155,16 +152,18 @@ async def queue_show(storage: QueueStore, request_id: str, *, out: TextIO) -> in
             print(f"    receipt: {receipt}", file=out)
         for attempt in sms.attempts:
             print(
-                f"    {_when(attempt.at)}  {attempt.provider or '-'}  {attempt.outcome}"
+                f"    {_when(attempt.at)}  {attempt.provider or '-'}  {attempt.outcome.value}"
                 f"  {attempt.answer}".rstrip(),
                 file=out,
             )
     for reply in detail.replies:
         when = (
-            f"sent {_when(reply.sent_at)}" if reply.state == "sent" else f"due {_when(reply.due)}"
+            f"sent {_when(reply.sent_at)}"
+            if reply.state is ReplyState.SENT
+            else f"due {_when(reply.due)}"
         )
         print(
-            f"\n  reply {reply.reply_id}  to {reply.to}  {reply.state}"
+            f"\n  reply {reply.reply_id}  to {reply.to}  {reply.state.value}"
             f"  attempts {reply.attempts}  {when}",
             file=out,
         )
@@ -177,25 +176,31 @@ async def queue_retry(
     storage: QueueStore, request_id: str, *, out: TextIO, now: datetime | None = None
 ) -> int:
     """Put the failed, expired and cancelled SMS of a request back in the queue, due now."""
-    when = now or datetime.now(UTC)
-    if await storage.show_request(request_id) is None:
-        print(f"no request {request_id}", file=out)
-        return EXIT_NOT_FOUND
-    count = await storage.retry_request(request_id, when)
-    print(f"request {request_id}: {count} SMS scheduled again", file=out)
-    return EXIT_OK
+    return await _change(storage, request_id, storage.retry_request, "scheduled again", out, now)
 
 
 async def queue_cancel(
     storage: QueueStore, request_id: str, *, out: TextIO, now: datetime | None = None
 ) -> int:
     """Cancel the SMS of a request still waiting in the queue (their parts are refunded)."""
+    return await _change(storage, request_id, storage.cancel_request, "cancelled", out, now)
+
+
+async def _change(
+    storage: QueueStore,
+    request_id: str,
+    action: Callable[[str, datetime], Awaitable[int]],
+    done: str,
+    out: TextIO,
+    now: datetime | None,
+) -> int:
+    """Run ``action`` on a known request and say how many SMS it changed."""
     when = now or datetime.now(UTC)
     if await storage.show_request(request_id) is None:
         print(f"no request {request_id}", file=out)
         return EXIT_NOT_FOUND
-    count = await storage.cancel_request(request_id, when)
-    print(f"request {request_id}: {count} SMS cancelled", file=out)
+    count = await action(request_id, when)
+    print(f"request {request_id}: {count} SMS {done}", file=out)
     return EXIT_OK
 
 
@@ -218,7 +223,7 @@ async def queue_inbound(storage: QueueStore, *, out: TextIO, limit: int = 100) -
             i.source,
             i.destination or "-",
             str(i.parts),
-            i.state,
+            i.state.value,
             (i.to or "-") + (f" (request {i.request_id})" if i.request_id else ""),
             _one_line(i.text),
         ]

@@ -35,7 +35,7 @@ from mailbridge.core.fields import Fields
 from mailbridge.core.limits import request_fingerprint
 from mailbridge.core.records import Intake, ReplyDraft
 from mailbridge.errors import ERRORS_WITH_ID, RequestError
-from mailbridge.models import MailContent, RouteKind, SmsRequest
+from mailbridge.models import MailContent, OnError, RouteKind, SmsRequest
 from mailbridge.settings import Account, Network, Settings
 
 __all__ = [
@@ -212,7 +212,7 @@ def ip_in(ip: str, networks: Iterable[Network]) -> bool:
 
 
 def _draft(env: MailEnvelope, content: MailContent | None, settings: Settings) -> ReplyDraft | None:
-    if settings.smtp.on_error == "reject" or content is None:
+    if settings.smtp.on_error == OnError.REJECT or content is None:
         return None
     return reply_draft(env.mail_from, content)
 

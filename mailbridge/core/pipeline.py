@@ -192,10 +192,14 @@ def _without(request: SmsRequest, reached: set[str]) -> SmsRequest | None:
     return replace(request, messages=tuple(messages)) if messages else None
 
 
-def run_now(coro: Coroutine[Any, Any, T]) -> T:
+def run_now(
+    coro: Coroutine[Any, Any, T],
+    suspended: str = "the coroutine suspended; run it in an event loop",
+) -> T:
     """The result of a coroutine that never suspends (every callable it awaits is synchronous).
 
-    Raises RuntimeError when it does suspend: it then needs an event loop.
+    Raises RuntimeError with the text ``suspended`` when it does suspend: it then
+    needs an event loop.
     """
     try:
         coro.send(None)
@@ -203,4 +207,4 @@ def run_now(coro: Coroutine[Any, Any, T]) -> T:
         result: T = stop.value
         return result
     coro.close()
-    raise RuntimeError("the coroutine suspended; run it in an event loop")
+    raise RuntimeError(suspended)

@@ -12,7 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailbridge.models import Encoding, Format, RouteKind, SmsRequest, SmsState
+from mailbridge.core.receipts import ReceiptAction
+from mailbridge.models import (
+    AttemptOutcome,
+    Encoding,
+    Format,
+    InboundState,
+    ReplyState,
+    RouteKind,
+    SmsRequest,
+    SmsState,
+)
 
 __all__ = [
     "AcceptResult",
@@ -123,7 +133,7 @@ class ReplyJob:
 class Attempt:
     at: datetime
     provider: str
-    outcome: str  # "sent" | "temporary" | "permanent"
+    outcome: AttemptOutcome  # SENT, TEMPORARY or PERMANENT
     answer: str  # the provider's answer, shortened; never credentials
 
 
@@ -151,10 +161,10 @@ class RequestSummary:
     request_id: str
     account: str | None
     received_at: datetime
-    mode: str
+    mode: RouteKind
     result: str  # the result line
     sms_total: int
-    states: dict[str, int]  # state -> number of SMS rows
+    states: dict[SmsState, int]  # state -> number of SMS rows
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,7 +173,7 @@ class ReplyView:
 
     reply_id: int
     to: str
-    state: str  # queued | sending | sent
+    state: ReplyState
     attempts: int  # smarthost transactions tried
     body: str  # the result line(s)
     due: datetime  # when it is (or was last) due
@@ -199,10 +209,10 @@ class ReceiptIn:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReceiptStored:
-    """What one receipt did: ``action`` a :class:`~mailbridge.core.receipts.ReceiptAction`
-    value; ``sms_id`` the row it moved or was recorded with (None: kept for later)."""
+    """What one receipt did: ``sms_id`` the row it moved or was recorded with (None: kept
+    for later)."""
 
-    action: str
+    action: ReceiptAction
     sms_id: int | None
     #: The not-delivered mail of the request was queued by this receipt.
     mail_queued: bool = False
@@ -245,8 +255,7 @@ class InboundView:
     text: str
     received_at: datetime
     parts: int
-    #: ``queued`` | ``sending`` | ``sent`` | ``kept`` (no one to mail it to).
-    state: str
+    state: InboundState
     to: str | None
     request_id: str | None
     attempts: int

@@ -92,7 +92,7 @@ class StorageEvents:
             state=receipt.state.value,
             status=receipt.status,
             error_code=receipt.error_code,
-            action=stored.action,
+            action=stored.action.value,
             sms_id=stored.sms_id,
         )
         if stored.mail_queued:

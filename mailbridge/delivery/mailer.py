@@ -111,21 +111,17 @@ def reply_message_id(job: ReplyJob, hostname: str) -> str:
 
 def build_reply(job: ReplyJob, *, from_address: str, hostname: str, now: datetime) -> EmailMessage:
     """The reply mail of ``job``: plain text, the result line(s) as body."""
-    msg = EmailMessage(policy=SMTP_POLICY)
-    msg["From"] = clean_header(from_address, limit=320)
-    msg["To"] = clean_header(job.to, limit=320)
-    msg["Subject"] = clean_header(job.subject) or "Re:"
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = reply_message_id(job, hostname)
-    in_reply_to = clean_header(job.in_reply_to, limit=998)
-    if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to
-    references = clean_header(job.references, limit=998)
-    if references:
-        msg["References"] = references
-    msg["Auto-Submitted"] = "auto-replied"
-    msg.set_content(job.body.rstrip("\n") + "\n", charset="utf-8")
-    return msg
+    return _plain_mail(
+        from_address=from_address,
+        to=job.to,
+        subject=clean_header(job.subject) or "Re:",
+        now=now,
+        message_id=reply_message_id(job, hostname),
+        in_reply_to=job.in_reply_to,
+        references=job.references,
+        auto_submitted="auto-replied",
+        body=job.body,
+    )
 
 
 def inbound_message_id(job: InboundMailJob, hostname: str) -> str:
@@ -136,20 +132,46 @@ def inbound_message_id(job: InboundMailJob, hostname: str) -> str:
 
 def build_inbound(job: InboundMailJob, *, hostname: str, now: datetime) -> EmailMessage:
     """The mail of one SMS from a phone: plain text, ``Auto-Submitted: auto-generated``."""
+    return _plain_mail(
+        from_address=job.from_address,
+        to=job.to,
+        subject=clean_header(job.subject) or "SMS",
+        now=now,
+        message_id=inbound_message_id(job, hostname),
+        in_reply_to=job.in_reply_to,
+        references=job.references,
+        auto_submitted="auto-generated",
+        body=job.body,
+    )
+
+
+def _plain_mail(
+    *,
+    from_address: str,
+    to: str,
+    subject: str,
+    now: datetime,
+    message_id: str,
+    in_reply_to: str,
+    references: str,
+    auto_submitted: str,
+    body: str,
+) -> EmailMessage:
+    """A plain-text UTF-8 mail the gateway writes, its headers in one fixed order."""
     msg = EmailMessage(policy=SMTP_POLICY)
-    msg["From"] = clean_header(job.from_address, limit=320)
-    msg["To"] = clean_header(job.to, limit=320)
-    msg["Subject"] = clean_header(job.subject) or "SMS"
+    msg["From"] = clean_header(from_address, limit=320)
+    msg["To"] = clean_header(to, limit=320)
+    msg["Subject"] = subject
     msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = inbound_message_id(job, hostname)
-    in_reply_to = clean_header(job.in_reply_to, limit=998)
+    msg["Message-ID"] = message_id
+    in_reply_to = clean_header(in_reply_to, limit=998)
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
-    references = clean_header(job.references, limit=998)
+    references = clean_header(references, limit=998)
     if references:
         msg["References"] = references
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(job.body.rstrip("\n") + "\n", charset="utf-8")
+    msg["Auto-Submitted"] = auto_submitted
+    msg.set_content(body.rstrip("\n") + "\n", charset="utf-8")
     return msg
 
 

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
@@ -57,6 +58,7 @@ __all__ = [
     "check_batch",
     "format_refused",
     "http_request",
+    "json_document",
     "parse_retry_after",
     "redact",
     "shorten",
@@ -187,6 +189,14 @@ def format_refused(
     return PermanentProviderError(f"{name}: format {int(item.format)} not carried")
 
 
+def json_document(response: httpx.Response) -> Any:
+    """The parsed JSON body of a response, or ``None`` when it is not JSON."""
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
 def check_batch(name: str, batch: Sequence[Outbound], max_batch: int) -> None:
     """Refuse a batch larger than the provider carries (a caller's bug)."""
     if len(batch) > max_batch:
@@ -274,6 +284,13 @@ class HttpProvider:
         if transient is not None:
             raise transient
         return response, shorten(redact(response.text, self._password))
+
+    def _check_credentials(self, status: int, answer: str) -> None:
+        """HTTP 401 or 403: the provider refuses the gateway itself (SPEC §4)."""
+        if status in (401, 403):
+            raise ProviderUnavailableError(
+                f"{self.name}: credentials refused (HTTP {status})", provider_answer=answer
+            )
 
 
 async def http_request(

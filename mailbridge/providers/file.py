@@ -21,9 +21,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailbridge.errors import PermanentProviderError, TemporaryProviderError
+from mailbridge.errors import TemporaryProviderError
 from mailbridge.models import Format
-from mailbridge.providers.base import ALL_FORMATS, Outbound, SendResult, Sent, check_batch
+from mailbridge.providers.base import (
+    ALL_FORMATS,
+    Outbound,
+    SendResult,
+    Sent,
+    check_batch,
+    format_refused,
+)
 from mailbridge.settings import ProviderSettings
 
 __all__ = ["DEFAULT_PATH", "FILE_FORMATS", "FileProvider", "outbound_record"]
@@ -69,10 +76,8 @@ class FileProvider:
         lines: list[str] = []
         results: list[SendResult] = []
         for item in batch:
-            if item.format not in self.formats:
-                results.append(
-                    PermanentProviderError(f"{self.name}: format {int(item.format)} not carried")
-                )
+            if (refused := format_refused(self.name, self.formats, item)) is not None:
+                results.append(refused)
                 continue
             record = outbound_record(item, at=now)
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")

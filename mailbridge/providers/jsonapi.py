@@ -45,6 +45,8 @@ from mailbridge.providers.base import (
     SendResult,
     Sent,
     check_batch,
+    format_refused,
+    json_document,
     redact,
     shorten,
 )
@@ -90,10 +92,7 @@ class JsonApiProvider(HttpProvider):
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         check_batch(self.name, batch, self.max_batch)
         results: list[SendResult | None] = [
-            None
-            if item.format in self.formats
-            else PermanentProviderError(f"{self.name}: format {int(item.format)} not carried")
-            for item in batch
+            format_refused(self.name, self.formats, item) for item in batch
         ]
         todo = [item for item, result in zip(batch, results, strict=True) if result is None]
         if todo:
@@ -104,16 +103,10 @@ class JsonApiProvider(HttpProvider):
     async def _send_many(self, batch: Sequence[Outbound]) -> list[SendResult]:
         response, answer = await self._exchange("POST", params=self._params(batch))
         status = response.status_code
-        try:
-            document: Any = json.loads(response.content)
-        except ValueError:
-            document = None
+        document: Any = json_document(response)
         if isinstance(document, dict) and isinstance(document.get("errors"), list):
             raise self._request_error(document["errors"], status, answer)
-        if status in (401, 403):
-            raise ProviderUnavailableError(
-                f"{self.name}: credentials refused (HTTP {status})", provider_answer=answer
-            )
+        self._check_credentials(status, answer)
         data = document.get("data") if isinstance(document, dict) else None
         if isinstance(data, dict):
             data = [data]

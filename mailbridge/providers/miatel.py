@@ -138,10 +138,7 @@ class MiatelProvider(HttpProvider):
             params.insert(0, ("from", item.sender))
         response, answer = await self._exchange("GET", params=params)
         status = response.status_code
-        if status in (401, 403):
-            raise ProviderUnavailableError(
-                f"{self.name}: credentials refused (HTTP {status})", provider_answer=answer
-            )
+        self._check_credentials(status, answer)
         parsed = parse_miatel_answer(response.text)
         if parsed is not None and parsed.accepted and 200 <= status < 300:
             return Sent(provider_id=parsed.id, answer=answer, parts=parsed.count)

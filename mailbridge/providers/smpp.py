@@ -59,7 +59,7 @@ from mailbridge.errors import (
 )
 from mailbridge.log import get_logger
 from mailbridge.models import Encoding, Format
-from mailbridge.providers.base import Outbound, SendResult, Sent, check_batch
+from mailbridge.providers.base import Outbound, SendResult, Sent, check_batch, format_refused
 from mailbridge.providers.events import (
     Concat,
     InboundSms,
@@ -289,8 +289,8 @@ class SmppProvider:
         return [await self._send_one(item) for item in batch]
 
     async def _send_one(self, item: Outbound) -> SendResult:
-        if item.format not in self.formats:
-            return PermanentProviderError(f"{self.name}: format {int(item.format)} not carried")
+        if (refused := format_refused(self.name, self.formats, item)) is not None:
+            return refused
         s = self._smpp
         try:
             parts = encode_parts(

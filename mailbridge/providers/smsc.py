@@ -49,7 +49,6 @@ receipt. ``E``, when not 0, is the receipt's error code; ``T`` its time.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -71,6 +70,8 @@ from mailbridge.providers.base import (
     SendResult,
     Sent,
     check_batch,
+    format_refused,
+    json_document,
 )
 from mailbridge.providers.events import Receipt, ReceiptState, SentSms
 from mailbridge.settings import ProviderSettings
@@ -196,10 +197,7 @@ class SmscProvider(HttpProvider):
                 "fmt": "3",
             }
             response, answer = await self._exchange("POST", data=data, url=self._status_url)
-            try:
-                document: Any = json.loads(response.content)
-            except ValueError:
-                document = None
+            document: Any = json_document(response)
             if isinstance(document, dict) and "error_code" in document:
                 code = _as_int(document["error_code"])
                 if code is not None and abs(code) == 2:
@@ -252,20 +250,14 @@ class SmscProvider(HttpProvider):
         return data
 
     async def _send_one(self, item: Outbound) -> SendResult:
-        if item.format not in self.formats:
-            return PermanentProviderError(f"{self.name}: format {int(item.format)} not carried")
+        if (refused := format_refused(self.name, self.formats, item)) is not None:
+            return refused
         response, answer = await self._exchange("POST", data=self.form(item))
         status = response.status_code
-        try:
-            document: Any = json.loads(response.content)
-        except ValueError:
-            document = None
+        document: Any = json_document(response)
         if isinstance(document, dict) and "error_code" in document:
             return self._failure(document["error_code"], answer)
-        if status in (401, 403):
-            raise ProviderUnavailableError(
-                f"{self.name}: credentials refused (HTTP {status})", provider_answer=answer
-            )
+        self._check_credentials(status, answer)
         if isinstance(document, dict) and document.get("id") is not None and 200 <= status < 300:
             count = document.get("cnt")
             parts = _as_int(count)

@@ -26,6 +26,7 @@ from mailbridge.core.config import config_warnings, load_config
 from mailbridge.errors import ConfigError, StorageError
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.runtime.app import Gateway
+from mailbridge.runtime.config_file import read_settings
 from mailbridge.runtime.pidfile import remove_pid_file, write_pid_file
 from mailbridge.runtime.sdnotify import notify
 from mailbridge.runtime.workers import serve_worker, supervise
@@ -38,10 +39,8 @@ log = get_logger("mailbridge.app")
 async def serve(settings_path: str | Path) -> int:
     """Run the gateway configured at ``settings_path`` until SIGTERM; the exit status."""
     path = Path(settings_path)
-    try:
-        settings = load_config(path)
-    except ConfigError as exc:
-        print(str(exc), flush=True)
+    settings = read_settings(path)
+    if settings is None:
         return 1
     configure_logging(settings.logging)
     for warning in config_warnings(settings):

@@ -62,6 +62,7 @@ from mailbridge.errors import ConfigError, StorageError
 from mailbridge.http.metrics import Metrics
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.runtime.app import DRAIN_S, Gateway
+from mailbridge.runtime.config_file import read_settings
 from mailbridge.runtime.pidfile import remove_pid_file, write_pid_file
 from mailbridge.runtime.sdnotify import notify
 from mailbridge.settings import Settings, StorageSettings
@@ -254,10 +255,8 @@ async def serve_worker(settings_path: str | Path, index: int) -> int:
         return 2
     spec = WorkerSpec.from_env(text)
     path = Path(settings_path)
-    try:
-        settings = load_config(path)
-    except ConfigError as exc:
-        print(str(exc), flush=True)
+    settings = read_settings(path)
+    if settings is None:
         return 1
     # the parent's storage, even when the file names another one since it started
     settings = dataclasses.replace(settings, storage=StorageSettings(url=spec.storage_url))

@@ -45,7 +45,7 @@ from mailbridge.core.recipients import (
 )
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
-from mailbridge.models import MailContent
+from mailbridge.models import MailContent, OnError
 from mailbridge.observe import Observer
 from mailbridge.settings import Settings
 from mailbridge.smtp.auth import SmtpAuth
@@ -188,7 +188,7 @@ class MailHandler(HookTable, SmtpAuth):
         ip = normalize_ip(session.peer)
         routes: list[Route] = envelope.routes
         mode = routes[0].kind if routes else RouteKind.COMMAND
-        reject = mode != RouteKind.COMMAND or settings.smtp.on_error == "reject"
+        reject = mode != RouteKind.COMMAND or settings.smtp.on_error == OnError.REJECT
         fields: dict[str, Any] = {"client_ip": ip, "mode": mode.value}
         try:
             answer = await self._data(envelope, routes, settings, now, ip, reject, fields)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from mailbridge.core import limits as lim
 from mailbridge.core.answers import error_line, ok_line
 from mailbridge.core.records import Intake
-from mailbridge.models import Encoding, SmsRequest, SmsState
+from mailbridge.models import AttemptOutcome, Encoding, SmsRequest, SmsState
 from mailbridge.settings import LimitsSettings
 
 __all__ = [
@@ -193,10 +193,10 @@ def plan_intake(
     )
 
 
-def failure_outcome(state: SmsState) -> str:
+def failure_outcome(state: SmsState) -> AttemptOutcome:
     """The outcome of the attempt that ended a row: a refusal, or a transient failure
     that ran out of validity (``expired``)."""
-    return "permanent" if state is SmsState.FAILED else "temporary"
+    return AttemptOutcome.PERMANENT if state is SmsState.FAILED else AttemptOutcome.TEMPORARY
 
 
 def result_line(error: int | None, n: int, request_id: str) -> str:

@@ -34,7 +34,7 @@ from mailbridge.core.records import (
     SmsJob,
     SmsView,
 )
-from mailbridge.models import Encoding, Format, SmsState
+from mailbridge.models import AttemptOutcome, Encoding, Format, ReplyState, RouteKind, SmsState
 from mailbridge.observe import Observer
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Callback, QueueStats, Unsubscribe
@@ -265,7 +265,7 @@ class Store(EventsStore):
                         "sms_id": m.sms_id,
                         "at": m.now,
                         "provider": m.provider,
-                        "outcome": "sent",
+                        "outcome": AttemptOutcome.SENT,
                         "answer": shorten(m.answer),
                     }
                     for m, _ in moving
@@ -314,7 +314,7 @@ class Store(EventsStore):
         async def work(tx: Tx) -> None:
             if await tx.one("sending_row", {"id": sms_id}) is None:
                 return
-            await _attempt(tx, sms_id, provider, "temporary", answer, now)
+            await _attempt(tx, sms_id, provider, AttemptOutcome.TEMPORARY, answer, now)
             params = {"id": sms_id, "due": due, "provider": provider, "error": shorten(answer)}
             await tx.run("set_retry", params)
 
@@ -522,7 +522,7 @@ def _job(tx: Tx, r: Row) -> SmsJob:
 
 
 async def _attempt(
-    tx: Tx, sms_id: int, provider: str, outcome: str, answer: str, now: datetime
+    tx: Tx, sms_id: int, provider: str, outcome: AttemptOutcome, answer: str, now: datetime
 ) -> None:
     await tx.run(
         "insert_attempt",
@@ -530,7 +530,7 @@ async def _attempt(
             "sms_id": sms_id,
             "at": now,
             "provider": provider,
-            "outcome": outcome,
+            "outcome": outcome.value,
             "answer": shorten(answer),
         },
     )
@@ -581,16 +581,16 @@ async def _mark_failed(
 
 
 async def _summaries(tx: Tx, rows: Sequence[Row]) -> list[RequestSummary]:
-    states: dict[int, dict[str, int]] = {}
+    states: dict[int, dict[SmsState, int]] = {}
     if rows:
         for pk, state, count in await tx.all("request_states", {"pks": [r[0] for r in rows]}):
-            states.setdefault(pk, {})[state] = count
+            states.setdefault(pk, {})[SmsState(state)] = count
     return [
         RequestSummary(
             request_id=r[1],
             account=r[2],
             received_at=tx.moment(r[3]),
-            mode=r[4],
+            mode=RouteKind(r[4]),
             result=r[5],
             sms_total=r[6],
             states=states.get(r[0], {}),
@@ -607,7 +607,12 @@ async def _show_request(tx: Tx, request_id: str) -> RequestDetail | None:
     attempts: dict[int, list[Attempt]] = {}
     for sms_id, at, provider, outcome, answer in await tx.all("request_attempts", {"pk": pk}):
         attempts.setdefault(sms_id, []).append(
-            Attempt(at=tx.moment(at), provider=provider, outcome=outcome, answer=answer)
+            Attempt(
+                at=tx.moment(at),
+                provider=provider,
+                outcome=AttemptOutcome(outcome),
+                answer=answer,
+            )
         )
     sms = tuple(
         SmsView(
@@ -631,7 +636,7 @@ async def _show_request(tx: Tx, request_id: str) -> RequestDetail | None:
         ReplyView(
             reply_id=r[0],
             to=r[1],
-            state=r[2],
+            state=ReplyState(r[2]),
             attempts=r[3],
             body=r[4],
             due=tx.moment(r[5]),

@@ -45,7 +45,7 @@ from mailbridge.core.records import (
     ReplyDraft,
     SentForStatus,
 )
-from mailbridge.models import SmsState
+from mailbridge.models import InboundState, SmsState
 from mailbridge.settings import InboundSettings, ReplySettings
 from mailbridge.storage.common import shorten, to_ts
 from mailbridge.storage.connector import Channel, Connector, Tx
@@ -219,7 +219,7 @@ class EventsStore:
                     text=r[4],
                     received_at=tx.moment(r[5]),
                     parts=r[6],
-                    state=r[7],
+                    state=InboundState(r[7]),
                     to=r[8],
                     request_id=r[9],
                     attempts=r[10],
@@ -271,11 +271,11 @@ async def _record_receipt(
                 "now": now,
             },
         )
-        return ReceiptStored(action=action.value, sms_id=None if row is None else row[0])
+        return ReceiptStored(action=action, sms_id=None if row is None else row[0])
     assert row is not None
     sms_id, _, request_pk = row
     queued = await _settle(tx, sms_id, request_pk, current, receipt, action, now=now, rate=rate)
-    return ReceiptStored(action=action.value, sms_id=sms_id, mail_queued=queued)
+    return ReceiptStored(action=action, sms_id=sms_id, mail_queued=queued)
 
 
 async def _part_receipt(
@@ -291,7 +291,7 @@ async def _part_receipt(
     current = SmsState(state)
     action = decide_receipt(current, whole.state)
     queued = await _settle(tx, sms_id, request_pk, current, whole, action, now=now, rate=rate)
-    return ReceiptStored(action=action.value, sms_id=sms_id, mail_queued=queued)
+    return ReceiptStored(action=action, sms_id=sms_id, mail_queued=queued)
 
 
 def _code(code: str | None) -> str | None:
@@ -520,7 +520,7 @@ async def _new_message(
         "parts": parts,
         "now": now,
         "request_pk": row[5] if row is not None and route.request_id is not None else None,
-        "state": "kept",
+        "state": InboundState.KEPT.value,
         "recipient": None,
         "from_address": None,
         "subject": None,
@@ -538,7 +538,7 @@ async def _new_message(
             domain=domain,
         )
         params.update(
-            state="queued",
+            state=InboundState.QUEUED.value,
             recipient=mail.to,
             from_address=mail.from_address,
             subject=mail.subject,

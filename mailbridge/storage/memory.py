@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from mailbridge.core.records import AcceptResult, Intake
 from mailbridge.errors import StorageError
-from mailbridge.models import SmsState
+from mailbridge.models import ReplyState, SmsState
 from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.common import RETRYABLE_STATES, to_ts
@@ -35,6 +35,12 @@ T = TypeVar("T")
 Table = dict[int, dict[str, Any]]
 
 _SCHEDULED, _SENDING = SmsState.SCHEDULED.value, SmsState.SENDING.value
+_QUEUED, _REPLY_SENDING, _SENT = (
+    ReplyState.QUEUED.value,
+    ReplyState.SENDING.value,
+    ReplyState.SENT.value,
+)
+_DROPPED = ReplyState.DROPPED.value
 _RETRYABLE = frozenset(s.value for s in RETRYABLE_STATES)
 
 
@@ -245,7 +251,7 @@ def _insert_reply(db: _Db, p: Params) -> list[Row]:
             **row,
             "created_at": p["now"],
             "due": p["now"],
-            "state": "queued",
+            "state": _QUEUED,
             "attempts": 0,
             "lease_until": None,
             "error": None,
@@ -401,17 +407,17 @@ def _set_followup_sent(db: _Db, p: Params) -> list[Row]:
 @_query
 def _next_reply_due(db: _Db, p: Params) -> list[Row]:
     return _min(
-        r["due"] if r["state"] == "queued" else r["lease_until"]
+        r["due"] if r["state"] == _QUEUED else r["lease_until"]
         for r in db.replies.values()
-        if r["state"] in ("queued", _SENDING)
+        if r["state"] in (_QUEUED, _REPLY_SENDING)
     )
 
 
 @_query
 def _claim_replies(db: _Db, p: Params) -> list[Row]:
     rows: list[Row] = []
-    for r in _claimable(db.replies, p["now"], "queued")[: max(p["limit"], 0)]:
-        r.update(state=_SENDING, lease_until=p["until"])
+    for r in _claimable(db.replies, p["now"], _QUEUED)[: max(p["limit"], 0)]:
+        r.update(state=_REPLY_SENDING, lease_until=p["until"])
         rows.append((r["id"], db.requests[r["request_pk"]]["request_id"], *_REPLY_JOB(r)))
     return rows
 
@@ -419,8 +425,8 @@ def _claim_replies(db: _Db, p: Params) -> list[Row]:
 @_query
 def _set_reply_sent(db: _Db, p: Params) -> list[Row]:
     r = db.replies.get(p["id"])
-    if r is not None and r["state"] != "sent":
-        r.update(state="sent", lease_until=None, error=None, sent_at=p["now"])
+    if r is not None and r["state"] != _SENT:
+        r.update(state=_SENT, lease_until=None, error=None, sent_at=p["now"])
         r["attempts"] += 1
     return []
 
@@ -428,8 +434,8 @@ def _set_reply_sent(db: _Db, p: Params) -> list[Row]:
 @_query
 def _set_reply_retry(db: _Db, p: Params) -> list[Row]:
     r = db.replies.get(p["id"])
-    if r is not None and r["state"] != "sent":
-        r.update(state="queued", due=p["due"], lease_until=None, error=p["error"])
+    if r is not None and r["state"] != _SENT:
+        r.update(state=_QUEUED, due=p["due"], lease_until=None, error=p["error"])
         r["attempts"] += 1
     return []
 
@@ -448,8 +454,8 @@ def _charged_of(db: _Db, p: Params) -> list[Row]:
 @_query
 def _set_reply_dropped(db: _Db, p: Params) -> list[Row]:
     r = db.replies.get(p["id"])
-    if r is not None and r["state"] != "sent":
-        r.update(state="dropped", lease_until=None, error=p["error"])
+    if r is not None and r["state"] != _SENT:
+        r.update(state=_DROPPED, lease_until=None, error=p["error"])
         r["attempts"] += 1
     return []
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
-from mailbridge.models import SmsState
+from mailbridge.models import InboundState, SmsState
 from mailbridge.storage.connector import Params, Row
 
 __all__ = ["QUERIES", "Tables"]
@@ -48,6 +48,11 @@ def _min(times: Iterable[datetime | None]) -> list[Row]:
 
 
 _SENT = SmsState.SENT.value
+_QUEUED, _SENDING, _MAILED = (
+    InboundState.QUEUED.value,
+    InboundState.SENDING.value,
+    InboundState.SENT.value,
+)
 _KEY = ("provider", "source", "destination", "reference", "total")
 
 
@@ -292,7 +297,7 @@ def _insert_inbound(db: _Db, p: Params) -> list[Row]:
     row = {
         **p,
         "stored_at": p["now"],
-        "due": p["now"] if p["state"] == "queued" else None,
+        "due": p["now"] if p["state"] == _QUEUED else None,
         "attempts": 0,
         "lease_until": None,
         "error": None,
@@ -304,9 +309,9 @@ def _insert_inbound(db: _Db, p: Params) -> list[Row]:
 @_query
 def _next_inbound_due(db: _Db, p: Params) -> list[Row]:
     return _min(
-        i["due"] if i["state"] == "queued" else i["lease_until"]
+        i["due"] if i["state"] == _QUEUED else i["lease_until"]
         for i in db.inbound.values()
-        if i["state"] in ("queued", "sending")
+        if i["state"] in (_QUEUED, _SENDING)
     )
 
 
@@ -317,16 +322,14 @@ def _claim_inbound(db: _Db, p: Params) -> list[Row]:
         (
             i
             for i in db.inbound.values()
-            if (i["state"] == "queued" and i["due"] <= now)
-            or (
-                i["state"] == "sending" and i["lease_until"] is not None and i["lease_until"] <= now
-            )
+            if (i["state"] == _QUEUED and i["due"] <= now)
+            or (i["state"] == _SENDING and i["lease_until"] is not None and i["lease_until"] <= now)
         ),
         key=lambda i: (i["due"], i["id"]),
     )[: max(p["limit"], 0)]
     rows: list[Row] = []
     for i in ready:
-        i.update(state="sending", lease_until=p["until"])
+        i.update(state=_SENDING, lease_until=p["until"])
         rows.append(
             (
                 i["id"],
@@ -346,8 +349,8 @@ def _claim_inbound(db: _Db, p: Params) -> list[Row]:
 @_query
 def _set_inbound_sent(db: _Db, p: Params) -> list[Row]:
     i = db.inbound.get(p["id"])
-    if i is not None and i["state"] != "sent":
-        i.update(state="sent", lease_until=None, error=None, sent_at=p["now"])
+    if i is not None and i["state"] != _MAILED:
+        i.update(state=_MAILED, lease_until=None, error=None, sent_at=p["now"])
         i["attempts"] += 1
     return []
 
@@ -355,8 +358,8 @@ def _set_inbound_sent(db: _Db, p: Params) -> list[Row]:
 @_query
 def _set_inbound_retry(db: _Db, p: Params) -> list[Row]:
     i = db.inbound.get(p["id"])
-    if i is not None and i["state"] != "sent":
-        i.update(state="queued", due=p["due"], lease_until=None, error=p["error"])
+    if i is not None and i["state"] != _MAILED:
+        i.update(state=_QUEUED, due=p["due"], lease_until=None, error=p["error"])
         i["attempts"] += 1
     return []
 

@@ -46,7 +46,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, LiteralString, TypeVar
+from typing import Any, LiteralString, TypedDict, TypeVar, Unpack
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -76,6 +76,7 @@ __all__ = [
     "MIGRATIONS",
     "QUERIES",
     "REPLY_CHANNEL",
+    "PoolOptions",
     "PostgresConnector",
     "PostgresStorage",
     "lock_key",
@@ -144,6 +145,15 @@ def _storage_error(exc: BaseException) -> StorageError:
     err = StorageError(f"postgresql: {first}" + (f" [{sqlstate}]" if sqlstate else ""))
     err.__cause__ = exc
     return err
+
+
+class PoolOptions(TypedDict, total=False):
+    """The optional parameters of :class:`PostgresConnector` (its defaults apply)."""
+
+    min_size: int
+    max_size: int
+    connect_timeout_s: float
+    wait_timeout_s: float
 
 
 class PostgresConnector:
@@ -420,23 +430,9 @@ class PostgresStorage(Store):
     The parameters are those of :class:`PostgresConnector`.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        min_size: int = 2,
-        max_size: int = 16,
-        connect_timeout_s: float = 10.0,
-        wait_timeout_s: float = 10.0,
-    ) -> None:
+    def __init__(self, url: str, **options: Unpack[PoolOptions]) -> None:
         self.url = url
-        self.connector = PostgresConnector(
-            url,
-            min_size=min_size,
-            max_size=max_size,
-            connect_timeout_s=connect_timeout_s,
-            wait_timeout_s=wait_timeout_s,
-        )
+        self.connector = PostgresConnector(url, **options)
         super().__init__(self.connector)
 
     def __repr__(self) -> str:

@@ -42,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mailbridge.core.pipeline import run_now
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
 from mailbridge.observe import NULL_OBSERVER, Observer
@@ -426,13 +427,7 @@ sqlite3.register_adapter(bool, int)
 
 def _drive(coro: Coroutine[Any, Any, T]) -> T:
     """Run domain work that never suspends (every query of ``_SqliteTx`` is synchronous)."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        result: T = done.value
-        return result
-    coro.close()
-    raise RuntimeError("SQLite work awaited something other than its connection")
+    return run_now(coro, "SQLite work awaited something other than its connection")
 
 
 class SqliteConnector(LocalWakeups):

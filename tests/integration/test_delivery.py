@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from mailbridge.core.encoding import split_text
 from mailbridge.delivery.dispatcher import Dispatcher
-from mailbridge.models import Format, Message, SmsRequest, SmsState
+from mailbridge.models import Format, Message, RouteKind, SmsRequest, SmsState
 from mailbridge.providers import build_providers
 from mailbridge.settings import (
     DeliverySettings,
@@ -107,7 +107,7 @@ class Harness:
             mail_from="ops@example.com",
             rcpt_to=("send@localhost",),
             raw=b"",
-            mode="command",
+            mode=RouteKind.COMMAND,
             account="alex",
             client_id=None,
             request=request,

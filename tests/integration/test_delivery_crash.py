@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from mailbridge.core.encoding import split_text
-from mailbridge.models import Format, Message, SmsRequest, SmsState
+from mailbridge.models import Format, Message, RouteKind, SmsRequest, SmsState
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Intake
 from mailbridge.storage.sqlite import SqliteStorage
@@ -62,7 +62,7 @@ async def fill(db: Path) -> None:
                 mail_from="ops@example.com",
                 rcpt_to=("send@localhost",),
                 raw=b"",
-                mode="command",
+                mode=RouteKind.COMMAND,
                 account="alex",
                 client_id=None,
                 request=request,

@@ -19,7 +19,7 @@ from mailbridge.errors import (
     ProviderUnavailableError,
     TemporaryProviderError,
 )
-from mailbridge.models import Format, Message, SmsRequest, SmsState
+from mailbridge.models import Format, Message, RouteKind, SmsRequest, SmsState
 from mailbridge.providers.base import Outbound, SendResult, Sent
 from mailbridge.settings import (
     DeliverySettings,
@@ -126,7 +126,7 @@ async def _enqueue(
         mail_from="ops@example.com",
         rcpt_to=("send@localhost",),
         raw=b"",
-        mode="command",
+        mode=RouteKind.COMMAND,
         account="alex",
         client_id=None,
         request=request,

@@ -20,7 +20,7 @@ from mailbridge.delivery.events import StorageEvents
 from mailbridge.delivery.mailer import Mailer
 from mailbridge.delivery.status import StatusPoller
 from mailbridge.errors import TemporaryProviderError
-from mailbridge.models import Format, Message, SmsRequest, SmsState
+from mailbridge.models import Format, Message, RouteKind, SmsRequest, SmsState
 from mailbridge.providers.events import (
     Concat,
     InboundSms,
@@ -76,7 +76,7 @@ async def enqueue(storage: MemoryStorage, *recipients: str) -> str:
             mail_from="ops@example.com",
             rcpt_to=("send@sms.example.com",),
             raw=b"x",
-            mode="command",
+            mode=RouteKind.COMMAND,
             account="alex",
             client_id=None,
             request=request,

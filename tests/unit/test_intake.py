@@ -15,7 +15,16 @@ from mailbridge.core.fields import Fields, read_fields
 from mailbridge.core.phones import normalize_number
 from mailbridge.core.request import build_forward_request
 from mailbridge.errors import RequestError
-from mailbridge.models import Command, CommandEntry, Format, MailContent, Message, SmsRequest
+from mailbridge.models import (
+    Command,
+    CommandEntry,
+    Format,
+    MailContent,
+    Message,
+    OnError,
+    RouteKind,
+    SmsRequest,
+)
 from mailbridge.settings import (
     Account,
     ForwardAlias,
@@ -326,7 +335,13 @@ class TestCommandIntake:
         )  # fmt: skip
         assert got.error is None
         assert got.request is not None
-        assert (got.account, got.client_id, got.test, got.mode) == ("alex", "7", 1, "command")
+        assert (got.account, got.client_id, got.test, got.mode) == (
+            "alex",
+            "7",
+            1,
+            RouteKind.COMMAND,
+        )
+        assert got.mode is RouteKind.COMMAND
         assert got.fingerprint
         assert got.reply is not None
 
@@ -362,7 +377,7 @@ class TestCommandIntake:
 
     def test_reject_mode_no_reply(self) -> None:
         """on_error = reject: the SMTP answer is the only one."""
-        reject = Settings(smtp=SmtpSettings(on_error="reject"), accounts=SETTINGS.accounts)
+        reject = Settings(smtp=SmtpSettings(on_error=OnError.REJECT), accounts=SETTINGS.accounts)
         got = intake.command_intake(
             env(), settings=reject, content=content(), fields=read_fields(command()),
             account=ACCOUNT, login_known=True, build=self.build_ok,
@@ -401,9 +416,9 @@ class TestForward:
     def test_forward_intake_has_no_reply(self) -> None:
         """Forward and number modes never queue a reply mail."""
         got = intake.request_intake(
-            env(), mode="forward", request=request(), account=ACCOUNT, settings=SETTINGS
+            env(), mode=RouteKind.FORWARD, request=request(), account=ACCOUNT, settings=SETTINGS
         )
         assert got.reply is None
         assert got.request is not None
-        assert got.request.mode == "forward"
+        assert got.request.mode is RouteKind.FORWARD
         assert got.fingerprint

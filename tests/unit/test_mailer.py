@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from mailbridge.core.encoding import split_text
 from mailbridge.delivery.clock import ManualClock
 from mailbridge.delivery.mailer import Mailer
-from mailbridge.models import Format, Message, SmsRequest
+from mailbridge.models import Format, Message, RouteKind, SmsRequest
 from mailbridge.settings import DeliverySettings, LimitsSettings, ReplySettings, Settings
 from mailbridge.storage.base import Intake, ReplyDraft
 from mailbridge.storage.memory import MemoryStorage
@@ -119,7 +119,7 @@ async def _queue_reply(storage: MemoryStorage) -> None:
         mail_from="ops@example.com",
         rcpt_to=("send@localhost",),
         raw=b"",
-        mode="command",
+        mode=RouteKind.COMMAND,
         account="alex",
         client_id=None,
         request=request,

@@ -152,3 +152,15 @@ def test_run_now_refuses_a_coroutine_that_waits() -> None:
 
     with pytest.raises(RuntimeError, match="suspended"):
         run_now(waits())
+
+
+def test_run_now_says_the_callers_text() -> None:
+    """A caller (the SQLite connector) names what suspended in the error."""
+    import asyncio
+
+    async def waits() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    with pytest.raises(RuntimeError, match=r"^SQLite work awaited"):
+        run_now(waits(), "SQLite work awaited something other than its connection")

@@ -20,7 +20,7 @@ from mailbridge.cli.queue import (
     run_queue_command,
 )
 from mailbridge.core.encoding import split_text
-from mailbridge.models import Format, Message, SmsRequest, SmsState
+from mailbridge.models import Format, Message, RouteKind, SmsRequest, SmsState
 from mailbridge.settings import LimitsSettings, Settings
 from mailbridge.storage.base import Intake, ReplyDraft, Storage
 from mailbridge.storage.memory import MemoryStorage
@@ -45,7 +45,7 @@ async def _enqueue(storage: MemoryStorage, recipients: tuple[str, ...], account:
         mail_from="ops@example.com",
         rcpt_to=("send@localhost",),
         raw=b"alex:SECRETPW::::+79990000001:hi",
-        mode="command",
+        mode=RouteKind.COMMAND,
         account=account,
         client_id=None,
         request=request,
@@ -115,7 +115,7 @@ class TestShow:
         )  # fmt: skip
         intake = Intake(
             received_at=T0, client_ip="127.0.0.1", mail_from="ops@example.com",
-            rcpt_to=("send@localhost",), raw=b"", mode="command", account="alex",
+            rcpt_to=("send@localhost",), raw=b"", mode=RouteKind.COMMAND, account="alex",
             client_id=None, request=request, error=None,
         )  # fmt: skip
         result = await storage.accept(
@@ -205,7 +205,7 @@ async def _enqueue_replied(storage: MemoryStorage) -> str:
         mail_from="ops@example.com",
         rcpt_to=("send@localhost",),
         raw=b"alex:SECRETPW:::,,,1:+79990000009:hi",
-        mode="command",
+        mode=RouteKind.COMMAND,
         account="alex",
         client_id=None,
         request=request,

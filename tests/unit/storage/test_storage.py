@@ -16,7 +16,17 @@ import pytest
 
 from mailbridge.core.limits import request_fingerprint
 from mailbridge.errors import ConfigError, StorageError
-from mailbridge.models import Encoding, Format, Message, SmsRequest, SmsState, Split
+from mailbridge.models import (
+    AttemptOutcome,
+    Encoding,
+    Format,
+    Message,
+    ReplyState,
+    RouteKind,
+    SmsRequest,
+    SmsState,
+    Split,
+)
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Intake, ReplyDraft, ReplyView, Storage
 from mailbridge.storage.factory import open_storage
@@ -89,7 +99,7 @@ def intake(
         mail_from=reply.to if reply else "",
         rcpt_to=("send@sms.example.com",),
         raw=b"Subject: alert\r\n\r\nalex:pw:::::" + N1.encode() + b":hello\r\n",
-        mode="command",
+        mode=RouteKind.COMMAND,
         account="alex",
         client_id=client_id,
         request=request,
@@ -510,6 +520,7 @@ class TestDelivery:
         detail = await s.show_request("1")
         assert detail is not None
         assert [(a.outcome, a.answer) for a in detail.sms[0].attempts] == [("temporary", "timeout")]
+        assert all(type(a.outcome) is AttemptOutcome for a in detail.sms[0].attempts)
         assert detail.sms[0].state is SmsState.EXPIRED
 
     async def test_mark_sent(self, backend: Backend) -> None:
@@ -525,6 +536,7 @@ class TestDelivery:
         assert [(a.at, a.provider, a.outcome, a.answer) for a in row.attempts] == [
             (at(1), "main", "sent", "0: ok")
         ]
+        assert row.attempts[0].outcome is AttemptOutcome.SENT
         assert await s.next_due() is None
         assert await s.claim_due(at(10_000), limit=10, lease_s=30, owner="w") == []
 
@@ -672,12 +684,14 @@ class TestQueue:
             ("2", 0, {}),
             ("1", 2, {"scheduled": 2}),
         ]
+        assert all(type(state) is SmsState for r in summaries for state in r.states)
         assert summaries[1].result == "ERROR = 7 (Invalid phone number format), ID - 2"
         assert (summaries[0].account, summaries[0].mode, summaries[0].received_at) == (
             "alex",
             "command",
             T0,
         )
+        assert all(r.mode is RouteKind.COMMAND for r in summaries)
         scheduled = await s.list_requests(state=SmsState.SCHEDULED)
         assert [r.request_id for r in scheduled] == ["1"]
         assert await s.list_requests(account="bob") == []
@@ -1251,7 +1265,7 @@ class TestReplyViews:
         assert queued == ReplyView(
             reply_id=queued.reply_id,
             to=REPLY.to,
-            state="queued",
+            state=ReplyState.QUEUED,
             attempts=0,
             body=line,
             due=T0,
@@ -1265,6 +1279,20 @@ class TestReplyViews:
         assert detail is not None
         (sent,) = detail.replies
         assert (sent.state, sent.attempts, sent.sent_at, sent.body) == ("sent", 2, at(31), line)
+        assert sent.state is ReplyState.SENT
+
+    async def test_dropped_reply_shows(self, backend: Backend) -> None:
+        """A reply the smarthost refused for good is listed as dropped, never claimed again."""
+        s = backend.storage
+        rid, _ = await accept(s, intake(error=7))
+        (job,) = await s.claim_replies(T0, limit=10, lease_s=60)
+        await s.mark_reply_dropped(job.reply_id, error="550 no such user", now=at(1))
+        detail = await s.show_request(rid)
+        assert detail is not None
+        (dropped,) = detail.replies
+        assert (dropped.state, dropped.attempts) == (ReplyState.DROPPED, 1)
+        assert dropped.state is ReplyState.DROPPED
+        assert await s.claim_replies(at(10_000), limit=10, lease_s=60) == []
 
     async def test_ok_and_followup(self, backend: Backend) -> None:
         """A test=1 request whose SMS expired lists its OK reply and the ERROR = 8 follow-up."""

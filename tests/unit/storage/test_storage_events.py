@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from mailbridge.core.inbound import PART_WAIT_S
+from mailbridge.core.receipts import ReceiptAction
 from mailbridge.core.records import InboundIn, ReceiptIn
-from mailbridge.models import SmsState
+from mailbridge.models import InboundState, SmsState
 from mailbridge.settings import InboundSettings
 from mailbridge.storage.base import Storage
 from tests.pg import PgCluster
@@ -75,8 +76,10 @@ async def sent(s: Storage, *ids: str, now: datetime = T0) -> list[int]:
     return [job.sms_id for job in jobs]
 
 
-async def record(s: Storage, r: ReceiptIn, *, rate: int = RATE, now: float = 10) -> str:
-    return (await s.record_receipt(r, now=at(now), reply_rate_per_hour=rate)).action
+async def record(s: Storage, r: ReceiptIn, *, rate: int = RATE, now: float = 10) -> ReceiptAction:
+    action = (await s.record_receipt(r, now=at(now), reply_rate_per_hour=rate)).action
+    assert type(action) is ReceiptAction
+    return action
 
 
 class TestReceipts:
@@ -359,6 +362,8 @@ class TestInbound:
         assert await s.claim_inbound_mails(at(3610), limit=10, lease_s=60) == []
         views = await s.list_inbound()
         assert [(v.state, v.to) for v in views] == [("kept", None), ("sending", "noc@example.com")]
+        assert [v.state for v in views] == [InboundState.KEPT, InboundState.SENDING]
+        assert all(type(v.state) is InboundState for v in views)
         assert await s.next_inbound_due() == late + timedelta(seconds=60)
 
     async def test_parts_joined_repeats_ignored(self, store: Backend) -> None:

@@ -24,6 +24,7 @@ FULL: list[list[str]] = [
     ["bench_delivery.py"],
     ["bench_smpp.py"],
     ["bench_postgres.py"],
+    ["bench_metrics.py", "--fresh", "--rounds", "14"],
     ["bench_receipts.py"],
 ]
 QUICK: list[list[str]] = [
@@ -35,6 +36,7 @@ QUICK: list[list[str]] = [
     ["bench_delivery.py", "--n", "1000", "--skip-memory"],
     ["bench_smpp.py", "--n", "1000", "--repeat", "1"],
     ["bench_postgres.py", "--n", "300", "--rows", "100000"],
+    ["bench_metrics.py", "--fresh", "--rounds", "4", "--mails", "1000"],
     ["bench_receipts.py", "--n", "1000"],
 ]
 

@@ -17,6 +17,7 @@ __all__ = [
     "Account",
     "DeliverySettings",
     "ForwardAlias",
+    "HttpSettings",
     "InboundSettings",
     "LimitsSettings",
     "LoggingSettings",
@@ -216,6 +217,24 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HttpSettings:
+    """``[http]``: metrics, health checks and the status page; ``listen`` empty: off."""
+
+    listen: tuple[str, ...] = ()
+    token_hash: str | None = field(default=None, repr=False)  # bearer token, hashed
+    username: str | None = None  # basic auth, with password_hash
+    password_hash: str | None = field(default=None, repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.listen)
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.token_hash is not None or self.password_hash is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DaemonSettings:
     pid_file: str | None = None  # absolute once loaded from a file; None: no PID file
 
@@ -233,6 +252,7 @@ class Settings:
     providers: tuple[ProviderSettings, ...] = ()
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     inbound: InboundSettings = field(default_factory=InboundSettings)
     source: str = ""  # the config file this came from ("" when built in code)

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         q = qsub.add_parser(name, help=text)
         _add_config(q, nested=True)
         q.add_argument("id", metavar="ID")
+
+    p = sub.add_parser("status", help="queue, providers, the figures of the status page")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
@@ -199,6 +203,16 @@ def _queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_queue_command(settings, args, out=out, err=err)
 
 
+def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from mailbridge.cli.status import run_status
+    from mailbridge.runtime.config_file import read_settings
+
+    settings = read_settings(_config_path(args.config), err)
+    if settings is None:
+        return 1
+    return run_status(settings, as_json=args.json, out=out, err=err, env=os.environ)
+
+
 def _balance(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from mailbridge.cli.balance import run_balance_command
     from mailbridge.runtime.config_file import read_settings
@@ -222,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _parse(args.file, args.config, args.client_ip, out, err, args.mail_from, args.rcpt)
     if args.command == "queue":
         return _queue(args, out, err)
+    if args.command == "status":
+        return _status(args, out, err)
     if args.command == "balance":
         return _balance(args, out, err)
     raise AssertionError(args.command)  # argparse refuses other commands

@@ -20,7 +20,7 @@ import string
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -37,6 +37,7 @@ from mailbridge.settings import (
     DaemonSettings,
     DeliverySettings,
     ForwardAlias,
+    HttpSettings,
     InboundSettings,
     LimitsSettings,
     LoggingSettings,
@@ -229,6 +230,12 @@ SCHEMA: Final[Mapping[str, Mapping[str, Key]]] = {
     "logging": {
         "level": _k("str", "info"),
         "format": _k("str", "auto"),
+    },
+    "http": {
+        "listen": _k("list[str]", []),
+        "token_hash": _k("str", secret=True),
+        "username": _k("str"),
+        "password_hash": _k("str", secret=True),
     },
     "daemon": {
         "pid_file": _k("str"),
@@ -996,6 +1003,54 @@ def _logging(raw: dict[str, Any]) -> LoggingSettings:
     return LoggingSettings(**kw)
 
 
+def _loopback_host(entry: str) -> bool:
+    host = entry[1:].partition("]")[0] if entry.startswith("[") else entry.rpartition(":")[0]
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _http_hash(raw: dict[str, Any], key: str) -> str | None:
+    if key not in raw:
+        return None
+    stored = str(raw[key]).strip()
+    if not is_readable_hash(stored):
+        raise ConfigError(
+            f"http.{key}",
+            "cannot be read: expected a $scrypt$… hash from `mailbridge hash-password`",
+        )
+    return stored
+
+
+def _http(raw: dict[str, Any]) -> HttpSettings:
+    listen = tuple(
+        _host_port(v, f"http.listen[{i}]", default_port=None, allow_port_zero=True)
+        for i, v in enumerate(raw.get("listen", []))
+    )
+    _no_duplicates(listen, "http.listen", "address")
+    token_hash = _http_hash(raw, "token_hash")
+    password_hash = _http_hash(raw, "password_hash")
+    username = raw.get("username")
+    if (username is None) != (password_hash is None):
+        missing = "http.password_hash" if password_hash is None else "http.username"
+        raise ConfigError(missing, "basic auth needs both http.username and http.password_hash")
+    if username is not None and (not username or ":" in username):
+        raise ConfigError("http.username", "must be non-empty and without ':'")
+    wide = [entry for entry in listen if not _loopback_host(entry)]
+    if wide and token_hash is None and password_hash is None:
+        raise ConfigError(
+            "http.token_hash",
+            f"required to listen beyond loopback ({wide[0]}): set http.token_hash, "
+            "or http.username and http.password_hash (hashes from `mailbridge hash-password`)",
+        )
+    return HttpSettings(
+        listen=listen, token_hash=token_hash, username=username, password_hash=password_hash
+    )
+
+
 def _daemon(raw: dict[str, Any], base_dir: Path | None) -> DaemonSettings:
     pid_file = raw.get("pid_file")
     if pid_file is None:
@@ -1116,6 +1171,7 @@ def parse_config(
         providers=tuple(providers),
         routing=routing,
         logging=_logging(section("logging")),
+        http=_http(section("http")),
         daemon=_daemon(section("daemon"), data_dir),
         inbound=_inbound(section("inbound")),
         source=source,

@@ -54,6 +54,7 @@ from mailbridge.errors import (
 )
 from mailbridge.log import get_logger
 from mailbridge.models import AttemptOutcome, Format, SmsState
+from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.providers.base import Provider, SendResult, Sent
 from mailbridge.settings import Settings
 from mailbridge.storage.base import DeliveryStore
@@ -107,11 +108,13 @@ class Dispatcher:
         rng: Callable[[], float] | None = None,
         coalesce_s: float = COALESCE_S,
         single_owner: bool = False,
+        observer: Observer = NULL_OBSERVER,
     ) -> None:
         """``clock``: a :class:`Clock`, or a function of wall time (monotonic time is then
         the system's); ``coalesce_s``: the coalescing window (see :meth:`_coalesce`);
         ``single_owner``: this is the only dispatcher of its storage (SQLite), so rows any
-        other owner left ``sending`` are released at start (see :meth:`release_dead`)."""
+        other owner left ``sending`` are released at start (see :meth:`release_dead`);
+        ``observer``: told each claim, attempt, state change and rate-limit wait."""
         self._single_owner = single_owner
         self._storage = storage
         self._settings = settings
@@ -119,6 +122,7 @@ class Dispatcher:
         self._owner = owner
         self._rng = rng or random.random
         self._coalesce_s = coalesce_s
+        self._observer = observer
         self._log = get_logger("mailbridge.dispatcher")
         self._lanes: dict[str, Lane] = {}
         self._lanes = build_lanes(providers, settings, self._clock)
@@ -193,6 +197,10 @@ class Dispatcher:
             except Exception as exc:
                 self._log.warning("heartbeat failed", error=type(exc).__name__)
             await asyncio.sleep(HEARTBEAT_S)
+
+    def breaker_states(self, now: datetime) -> dict[str, str]:
+        """Each provider's circuit breaker as seen at ``now``: closed, half-open or open."""
+        return {name: str(lane.breaker.state(now)) for name, lane in self._lanes.items()}
 
     async def start(self) -> None:
         """Release the rows of dispatchers that are gone, then start the claim loop."""
@@ -384,6 +392,7 @@ class Dispatcher:
         for job in fresh:
             self._inflight[job.sms_id] = job
         if fresh:
+            self._observer.transition(None, "scheduled", "sending", len(fresh))
             self._dispatch(fresh, now)
         return len(fresh)
 
@@ -497,6 +506,7 @@ class Dispatcher:
             wait = lane.bucket.take(n, self._clock.monotonic())
             if wait <= 0:
                 return
+            self._observer.rate_wait(lane.name, wait)
             await asyncio.sleep(wait)
 
     async def _settle(
@@ -512,6 +522,8 @@ class Dispatcher:
                     now=now,
                     reply_rate_per_hour=self._settings.reply.reply_rate_per_hour,
                 )
+                self._observer.transition(lane.name, "sending", "sent")
+                self._observer.accepted(lane.name, (now - job.first_due).total_seconds())
                 self._tried.pop(job.sms_id, None)
             elif isinstance(result, PermanentProviderError):
                 await self._not_sent(job, lane.name, Fault.PERMANENT, result, now)
@@ -612,6 +624,7 @@ class Dispatcher:
             await self._storage.mark_retry(
                 job.sms_id, provider=provider, due=decision.at, answer=_answer(error), now=now
             )
+            self._observer.transition(provider, "sending", "scheduled")
             self.wake()
             return
         state = decision.state or SmsState.FAILED
@@ -629,6 +642,7 @@ class Dispatcher:
             now=now,
             reply_rate_per_hour=self._settings.reply.reply_rate_per_hour,
         )
+        self._observer.transition(provider, "sending", state.value)
 
     async def _give_up(
         self, job: SmsJob, provider: str | None, state: SmsState, answer: str, now: datetime
@@ -674,6 +688,7 @@ class Dispatcher:
         duration_ms: float,
         **extra: Any,
     ) -> None:
+        self._observer.attempt(provider, outcome.value, duration_ms / 1000)
         self._log.info(
             "delivery",
             sms_id=job.sms_id,

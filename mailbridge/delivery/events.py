@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from mailbridge.core.receipts import ReceiptAction
 from mailbridge.core.records import InboundIn, ReceiptIn
 from mailbridge.log import get_logger
+from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.providers.events import InboundSms, Receipt
 from mailbridge.settings import Settings
 from mailbridge.storage.base import EventStore
@@ -49,8 +51,10 @@ class StorageEvents:
         *,
         clock: Callable[[], datetime] = _utcnow,
         on_mail: Callable[[], None] = _nothing,
+        observer: Observer = NULL_OBSERVER,
     ) -> None:
         self._storage = storage
+        self._observer = observer  # told each row a receipt moved (sent → delivered, …)
         self._settings = settings
         self._clock = clock
         self._on_mail = on_mail
@@ -79,6 +83,8 @@ class StorageEvents:
             reply_rate_per_hour=self._settings.reply.reply_rate_per_hour,
         )
         self.receipts += 1
+        if stored.action == ReceiptAction.APPLY:
+            self._observer.transition(receipt.provider, "sent", receipt.state.value)
         log.info(
             "receipt",
             provider=receipt.provider,

@@ -52,6 +52,7 @@ from mailbridge.core.records import InboundMailJob, ReplyJob
 from mailbridge.core.retry import decide_reply, reply_backoff_s
 from mailbridge.delivery.clock import Clock, as_clock
 from mailbridge.log import get_logger
+from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.settings import Settings
 from mailbridge.storage.base import ReplyStore
 
@@ -196,8 +197,10 @@ class Mailer:
         *,
         clock: Clock | Callable[[], datetime] | None = None,
         lease_s: float | None = None,
+        observer: Observer = NULL_OBSERVER,
     ) -> None:
         self._storage = storage
+        self._observer = observer  # told each reply sent, retried or refused
         self._settings = settings
         self._clock = as_clock(clock).now
         self._lease_s = lease_s  # None: [delivery] lease_s
@@ -362,6 +365,7 @@ class Mailer:
         now = self._clock()
         if job.kind == "reply":
             await self._storage.mark_reply_sent(job.row_id, now)
+            self._observer.reply("sent")
             self.sent += 1
             log.info("reply_sent", id=job.label, attempts=job.attempts + 1)
         else:
@@ -383,6 +387,8 @@ class Mailer:
         )
         error = f"{type(exc).__name__}: {str(exc)[:200]}"
         await self._mark_retry(job, due=due, error=error)
+        if job.kind == "reply":
+            self._observer.reply("failed" if permanent else "retry")
         log.warning(
             "reply_retry" if job.kind == "reply" else "inbound_mail_retry",
             id=job.label,

@@ -32,11 +32,16 @@ from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.delivery.events import StorageEvents
 from mailbridge.delivery.mailer import Mailer
 from mailbridge.delivery.status import StatusPoller
+from mailbridge.http.figures import Figures
+from mailbridge.http.metrics import BreakerView, Metrics
+from mailbridge.http.server import HttpServer
 from mailbridge.log import configure_logging, get_logger
+from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.providers.base import Provider
 from mailbridge.providers.events import ProviderEvents
 from mailbridge.providers.factory import build_providers
 from mailbridge.runtime.retention import Retention
+from mailbridge.runtime.sdnotify import Heartbeat
 from mailbridge.settings import Settings
 from mailbridge.smtp.server import ConnectionGate, MailHandler, SmtpServer
 from mailbridge.storage.base import Storage
@@ -107,6 +112,24 @@ class Gateway:
         self.status: StatusPoller | None = None
         self.handler: MailHandler | None = None
         self.smtp: SmtpServer | None = None
+        #: Metrics of this process when ``[http]`` is on (workers forward theirs to the parent).
+        self.metrics: Metrics | None = Metrics() if settings.http.enabled else None
+        self.observer: Observer = self.metrics or NULL_OBSERVER
+        self.http: HttpServer | None = None
+        self.heartbeat: Heartbeat | None = None
+        #: Whether the SMTP listeners are up (the supervisor of workers replaces it).
+        self.listeners_up: Callable[[], bool] = lambda: bool(self.addresses)
+
+    def breakers(self) -> list[BreakerView]:
+        """Each provider's breaker, for metrics and health (empty without a dispatcher)."""
+        if self.dispatcher is None:
+            return []
+        states = self.dispatcher.breaker_states(self._clock())
+        rates = {p.name: p.rate_per_s for p in self.settings.providers}
+        return [
+            BreakerView(name=name, state=state, rate_per_s=rates.get(name, 0.0))
+            for name, state in states.items()
+        ]
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -116,13 +139,17 @@ class Gateway:
     async def start(self) -> None:
         settings = self.settings
         storage = self._given_storage or open_storage(settings.storage.url)
+        if self.metrics is not None:
+            storage.observer = self.observer  # storage commit latency
         await storage.open()
         self.storage = storage
         try:
             on_request = self._on_request or _nothing
             on_reply = self._on_reply or _nothing
             if self._run_delivery:
-                self.events = StorageEvents(storage, settings, clock=self._clock)
+                self.events = StorageEvents(
+                    storage, settings, clock=self._clock, observer=self.observer
+                )
                 if self._events is None:
                     self._events = self.events
                 providers = build_providers(settings.providers, self._events)
@@ -135,9 +162,10 @@ class Gateway:
                     clock=self._clock,
                     owner=owner,
                     single_owner=settings.storage.url.startswith("sqlite:"),
+                    observer=self.observer,
                 )
                 self.retention = Retention(storage, settings.storage, clock=self._clock)
-                self.mailer = Mailer(storage, settings, clock=self._clock)
+                self.mailer = Mailer(storage, settings, clock=self._clock, observer=self.observer)
                 self.events.wake_on_mail(self.mailer.wake)
                 on_request, on_reply = self.dispatcher.wake, self.mailer.wake
                 self.status = StatusPoller(
@@ -152,7 +180,7 @@ class Gateway:
                 self.handler = MailHandler(
                     settings=settings,
                     storage=storage,
-                    gate=ConnectionGate(),
+                    gate=ConnectionGate(self.observer),
                     on_request=on_request,
                     on_reply=on_reply,
                     clock=self._clock,
@@ -168,9 +196,33 @@ class Gateway:
                 self.retention.start()
             if self.status is not None:
                 await self.status.start()
+            if self.dispatcher is not None:
+                self.heartbeat = Heartbeat()
+                self.heartbeat.start()
+                if self.metrics is not None:
+                    await self._start_http(self.metrics, storage, self.heartbeat)
         except BaseException:
             await self.stop(drain_s=0)
             raise
+
+    async def _start_http(self, metrics: Metrics, storage: Storage, beat: Heartbeat) -> None:
+        figures = Figures(storage)
+        metrics.read_queue_from(figures.latest)
+        metrics.read_breakers_from(self.breakers)
+        self.http = HttpServer(
+            self.settings,
+            metrics=metrics,
+            figures=figures,
+            breakers=self.breakers,
+            listeners=lambda: self.listeners_up(),
+            late_s=beat.late_s,
+        )
+        await self.http.start()
+
+    @property
+    def http_addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of each HTTP listener."""
+        return self.http.addresses if self.http is not None else []
 
     def reload(self, settings: Settings) -> None:
         """Apply ``settings`` (raises, changing nothing, when providers or TLS cannot be built)."""
@@ -202,6 +254,10 @@ class Gateway:
             self.events.reload(settings)
         if self.status is not None:
             self.status.reload(settings, providers)
+        if self.http is not None:
+            if settings.http.listen != self.settings.http.listen:
+                log.warning("reload_http_listen_ignored", reason="listen changes on restart")
+            self.http.reload(settings)
         self.settings = settings
 
     async def stop(self, *, drain_s: float = DRAIN_S) -> bool:
@@ -213,6 +269,12 @@ class Gateway:
             await self.retention.stop()
         if self.status is not None:
             await self.status.stop()
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
+            self.heartbeat = None
         if self.dispatcher is not None:
             await self.dispatcher.stop(STOP_S)
         if self.mailer is not None:

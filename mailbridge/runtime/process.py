@@ -94,7 +94,8 @@ async def serve(settings_path: str | Path) -> int:
             await gateway.stop(drain_s=0)
             return 1
     notify("READY=1", f"STATUS=accepting mail on {addresses}")
-    log.info("started", addresses=addresses, pid=os.getpid())
+    http = " ".join(f"{h}:{p}" for h, p in gateway.http_addresses)
+    log.info("started", addresses=addresses, pid=os.getpid(), **({"http": http} if http else {}))
     try:
         await stop.wait()
     finally:

@@ -20,6 +20,10 @@ With ``workers > 1``, ``mailbridge serve`` is a small supervisor (the parent):
   A datagram that cannot be sent (the parent is gone or not reading) only
   costs latency: the dispatcher looks at the queue anyway after its capped
   idle sleep;
+* with ``[http]`` on, each worker sends a snapshot of its metrics (cumulative
+  counters, its open sessions, its last refusals) on the same socket once a
+  second (:data:`METRICS_EVERY_S`); the parent's ``/metrics`` and status page
+  add them to its own figures (``Metrics.absorb``);
 * ``READY=1`` once every worker listens. SIGHUP: the parent reads the config;
   if it loads, the parent applies it and forwards SIGHUP, and ``READY=1``
   follows once every worker has reloaded. SIGTERM/SIGINT: forwarded; the
@@ -55,6 +59,7 @@ import structlog
 
 from mailbridge.core.config import load_config
 from mailbridge.errors import ConfigError, StorageError
+from mailbridge.http.metrics import Metrics
 from mailbridge.log import configure_logging, get_logger
 from mailbridge.runtime.app import DRAIN_S, Gateway
 from mailbridge.runtime.config_file import read_settings
@@ -97,6 +102,12 @@ _DUE = b"d"
 _REPLY = b"r"
 _READY = b"ready "
 _RELOADED = b"reloaded "
+#: A worker's metrics snapshot: ``b"metrics <index> <json>"`` (mailbridge.http.metrics).
+_METRICS = b"metrics "
+#: How often a worker sends its metrics snapshot (with ``[http]`` on).
+METRICS_EVERY_S = 1.0
+#: The largest datagram the parent reads (a metrics snapshot is a few KB).
+_DATAGRAM_MAX = 1 << 16
 #: Separates the kinds of a wake datagram from the earliest due time (epoch seconds).
 _AT = b"@"
 
@@ -220,6 +231,22 @@ class WakeSender:
             self._sock.send(data)
 
 
+async def _forward_metrics(metrics: Metrics, wake: WakeSender, index: int) -> None:
+    """Send this worker's metrics to the parent every :data:`METRICS_EVERY_S`."""
+    head = _METRICS + f"{index} ".encode()
+    pid = os.getpid()
+    last = b""
+    quiet = 0
+    while True:
+        payload = metrics.snapshot(pid)
+        if payload != last or quiet >= 10:  # unchanged figures: every 10 s (a parent restart)
+            wake.send(head + payload)
+            last, quiet = payload, 0
+        else:
+            quiet += 1
+        await asyncio.sleep(METRICS_EVERY_S)
+
+
 async def serve_worker(settings_path: str | Path, index: int) -> int:
     """One SMTP worker: the listeners and the handler, no dispatcher; the exit status."""
     text = os.environ.get(WORKER_ENV, "")
@@ -291,6 +318,9 @@ async def serve_worker(settings_path: str | Path, index: int) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     wake.send(_READY + str(index).encode())
     log.info("worker_started", pid=os.getpid())
+    forward: asyncio.Task[None] | None = None
+    if gateway.metrics is not None:
+        forward = loop.create_task(_forward_metrics(gateway.metrics, wake, index))
     try:
         await stop.wait()
     finally:
@@ -301,6 +331,12 @@ async def serve_worker(settings_path: str | Path, index: int) -> int:
         for task in list(reloads):
             await task
         clean = await gateway.stop()
+        if forward is not None:
+            forward.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forward
+            if gateway.metrics is not None:  # the last figures, drained sessions included
+                wake.send(_METRICS + f"{index} ".encode() + gateway.metrics.snapshot(os.getpid()))
         wake_sock.close()
         log.info("worker_stopped", drained=clean)
     return 0
@@ -353,7 +389,7 @@ class _Supervisor:
     def on_datagram(self) -> None:
         while True:
             try:
-                data = self.wake_r.recv(256)
+                data = self.wake_r.recv(_DATAGRAM_MAX)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -361,6 +397,11 @@ class _Supervisor:
             self._handle(data)
 
     def _handle(self, data: bytes) -> None:
+        if data.startswith(_METRICS):
+            index, _, payload = data[len(_METRICS) :].partition(b" ")
+            if self.gateway.metrics is not None and index.isdigit():
+                self.gateway.metrics.absorb(int(index), payload)
+            return
         for prefix, attr in ((_READY, "ready"), (_RELOADED, "reloaded")):
             if data.startswith(prefix):
                 with contextlib.suppress(ValueError, IndexError):
@@ -428,6 +469,8 @@ class _Supervisor:
             code = await proc.wait()
             if self.stopping:
                 return
+            if self.gateway.metrics is not None:
+                self.gateway.metrics.worker_gone(worker.index)
             lived = time.monotonic() - worker.started
             if lived >= _STABLE_S:
                 worker.backoff_s = _RESTART_FIRST_S
@@ -514,6 +557,7 @@ async def supervise(path: Path, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     pid_file = settings.daemon.pid_file
     sup = _Supervisor(path, settings, gateway, listen)
+    gateway.listeners_up = lambda: all(w.alive and w.ready.is_set() for w in sup.workers)
     loop.add_reader(sup.wake_r.fileno(), sup.on_datagram)
     stop = asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()

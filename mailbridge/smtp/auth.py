@@ -16,6 +16,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult
 from mailbridge.core.intake import normalize_ip
 from mailbridge.core.login import Verified
 from mailbridge.log import get_logger
+from mailbridge.observe import NULL_OBSERVER, Observer
 
 __all__ = ["AUTH_BLOCKED", "SmtpAuth"]
 
@@ -34,6 +35,8 @@ class SmtpAuth:
     towards the block as a mail answered ``ERROR = 2`` does.
     """
 
+    observer: Observer = NULL_OBSERVER  # told each refused login
+
     async def verify_auth(self, login: str, password: str) -> Verified:
         raise NotImplementedError
 
@@ -48,6 +51,7 @@ class SmtpAuth:
         ip = normalize_ip(peer)
         if await self.auth_blocked(ip):
             log.info("auth_refused", client_ip=ip, reason="ip blocked")
+            self.observer.smtp_refused("auth", 454, ip)
             await server.push(AUTH_BLOCKED)
             return AuthResult(success=False, handled=True)
         try:
@@ -58,6 +62,7 @@ class SmtpAuth:
         if verified is None or verified.account is None:
             blocked = await self.auth_failed(ip)
             log.info("auth_failed", client_ip=ip, blocked=blocked)
+            self.observer.smtp_refused("auth", 535, ip)
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, handled=False, auth_data=verified.account.login)
 

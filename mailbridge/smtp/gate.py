@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.smtp.untrusted import UntrustedShare
 
 __all__ = ["ConnectionGate", "GatedSession"]
@@ -19,7 +20,8 @@ class GatedSession(Protocol):
 class ConnectionGate:
     """Counts open sessions (overall and per IP) and sessions inside DATA."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: Observer = NULL_OBSERVER) -> None:
+        self.observer = observer  # told each session admitted, refused and ended
         self.untrusted = UntrustedShare()
         self.sessions: set[GatedSession] = set()
         self.per_ip: dict[str, int] = {}
@@ -29,17 +31,18 @@ class ConnectionGate:
         self._idle.set()
 
     def admit(self, session: GatedSession, ip: str, *, total: int, per_ip: int) -> bool:
-        if self.closing:
-            return False
-        if len(self.sessions) >= total or self.per_ip.get(ip, 0) >= per_ip:
+        if self.closing or len(self.sessions) >= total or self.per_ip.get(ip, 0) >= per_ip:
+            self.observer.smtp_refused("connect", 421, ip)
             return False
         self.sessions.add(session)
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        self.observer.session_opened()
         return True
 
     def release(self, session: GatedSession, ip: str) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
+            self.observer.session_closed()
             left = self.per_ip.get(ip, 1) - 1
             if left > 0:
                 self.per_ip[ip] = left

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -47,6 +47,7 @@ from mailbridge.core.recipients import (
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
 from mailbridge.models import MailContent, OnError
+from mailbridge.observe import Observer
 from mailbridge.settings import Settings
 from mailbridge.smtp.auth import SmtpAuth
 from mailbridge.smtp.gate import ConnectionGate
@@ -97,6 +98,7 @@ class MailHandler(HookTable, SmtpAuth):
         self.settings = settings
         self.storage = storage
         self.gate = gate if gate is not None else ConnectionGate()
+        self.observer: Observer = self.gate.observer
         self._on_request = on_request
         self._on_reply = on_reply
         self._clock = clock
@@ -116,6 +118,26 @@ class MailHandler(HookTable, SmtpAuth):
     def close(self) -> None:
         self._passwords.close()
         self._auth_passwords.close()
+
+    def _refused(self, stage: str, answer: str, session: Any) -> str:
+        """``answer``, a refusal at ``stage``, told to the observer first."""
+        self.observer.smtp_refused(stage, int(answer[:3]), normalize_ip(session.peer))
+        return answer
+
+    def _observe(self, mode: str, answer: str, fields: Mapping[str, Any]) -> None:
+        """Tell the observer how a mail was answered: its result line, or a 451."""
+        if answer == _TEMPFAIL:
+            self.observer.mail_tempfail()
+            return
+        line = str(fields.get("result", ""))
+        code = line[8:].partition(" ")[0] if line.startswith("ERROR = ") else ""
+        self.observer.mail(
+            mode,
+            int(code) if code.isdigit() else None,
+            request_id=str(fields.get("id") or ""),
+            account=fields.get("account"),
+            client_ip=str(fields.get("client_ip", "")),
+        )
 
     def _trusted(self, session: Any) -> bool:
         if session.authenticated:
@@ -159,12 +181,12 @@ class MailHandler(HookTable, SmtpAuth):
         self, server: SMTP, session: Any, envelope: Any, address: str, mail_options: list[str]
     ) -> str:
         if self.gate.closing:
-            return SHUTTING_DOWN
+            return self._refused("mail", SHUTTING_DOWN, session)
         if not self._trusted(session):
-            return _AUTH_REQUIRED
+            return self._refused("mail", _AUTH_REQUIRED, session)
         problem = sender_problem(address, smtputf8=bool(envelope.smtp_utf8))
         if problem is not None:
-            return problem
+            return self._refused("mail", problem, session)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
@@ -174,22 +196,28 @@ class MailHandler(HookTable, SmtpAuth):
     ) -> str:
         settings = self.settings
         if not self._trusted(session):
-            return _AUTH_REQUIRED
+            return self._refused("rcpt", _AUTH_REQUIRED, session)
         problem = recipient_problem(address, smtputf8=bool(envelope.smtp_utf8))
         if problem is not None:
-            return problem
+            return self._refused("rcpt", problem, session)
         region = settings.smtp.default_region
         route = classify_recipient(
             address, settings, normalize=partial(normalize_number, region=region)
         )
         if route is None:
-            return INVALID_NUMBER if invalid_number_address(address, settings) else NO_SUCH_MAILBOX
+            return self._refused(
+                "rcpt",
+                INVALID_NUMBER if invalid_number_address(address, settings) else NO_SUCH_MAILBOX,
+                session,
+            )
         mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from or ""
         answer, add = admit_recipient(route, envelope.routes, mail_from, settings)
         if add:
             envelope.routes.append(route)
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
+        elif not answer.startswith("2"):
+            return self._refused("rcpt", answer, session)
         return answer
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
@@ -217,6 +245,7 @@ class MailHandler(HookTable, SmtpAuth):
         fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
         fields["answer"] = answer[:3]
         log.info("mail", **fields)
+        self._observe(mode.value, answer, fields)
         return answer
 
     async def _data(

@@ -8,9 +8,10 @@
   out due SMS rows under a lease (rows whose lease ran out are handed out
   again: at-least-once), and the ``mark_*`` methods commit each state change;
 * :class:`ReplyStore`, the reply mailer: :meth:`ReplyStore.claim_replies` and friends;
-* :class:`QueueStore`, operators (``mailbridge queue``).
+* :class:`QueueStore`, operators (``mailbridge queue``);
+* :class:`MonitorStore`, monitoring (``/metrics``, ``/readyz``, ``mailbridge status``).
 
-:class:`Storage` is all four with ``open``/``close``: what a backend is. The
+:class:`Storage` is all five with ``open``/``close``: what a backend is. The
 backends (``sqlite``, ``postgres``, ``memory``) are one domain layer
 (:mod:`mailbridge.storage.domain`) over a small connector each. Times are
 UTC-aware ``datetime``; every method that needs "now" takes it, so tests
@@ -23,6 +24,7 @@ The records that cross these protocols live in :mod:`mailbridge.core.records`
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -46,6 +48,7 @@ from mailbridge.core.records import (
     SmsView,
 )
 from mailbridge.models import SmsState
+from mailbridge.observe import Observer
 from mailbridge.settings import InboundSettings, LimitsSettings
 
 __all__ = [
@@ -56,6 +59,8 @@ __all__ = [
     "EventStore",
     "Intake",
     "IntakeStore",
+    "MonitorStore",
+    "QueueStats",
     "QueueStore",
     "ReplyDraft",
     "ReplyJob",
@@ -321,11 +326,39 @@ class RetentionStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStats:
+    """The queue at a glance (metrics, ``/readyz``, the status page, ``mailbridge status``)."""
+
+    by_state: dict[str, int]  # state -> SMS rows
+    oldest_due: datetime | None  # the oldest ``scheduled`` row due at ``now``; None: none due
+    replies_waiting: int  # reply mails queued or being sent
+
+
+class MonitorStore(Protocol):
+    """What monitoring reads (``mailbridge.http``, ``mailbridge status``)."""
+
+    async def queue_stats(self, now: datetime) -> QueueStats:
+        """SMS rows by state, the oldest due one, reply mails waiting; off the write path
+        where the backend can (SQLite: a read-only connection of its own)."""
+        ...
+
+
 class Storage(
-    IntakeStore, DeliveryStore, ReplyStore, QueueStore, EventStore, RetentionStore, Protocol
+    IntakeStore,
+    DeliveryStore,
+    ReplyStore,
+    QueueStore,
+    EventStore,
+    MonitorStore,
+    RetentionStore,
+    Protocol,
 ):
     """A whole backend: every client's protocol, opened and closed. Each method is
     one transaction."""
+
+    #: Told each transaction's duration (storage commit latency); set before ``open``.
+    observer: Observer
 
     async def open(self) -> None:
         """Create or migrate the schema; make the storage ready."""

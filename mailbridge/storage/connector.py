@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
+from mailbridge.observe import Observer
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Callback, Unsubscribe
 
@@ -106,6 +107,9 @@ class Tx(Protocol):
 class Connector(Protocol):
     """A backend: transactions, wake-ups, housekeeping."""
 
+    #: Told how long each (write) transaction took, commit included (set before ``open``).
+    observer: Observer
+
     async def open(self) -> None:
         """Connect, create or migrate the schema."""
         ...
@@ -115,6 +119,11 @@ class Connector(Protocol):
     async def transaction(self, work: Callable[[Tx], Awaitable[T]], *, write: bool = True) -> T:
         """Run ``work`` in one transaction; its result once committed. Raises
         ``StorageError`` when it cannot commit (nothing of it is written)."""
+        ...
+
+    async def snapshot(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run read-only ``work`` off the write path where the backend can (SQLite: a
+        read-only connection of its own); elsewhere a ``transaction(write=False)``."""
         ...
 
     def notify(self, channel: Channel, *, here: bool) -> None:

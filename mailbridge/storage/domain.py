@@ -35,8 +35,9 @@ from mailbridge.core.records import (
     SmsView,
 )
 from mailbridge.models import AttemptOutcome, Encoding, Format, ReplyState, RouteKind, SmsState
+from mailbridge.observe import Observer
 from mailbridge.settings import LimitsSettings
-from mailbridge.storage.base import Callback, Unsubscribe
+from mailbridge.storage.base import Callback, QueueStats, Unsubscribe
 from mailbridge.storage.batching import Coalescer
 from mailbridge.storage.common import (
     FOLLOWUP_ERROR,
@@ -89,6 +90,15 @@ class Store(EventsStore):
         self._connector = connector
         # mark_sent calls under way together share one transaction (group commit)
         self._sent: Coalescer[_Sent] = Coalescer(self._write_sent)
+
+    @property
+    def observer(self) -> Observer:
+        """Told each transaction's duration (storage commit latency); set before ``open``."""
+        return self._connector.observer
+
+    @observer.setter
+    def observer(self, value: Observer) -> None:
+        self._connector.observer = value
 
     async def open(self) -> None:
         """Connect, create or migrate the schema."""
@@ -557,6 +567,24 @@ class Store(EventsStore):
     async def cancel_request(self, request_id: str, now: datetime) -> int:
         """Cancel the scheduled rows of the request, refunding their parts."""
         return await self._connector.transaction(_requeue(request_id, now, retry=False))
+
+    # --- monitoring -------------------------------------------------------------
+
+    async def queue_stats(self, now: datetime) -> QueueStats:
+        """SMS rows by state, the oldest due one, reply mails waiting (off the write path)."""
+
+        async def work(tx: Tx) -> QueueStats:
+            states = await tx.all("queue_states", {})
+            oldest = await tx.one("oldest_due", {"now": now})
+            waiting = await tx.one("replies_waiting", {})
+            return QueueStats(
+                by_state={str(state): int(n) for state, n in states},
+                oldest_due=None if oldest is None or oldest[0] is None else tx.moment(oldest[0]),
+                replies_waiting=int(waiting[0]) if waiting is not None else 0,
+            )
+
+        to_ts(now)
+        return await self._connector.snapshot(work)
 
 
 # --- the work of each operation, inside its transaction ---------------------------------

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from mailbridge.core.records import AcceptResult, Intake
 from mailbridge.errors import StorageError
 from mailbridge.models import ReplyState, SmsState
+from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.common import RETRYABLE_STATES, to_ts
 from mailbridge.storage.connector import LocalWakeups, Params, Row, Tx
@@ -391,6 +392,26 @@ def _claimable(table: Table, now: datetime, waiting: str) -> list[dict[str, Any]
 
 
 @_query
+def _queue_states(db: _Db, p: Params) -> list[Row]:
+    counts: dict[str, int] = {}
+    for s in db.sms.values():
+        counts[s["state"]] = counts.get(s["state"], 0) + 1
+    return list(counts.items())
+
+
+@_query
+def _oldest_due(db: _Db, p: Params) -> list[Row]:
+    return _min(
+        s["due"] for s in db.sms.values() if s["state"] == _SCHEDULED and s["due"] <= p["now"]
+    )
+
+
+@_query
+def _replies_waiting(db: _Db, p: Params) -> list[Row]:
+    return [(sum(1 for r in db.replies.values() if r["state"] in ("queued", _SENDING)),)]
+
+
+@_query
 def _next_due(db: _Db, p: Params) -> list[Row]:
     return _min(
         s["due"] if s["state"] == _SCHEDULED else s["lease_until"]
@@ -675,6 +696,8 @@ class _MemoryTx:
 
 
 class MemoryConnector(LocalWakeups):
+    observer: Observer = NULL_OBSERVER  # nothing to time: no commit
+
     """The :class:`~mailbridge.storage.connector.Connector` of :class:`MemoryStorage`."""
 
     def __init__(self) -> None:
@@ -692,6 +715,9 @@ class MemoryConnector(LocalWakeups):
         if write and self.fail_writes:
             raise StorageError("storage cannot commit (fail_writes is set)")
         return await work(_MemoryTx(self.db))
+
+    async def snapshot(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        return await self.transaction(work, write=False)
 
 
 class MemoryStorage(Store):

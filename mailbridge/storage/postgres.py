@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import hashlib
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ from psycopg_pool import AsyncConnectionPool
 from mailbridge.core import limits as lim
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
+from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.settings import LimitsSettings
 from mailbridge.storage.base import Callback, Unsubscribe
 from mailbridge.storage.connector import (
@@ -187,6 +189,8 @@ class PostgresConnector:
         self._notify_wanted: set[str] = set()
         self._notifier: asyncio.Task[None] | None = None
         self._accepts = 0
+        #: Told the duration of each transaction, commit included (``mailbridge.observe``).
+        self.observer: Observer = NULL_OBSERVER
 
     # --- life ---------------------------------------------------------------------
 
@@ -248,6 +252,10 @@ class PostgresConnector:
 
         return await self.raw(run)
 
+    async def snapshot(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Read-only ``work`` in a transaction of its own (MVCC: it holds up no writer)."""
+        return await self.transaction(work, write=False)
+
     async def raw(self, work: Work[T]) -> T:
         """Run ``work`` in one transaction; retried when PostgreSQL aborts it as a deadlock."""
         pool = self._pool
@@ -255,8 +263,11 @@ class PostgresConnector:
             raise StorageError("storage is not open")
         for attempt in range(1, _RETRIES + 1):
             try:
+                started = time.perf_counter()
                 async with pool.connection() as conn, conn.transaction():
-                    return await work(conn)
+                    result = await work(conn)
+                self.observer.commit(time.perf_counter() - started)
+                return result
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
                 if attempt == _RETRIES:
                     raise _storage_error(exc) from exc

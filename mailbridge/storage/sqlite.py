@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 from mailbridge.core.pipeline import run_now
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
+from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.storage.common import from_ts, to_ts
 from mailbridge.storage.connector import (
     LocalWakeups,
@@ -160,8 +161,11 @@ def _prune_now(c: sqlite3.Connection, now_ts: float) -> bool:
 class _Writer:
     """The thread that owns the connection and commits operations in groups."""
 
-    def __init__(self, path: str, *, busy_timeout_s: float, max_batch: int) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout_s: float, max_batch: int, observer: Observer
+    ) -> None:
         self._path = path
+        self._observer = observer
         self._busy_timeout_s = busy_timeout_s
         self._max_batch = max(1, max_batch)
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
@@ -254,7 +258,11 @@ class _Writer:
                 message = str(self._connect_error or "sqlite: not connected")
                 self._deliver(batch, [(None, StorageError(message)) for _ in batch])
             else:
-                self._deliver(batch, self._transaction(conn, batch))
+                started = time.perf_counter()
+                results = self._transaction(conn, batch)
+                if any(op.write for op in batch):
+                    self._observer.commit(time.perf_counter() - started)
+                self._deliver(batch, results)
         if conn is not None:
             conn.close()
         if self._lock_fd is not None:
@@ -508,6 +516,10 @@ class SqliteConnector(LocalWakeups):
         self._max_batch = max_batch
         self._writer: _Writer | None = None
         self._closed = False
+        self._reader: sqlite3.Connection | None = None  # snapshot() only
+        self._reader_lock = threading.Lock()
+        #: Told the duration of each write transaction (set before ``open``).
+        self.observer: Observer = NULL_OBSERVER
 
     @property
     def stats(self) -> WriterStats:
@@ -541,13 +553,48 @@ class SqliteConnector(LocalWakeups):
 
         return await self.call(run, write=write)
 
+    async def snapshot(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run read-only ``work`` on a read-only connection of its own, in a worker thread.
+
+        WAL: readers never block the writer, and this keeps long reads off the writer
+        thread (counting every row by state scans the per-request index: ≈ 90 ms over
+        200 000 rows, measured), where they would hold up commits.
+        """
+        if self._writer is None or self._closed:
+            raise StorageError("storage is not open")
+        if str(self.path) == ":memory:":  # nothing another connection could see
+            return await self.transaction(work, write=False)
+        return await asyncio.to_thread(self._read, work)
+
+    def _read(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        with self._reader_lock:
+            try:
+                if self._reader is None:
+                    self._reader = sqlite3.connect(
+                        f"file:{self.path}?mode=ro",
+                        uri=True,
+                        timeout=self._busy_timeout_s,
+                        isolation_level=None,
+                        check_same_thread=False,
+                    )
+                self._reader.execute("BEGIN")
+                try:
+                    return _drive(work(_SqliteTx(self._reader)))  # type: ignore[arg-type]
+                finally:
+                    self._reader.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise _storage_error(exc) from exc
+
     async def open(self) -> None:
         """Start the writer thread, connect, and create or migrate the schema."""
         if self._writer is not None and not self._closed:
             return
         self._closed = False
         self._writer = _Writer(
-            str(self.path), busy_timeout_s=self._busy_timeout_s, max_batch=self._max_batch
+            str(self.path),
+            busy_timeout_s=self._busy_timeout_s,
+            max_batch=self._max_batch,
+            observer=self.observer,
         )
         self._writer.start()
         try:
@@ -566,6 +613,10 @@ class SqliteConnector(LocalWakeups):
         self._closed = True
         writer.stop()
         await asyncio.to_thread(writer.join)
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
 
 class SqliteStorage(Store):

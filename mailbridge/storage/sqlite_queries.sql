@@ -366,6 +366,18 @@ SELECT NULL WHERE 0;
 -- forget_owner --
 -- Nothing (see heartbeat)
 
+-- queue_states --
+-- SMS rows by state (monitoring; a scan of the per-request index)
+SELECT state, count(*) FROM sms GROUP BY state;
+
+-- oldest_due --
+-- The due time of the oldest scheduled row that is due (monitoring)
+SELECT min(due) FROM sms WHERE state = 'scheduled' AND due <= :now;
+
+-- replies_waiting --
+-- Reply mails not yet taken by the smarthost (monitoring)
+SELECT count(*) FROM replies WHERE state IN ('queued', 'sending');
+
 -- sms_by_provider_id --
 -- The row a delivery receipt names: the newest row the provider gave that id
 SELECT id, state, request_pk FROM sms

@@ -4,20 +4,23 @@
 from __future__ import annotations
 
 import asyncio
-import io
-from contextlib import redirect_stderr, redirect_stdout
+import subprocess
+import sys
 from pathlib import Path
-
-from mailbridge.cli import main
 
 from .conftest import DaemonFactory, command, to_toml
 
 
 def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
+    """``mailbridge ARGV`` in its own process: the daemon of the test logs to this one's stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mailbridge.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
 
 
 async def test_show_and_top_up(start_daemon: DaemonFactory, tmp_path: Path) -> None:

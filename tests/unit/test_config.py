@@ -104,6 +104,7 @@ class TestExample:
             "routing": "## `[routing]`",
             "routing.rules": "## `[routing]`",
             "logging": "## `[logging]`",
+            "http": "## `[http]`",
             "daemon": "## `[daemon]`",
             "inbound": "## `[inbound]`",
         }

@@ -1,0 +1,1 @@
+"""The ``[http]`` side: Prometheus metrics, health checks, the status page (docs/monitoring.md)."""

@@ -26,11 +26,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
-def _bench_module(tree: Path):  # type: ignore[no-untyped-def]
+def _bench_module(tree: Path) -> Any:
     spec = importlib.util.spec_from_file_location("tree_bench", tree / "bench" / "bench_ingest.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["tree_bench"] = module
     sys.path.insert(0, str(tree))
@@ -92,8 +94,12 @@ def main() -> int:
     p.add_argument("--mails", type=int, default=300)
     p.add_argument("--warm", type=int, default=100)
     p.add_argument("--out", type=Path, default=None, help="keep the callgrind dump here")
-    p.add_argument("--profile", type=Path, default=None,
-                   help="no valgrind: cProfile the daemon's main thread into this file")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="no valgrind: cProfile the daemon's main thread into this file",
+    )
     a = p.parse_args()
     tree = a.tree.resolve()
     bench = _bench_module(tree)
@@ -128,27 +134,30 @@ def main() -> int:
             t = bench.TIMES["ingest-only"]
             send(port, [bench.mail(i, t) for i in range(a.warm)], a.shape)
             if not a.profile:
-                subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
-                               capture_output=True)
+                subprocess.run(
+                    ["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True
+                )
             started = time.process_time()
             send(port, [bench.mail(a.warm + i, t) for i in range(a.mails)], a.shape)
             if a.profile:
                 print(f"sent; profile in {a.profile}")
                 return 0
-            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True
+            )
             dumps = sorted(folder.glob("callgrind.out*"))
             total = 0
             for dump in dumps:
-                m = re.search(r"^(?:totals|summary): (\d+)", dump.read_text(errors="replace"),
-                              re.M)
+                m = re.search(r"^(?:totals|summary): (\d+)", dump.read_text(errors="replace"), re.M)
                 if m and dump.name != "callgrind.out":
                     total = max(total, int(m.group(1)))
             if a.out:
                 for dump in dumps:
                     (a.out.parent / (a.out.name + dump.suffix)).write_bytes(dump.read_bytes())
-            print(f"{tree.name} shape={a.shape} mails={a.mails} instructions/mail="
-                  f"{total / a.mails / 1e6:.4f} M  (client CPU {time.process_time()-started:.1f}s)")
+            print(
+                f"{tree.name} shape={a.shape} mails={a.mails} instructions/mail="
+                f"{total / a.mails / 1e6:.4f} M  (client CPU {time.process_time() - started:.1f}s)"
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -147,7 +147,7 @@ class TestHookTables:
             assert table.get("MAIL") is first
             assert table["MAIL"] is first
             assert first.__wrapped__ == session.smtp_MAIL
-            assert first.__smtp_syntax__ == session.smtp_MAIL.__smtp_syntax__
+            assert getattr(first, "__smtp_syntax__") == session.smtp_MAIL.__smtp_syntax__  # noqa: B009
             assert table.get("NOSUCH") is None
             assert table.get("NOSUCH", 1) == 1
             assert "NOSUCH" not in table

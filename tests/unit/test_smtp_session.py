@@ -135,6 +135,30 @@ class TestHookTables:
         finally:
             handler.close()
 
+    async def test_command_table_wraps_each_verb_once_when_used(self) -> None:
+        """The counted table wraps a verb on its first lookup and keeps that wrapper; an
+        unknown verb is None; HELP's view (items, syntax attributes) is the full table."""
+        handler = MailHandler(settings=Settings(), storage=None)  # type: ignore[arg-type]
+        try:
+            session = Session(ConnectionGate(), (10, 10), handler=handler)
+            table = session._smtp_methods
+            first = table.get("MAIL")
+            assert first is not None
+            assert table.get("MAIL") is first
+            assert table["MAIL"] is first
+            assert first.__wrapped__ == session.smtp_MAIL
+            assert getattr(first, "__smtp_syntax__") == session.smtp_MAIL.__smtp_syntax__  # noqa: B009
+            assert table.get("NOSUCH") is None
+            assert table.get("NOSUCH", 1) == 1
+            assert "NOSUCH" not in table
+            assert "RCPT" in table
+            assert len(table) == len(list(table))
+            items = dict(table.items())
+            assert items["MAIL"] is first
+            assert items["HELP"].__wrapped__ == session.smtp_HELP
+        finally:
+            handler.close()
+
 
 class TestConnectionHooks:
     def test_signatures(self) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from typing import Any, AnyStr
 
@@ -231,6 +232,8 @@ class Session(HookTable, UntrustedSession, SMTP):
             if self.transport is not None and not self.transport.is_closing():
                 self._reset_timeout()
 
+    # aiosmtpd's HELP reads the syntax attributes of the method: keep them
+    @functools.wraps(SMTP.smtp_MAIL)
     async def smtp_MAIL(self, arg: str) -> None:
         self._mail_refused = False
         await super().smtp_MAIL(arg)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from mailbridge.core.encoding import truncate_to_parts
 from mailbridge.core.fields import Fields
@@ -206,11 +206,19 @@ def _normalize_host(text: str) -> str:
 
 def ip_in(ip: str, networks: Iterable[Network]) -> bool:
     """Whether ``ip`` lies in one of ``networks``."""
-    try:
-        addr = ip_address(ip)
-    except ValueError:
+    addr = _address(ip)
+    if addr is None:
         return False
     return any(addr.version == net.version and addr in net for net in networks)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(ip: str) -> IPv4Address | IPv6Address | None:
+    """``ip`` parsed (None: not an address); cached, as every connection asks."""
+    try:
+        return ip_address(ip)
+    except ValueError:
+        return None
 
 
 def _draft(env: MailEnvelope, content: MailContent | None, settings: Settings) -> ReplyDraft | None:

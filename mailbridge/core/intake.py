@@ -124,6 +124,7 @@ def template_text(template: str, max_parts: int, *, content: MailContent, mail_f
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 _SPACES_RE = re.compile(r"\s+")
 _MSGID_RE = re.compile(r"<[!-;=?-~]{1,900}>")
+_REPLY_PREFIX_RE = re.compile(r"re\s*:", re.IGNORECASE)
 
 
 def clean_header(value: str, *, limit: int = 200) -> str:
@@ -152,7 +153,7 @@ def reply_draft(mail_from: str, content: MailContent) -> ReplyDraft | None:
     if content.list_id.strip():
         return None
     subject = clean_header(content.subject)
-    if not re.match(r"re\s*:", subject, re.IGNORECASE):
+    if not _REPLY_PREFIX_RE.match(subject):
         subject = f"Re: {subject}".rstrip()
     msgid = _clean_msgid(content.message_id)
     return ReplyDraft(to=sender, subject=subject, in_reply_to=msgid, references=msgid)

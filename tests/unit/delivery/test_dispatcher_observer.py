@@ -10,7 +10,7 @@ from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.errors import PermanentProviderError, TemporaryProviderError
 from mailbridge.observe import Observer
 from mailbridge.storage.memory import MemoryStorage
-from tests.unit.test_dispatcher import T0, FakeProvider, _enqueue, _numbers, _settings
+from tests.unit.delivery.test_dispatcher import T0, FakeProvider, _enqueue, _numbers, _settings
 
 
 class Recorder(Observer):
@@ -75,7 +75,7 @@ async def test_receipts_move_rows_from_sent() -> None:
     """A receipt applied to a sent row is a sent → delivered transition; a repeat is not."""
     from mailbridge.delivery.events import StorageEvents
     from mailbridge.providers.events import ReceiptState
-    from tests.unit.test_events_sink import SETTINGS, Clock, enqueue, receipt
+    from tests.unit.delivery.test_events_sink import SETTINGS, Clock, enqueue, receipt
 
     storage, seen = MemoryStorage(), Recorder()
     sink = StorageEvents(storage, SETTINGS, clock=Clock(), observer=seen)

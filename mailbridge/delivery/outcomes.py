@@ -77,6 +77,7 @@ class Outcomes:
         self._lanes = lanes
         self._rng = rng
         self._observer = observer
+        # the dispatcher's loop: a row's provider order, look again now, a row settled
         self._route = route
         self._wake = wake
         self._done = done

@@ -97,15 +97,15 @@ class Outcomes:
     ) -> None:
         """Log and commit the result of one row's attempt through ``lane``."""
         if isinstance(result, Sent):
-            self.attempt_log(
+            self._attempt_log(
                 job, lane.name, AttemptOutcome.SENT, duration_ms, provider_id=result.provider_id
             )
         elif isinstance(result, PermanentProviderError):
             outcome = AttemptOutcome.PERMANENT
-            self.attempt_log(job, lane.name, outcome, duration_ms, error=str(result))
+            self._attempt_log(job, lane.name, outcome, duration_ms, error=str(result))
         else:
             outcome = AttemptOutcome.TEMPORARY
-            self.attempt_log(job, lane.name, outcome, duration_ms, error=str(result))
+            self._attempt_log(job, lane.name, outcome, duration_ms, error=str(result))
         try:
             await self._record(lane, job, result, now)
         except Exception as exc:
@@ -118,7 +118,7 @@ class Outcomes:
     ) -> None:
         """Final state without an attempt (expired before sending, or no route)."""
         try:
-            self.attempt_log(job, provider, AttemptOutcome(state.value), 0.0, error=answer)
+            self._attempt_log(job, provider, AttemptOutcome(state.value), 0.0, error=answer)
             await self._final(job, provider, state, answer, now)
         except Exception:
             _log.exception("could not record a delivery outcome", sms_id=job.sms_id)
@@ -129,7 +129,7 @@ class Outcomes:
         """Every provider on the route is open (or was tried): the decision says when to retry."""
         try:
             error = TemporaryProviderError(f"not sent: circuit open for {', '.join(order)}")
-            self.attempt_log(job, None, AttemptOutcome.DEFERRED, 0.0, error=str(error))
+            self._attempt_log(job, None, AttemptOutcome.DEFERRED, 0.0, error=str(error))
             await self._not_sent(job, order[0], Fault.CIRCUIT_OPEN, error, now)
         except Exception:
             _log.exception("could not record a delivery outcome", sms_id=job.sms_id)
@@ -151,7 +151,7 @@ class Outcomes:
                 sms_ids=sorted(self._unrecorded),
             )
 
-    def attempt_log(
+    def _attempt_log(
         self,
         job: SmsJob,
         provider: str | None,

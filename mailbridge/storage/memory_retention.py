@@ -1,0 +1,89 @@
+"""The named queries of retention for the memory backend.
+
+One Python function per query of ``sqlite_queries.sql`` / ``postgres_queries.sql``
+of the same name, over :class:`~mailbridge.storage.memory_tables.Tables`: what
+:mod:`mailbridge.storage.retention` runs (the cut by request number, the
+requests that may go, and the deletion of what hangs off them).
+"""
+
+from __future__ import annotations
+
+from mailbridge.models import ReplyState, SmsState
+from mailbridge.storage.connector import Params, Row
+from mailbridge.storage.memory_tables import Queries, Tables, delete_where
+
+__all__ = ["QUERIES"]
+
+QUERIES = Queries()
+
+_UNFINISHED = frozenset({SmsState.SCHEDULED.value, SmsState.SENDING.value})
+_WAITING = frozenset({ReplyState.QUEUED.value, ReplyState.SENDING.value})
+
+
+@QUERIES.add
+def _retention_cutoff(db: Tables, p: Params) -> list[Row]:
+    old = [pk for pk, r in db.requests.items() if r["received_at"] < p["before"]]
+    return [(max(old, default=None),)]
+
+
+@QUERIES.add
+def _old_raw_mails(db: Tables, p: Params) -> list[Row]:
+    rows: list[Row] = [(pk,) for pk in sorted(db.mails) if pk <= p["cutoff"]]
+    return rows[: p["limit"]]
+
+
+@QUERIES.add
+def _finished_requests(db: Tables, p: Params) -> list[Row]:
+    busy = {s["request_pk"] for s in db.sms.values() if s["state"] in _UNFINISHED}
+    busy |= {r["request_pk"] for r in db.replies.values() if r["state"] in _WAITING}
+    pks = sorted(pk for pk in db.requests if pk <= p["cutoff"] and pk not in busy)
+    return [(pk,) for pk in pks[: p["limit"]]]
+
+
+def _sms_of(db: Tables, p: Params) -> set[int]:
+    """The ids of the SMS rows of the requests ``pks``."""
+    pks = set(p["pks"])
+    return {i for i, s in db.sms.items() if s["request_pk"] in pks}
+
+
+@QUERIES.add
+def _delete_mails_of(db: Tables, p: Params) -> list[Row]:
+    for pk in p["pks"]:
+        db.mails.pop(pk, None)
+    return []
+
+
+@QUERIES.add
+def _delete_attempts_of(db: Tables, p: Params) -> list[Row]:
+    return delete_where(db.attempts, "sms_id", _sms_of(db, p))
+
+
+@QUERIES.add
+def _delete_parts_of(db: Tables, p: Params) -> list[Row]:
+    return delete_where(db.sms_parts, "sms_id", _sms_of(db, p))
+
+
+@QUERIES.add
+def _detach_inbound_of(db: Tables, p: Params) -> list[Row]:
+    pks = set(p["pks"])
+    for row in db.inbound.values():
+        if row.get("request_pk") in pks:
+            row["request_pk"] = None
+    return []
+
+
+@QUERIES.add
+def _delete_sms_of(db: Tables, p: Params) -> list[Row]:
+    return delete_where(db.sms, "request_pk", set(p["pks"]))
+
+
+@QUERIES.add
+def _delete_replies_of(db: Tables, p: Params) -> list[Row]:
+    return delete_where(db.replies, "request_pk", set(p["pks"]))
+
+
+@QUERIES.add
+def _delete_requests(db: Tables, p: Params) -> list[Row]:
+    for pk in p["pks"]:
+        db.requests.pop(pk, None)
+    return []

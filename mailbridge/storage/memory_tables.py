@@ -1,0 +1,122 @@
+"""The tables of the memory backend, and the shapes its named queries share.
+
+:class:`Tables` holds what the ``*_schema.sql`` files define, as dicts of rows
+(each row a dict named like the SQL columns; times are ``datetime``).
+:class:`Queries` is a set of named queries, a Python function per name of the
+``<dialect>_queries.sql`` files: each ``memory_*`` module fills one for the
+part of :class:`~mailbridge.storage.domain.Store` of its name, and
+:mod:`mailbridge.storage.memory` runs them all. What several queries do alike
+is here once: the claimable rows of a leased table and the earliest time one
+becomes claimable, a row's lease let go, rows deleted by a column's values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mailbridge.models import SmsState
+from mailbridge.storage.connector import Params, Row
+
+__all__ = [
+    "SENDING",
+    "Queries",
+    "Query",
+    "Table",
+    "Tables",
+    "claimable",
+    "delete_where",
+    "min_time",
+    "next_claimable",
+    "unlease",
+]
+
+Table = dict[int, dict[str, Any]]
+
+#: The state of a leased row, in each leased table (SMS, reply mails, inbound mails).
+SENDING = SmsState.SENDING.value
+
+
+@dataclass(slots=True)
+class Tables:
+    """The tables. Rows are dicts named like the SQL columns; times are ``datetime``."""
+
+    requests: Table = field(default_factory=dict)
+    mails: dict[int, bytes] = field(default_factory=dict)
+    sms: Table = field(default_factory=dict)
+    attempts: Table = field(default_factory=dict)
+    replies: Table = field(default_factory=dict)
+    duplicates: dict[str, list[datetime]] = field(default_factory=dict)
+    flood: dict[str, tuple[datetime, int]] = field(default_factory=dict)
+    balances: dict[str, int] = field(default_factory=dict)
+    ip_errors: dict[str, list[datetime]] = field(default_factory=dict)
+    ip_blocks: dict[str, list[Any]] = field(default_factory=dict)  # ip -> [until, refused]
+    sms_parts: Table = field(default_factory=dict)
+    receipts_kept: Table = field(default_factory=dict)
+    inbound: Table = field(default_factory=dict)
+    inbound_parts: Table = field(default_factory=dict)
+    instances: dict[str, datetime] = field(default_factory=dict)  # owner -> last heartbeat
+    next_request: int = 1
+
+    def insert(self, table: Table, row: dict[str, Any]) -> int:
+        key = max(table, default=0) + 1
+        table[key] = {"id": key, **row}
+        return key
+
+
+Query = Callable[[Tables, Params], list[Row]]
+
+
+class Queries(dict[str, Query]):
+    """Named queries; :meth:`add` registers a function ``_name`` as ``name``."""
+
+    def add(self, fn: Query) -> Query:
+        name = fn.__name__.lstrip("_")
+        if name in self:
+            raise ValueError(f"query {name} defined twice")
+        self[name] = fn
+        return fn
+
+
+def min_time(times: Iterable[datetime | None]) -> list[Row]:
+    """The one-row answer of a ``MIN`` over times (None: no time)."""
+    return [(min((t for t in times if t is not None), default=None),)]
+
+
+def claimable(table: Table, now: datetime, waiting: str) -> list[dict[str, Any]]:
+    """Rows due in state ``waiting``, or leased with the lease run out; oldest due first."""
+    return sorted(
+        (
+            r
+            for r in table.values()
+            if (r["state"] == waiting and r["due"] <= now)
+            or (r["state"] == SENDING and r["lease_until"] is not None and r["lease_until"] <= now)
+        ),
+        key=lambda r: (r["due"], r["id"]),
+    )
+
+
+def next_claimable(table: Table, waiting: str) -> list[Row]:
+    """The earliest time a row of ``table`` becomes claimable (:func:`claimable`)."""
+    return min_time(
+        r["due"] if r["state"] == waiting else r["lease_until"]
+        for r in table.values()
+        if r["state"] in (waiting, SENDING)
+    )
+
+
+def unlease(row: dict[str, Any], **changes: Any) -> list[Row]:
+    """Apply ``changes`` to a leased row and let its lease go."""
+    row.update(changes, lease_until=None)
+    if "lease_owner" in row:
+        row["lease_owner"] = None
+    return []
+
+
+def delete_where(table: Table, column: str, values: Collection[Any]) -> list[Row]:
+    """Delete the rows of ``table`` whose ``column`` is one of ``values``."""
+    for key in [k for k, r in table.items() if r[column] in values]:
+        del table[key]
+    return []

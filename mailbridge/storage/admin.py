@@ -90,7 +90,7 @@ class QueueAdmin(StoreMixin):
                     to=r[8],
                     request_id=r[9],
                     attempts=r[10],
-                    sent_at=None if r[11] is None else tx.moment(r[11]),
+                    sent_at=_moment(tx, r[11]),
                 )
                 for r in await tx.all("list_inbound", {"limit": limit})
             ]
@@ -128,7 +128,7 @@ class QueueAdmin(StoreMixin):
             waiting = await tx.one("replies_waiting", {})
             return QueueStats(
                 by_state={str(state): int(n) for state, n in states},
-                oldest_due=None if oldest is None or oldest[0] is None else tx.moment(oldest[0]),
+                oldest_due=None if oldest is None else _moment(tx, oldest[0]),
                 replies_waiting=int(waiting[0]) if waiting is not None else 0,
             )
 
@@ -137,6 +137,11 @@ class QueueAdmin(StoreMixin):
 
 
 # --- the work of each operation, inside its transaction ---------------------------------
+
+
+def _moment(tx: Tx, value: object) -> datetime | None:
+    """A nullable time read from a row."""
+    return None if value is None else tx.moment(value)
 
 
 async def _summaries(tx: Tx, rows: Sequence[Row]) -> list[RequestSummary]:
@@ -186,8 +191,8 @@ async def _show_request(tx: Tx, request_id: str) -> RequestDetail | None:
             error=r[7],
             receipt_status=r[8],
             receipt_error=r[9],
-            receipt_at=None if r[10] is None else tx.moment(r[10]),
-            sent_at=None if r[11] is None else tx.moment(r[11]),
+            receipt_at=_moment(tx, r[10]),
+            sent_at=_moment(tx, r[11]),
         )
         for r in await tx.all("request_sms", {"pk": pk})
     )
@@ -199,7 +204,7 @@ async def _show_request(tx: Tx, request_id: str) -> RequestDetail | None:
             attempts=r[3],
             body=r[4],
             due=tx.moment(r[5]),
-            sent_at=None if r[6] is None else tx.moment(r[6]),
+            sent_at=_moment(tx, r[6]),
         )
         for r in await tx.all("request_replies", {"pk": pk})
     )
@@ -210,7 +215,7 @@ async def _show_request(tx: Tx, request_id: str) -> RequestDetail | None:
         mail_from=req[8],
         sender=req[9],
         format=req[10],
-        due=None if req[11] is None else tx.moment(req[11]),
+        due=_moment(tx, req[11]),
         sms=sms,
         replies=replies,
     )

@@ -353,15 +353,40 @@ class Store(EventsStore, MailQueue, QueueAdmin, Retention):
         to_ts(now)
 
         async def work(tx: Tx) -> bool:
-            return await _mark_failed(
-                tx,
-                sms_id=sms_id,
-                provider=provider,
-                state=state,
-                answer=answer,
-                now=now,
-                reply_rate_per_hour=reply_rate_per_hour,
+            """Settle the row as failed; whether the follow-up reply was queued."""
+            row = await tx.one("sending_row", {"id": sms_id})
+            if row is None:
+                return False
+            (_, parts, pk, request_id, account, charged, error, test, _followup, *reply) = row
+            if provider is not None:
+                await _attempt(tx, sms_id, provider, failure_outcome(state), answer, now)
+            await tx.run(
+                "set_failed",
+                {
+                    "id": sms_id,
+                    "state": state.value,
+                    "attempted": 1 if provider is not None else 0,
+                    "provider": provider,
+                    "error": shorten(answer),
+                },
             )
+            if charged and account is not None:
+                await tx.run("charge", {"account": account, "parts": -parts})
+            reply_to, subject, in_reply_to, references = reply
+            if error is not None or test != 1 or reply_to is None:
+                return False
+            # one follow-up per request, whichever process fails which of its rows first
+            followup = await tx.one("lock_request", {"pk": pk})
+            if followup is None or followup[0]:
+                return False
+            if not lim.reply_allowed(await count_replies(tx, reply_to, now), reply_rate_per_hour):
+                return False
+            await tx.run("set_followup_sent", {"pk": pk})
+            draft = ReplyDraft(
+                to=reply_to, subject=subject, in_reply_to=in_reply_to, references=references
+            )
+            await insert_reply(tx, pk, draft, error_line(FOLLOWUP_ERROR, request_id), now)
+            return True
 
         if await self._connector.transaction(work):
             self._connector.notify(Channel.REPLIES, here=True)
@@ -435,47 +460,3 @@ async def _attempt(
             "answer": shorten(answer),
         },
     )
-
-
-async def _mark_failed(
-    tx: Tx,
-    *,
-    sms_id: int,
-    provider: str | None,
-    state: SmsState,
-    answer: str,
-    now: datetime,
-    reply_rate_per_hour: int,
-) -> bool:
-    """Settle a row as failed; whether the follow-up reply was queued."""
-    row = await tx.one("sending_row", {"id": sms_id})
-    if row is None:
-        return False
-    (_, parts, pk, request_id, account, charged, error, test, _followup, *reply) = row
-    if provider is not None:
-        await _attempt(tx, sms_id, provider, failure_outcome(state), answer, now)
-    await tx.run(
-        "set_failed",
-        {
-            "id": sms_id,
-            "state": state.value,
-            "attempted": 1 if provider is not None else 0,
-            "provider": provider,
-            "error": shorten(answer),
-        },
-    )
-    if charged and account is not None:
-        await tx.run("charge", {"account": account, "parts": -parts})
-    reply_to, subject, in_reply_to, references = reply
-    if error is not None or test != 1 or reply_to is None:
-        return False
-    # one follow-up per request, whichever process fails which of its rows first
-    followup = await tx.one("lock_request", {"pk": pk})
-    if followup is None or followup[0]:
-        return False
-    if not lim.reply_allowed(await count_replies(tx, reply_to, now), reply_rate_per_hour):
-        return False
-    await tx.run("set_followup_sent", {"pk": pk})
-    draft = ReplyDraft(to=reply_to, subject=subject, in_reply_to=in_reply_to, references=references)
-    await insert_reply(tx, pk, draft, error_line(FOLLOWUP_ERROR, request_id), now)
-    return True

@@ -42,8 +42,8 @@ T = TypeVar("T")
 #: Every named query of the memory backend.
 QUERIES = Queries()
 for _part in (memory_intake, memory_events, memory_mails, memory_admin, memory_retention):
-    for _fn in _part.QUERIES.values():
-        QUERIES.add(_fn)
+    for _name, _fn in _part.QUERIES.items():
+        QUERIES.put(_name, _fn)
 
 
 class _MemoryTx:

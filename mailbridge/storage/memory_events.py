@@ -14,7 +14,7 @@ from typing import Any
 
 from mailbridge.models import InboundState, SmsState
 from mailbridge.storage.connector import Params, Row
-from mailbridge.storage.memory_tables import Queries, Tables, delete_where
+from mailbridge.storage.memory_tables import Queries, Table, Tables, delete_where, set_flag
 
 __all__ = ["QUERIES"]
 
@@ -25,29 +25,27 @@ _QUEUED = InboundState.QUEUED.value
 _KEY = ("provider", "source", "destination", "reference", "total")
 
 
+def _newest_by_provider_id(table: Table, p: Params) -> dict[str, Any] | None:
+    """The newest row of ``table`` the provider gave the id ``provider_id``."""
+    found = [
+        r
+        for r in table.values()
+        if r["provider"] == p["provider"] and r["provider_id"] == p["provider_id"]
+    ]
+    return max(found, key=lambda r: r["id"], default=None)
+
+
 @QUERIES.add
 def _sms_by_provider_id(db: Tables, p: Params) -> list[Row]:
-    found = [
-        s
-        for s in db.sms.values()
-        if s["provider"] == p["provider"] and s["provider_id"] == p["provider_id"]
-    ]
-    if not found:
-        return []
-    s = max(found, key=lambda s: s["id"])
-    return [(s["id"], s["state"], s["request_pk"])]
+    s = _newest_by_provider_id(db.sms, p)
+    return [] if s is None else [(s["id"], s["state"], s["request_pk"])]
 
 
 @QUERIES.add
 def _sms_part_by_id(db: Tables, p: Params) -> list[Row]:
-    found = [
-        x
-        for x in db.sms_parts.values()
-        if x["provider"] == p["provider"] and x["provider_id"] == p["provider_id"]
-    ]
-    if not found:
+    x = _newest_by_provider_id(db.sms_parts, p)
+    if x is None:
         return []
-    x = max(found, key=lambda x: x["id"])
     s = db.sms[x["sms_id"]]
     return [(x["id"], s["id"], s["state"], s["request_pk"])]
 
@@ -157,10 +155,7 @@ def _request_outcomes(db: Tables, p: Params) -> list[Row]:
     ]
 
 
-@QUERIES.add
-def _set_undelivered_sent(db: Tables, p: Params) -> list[Row]:
-    db.requests[p["pk"]]["undelivered_sent"] = True
-    return []
+QUERIES.put("set_undelivered_sent", set_flag("undelivered_sent"))
 
 
 @QUERIES.add

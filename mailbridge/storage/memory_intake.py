@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
+from typing import Any
 
 from mailbridge.models import ReplyState, SmsState
 from mailbridge.storage.common import to_ts
@@ -23,6 +24,7 @@ from mailbridge.storage.memory_tables import (
     Tables,
     claimable,
     next_claimable,
+    set_flag,
     unlease,
 )
 
@@ -248,13 +250,19 @@ def _insert_attempt(db: Tables, p: Params) -> list[Row]:
     return []
 
 
+def _tried(db: Tables, p: Params, attempted: int, **changes: Any) -> list[Row]:
+    """A try of the row ``id`` is over: ``changes``, lease gone, ``attempted`` attempts more."""
+    s = db.sms[p["id"]]
+    return unlease(s, attempts=s["attempts"] + attempted, **changes)
+
+
 @QUERIES.add
 def _set_sent(db: Tables, p: Params) -> list[Row]:
-    s = db.sms[p["id"]]
-    return unlease(
-        s,
+    return _tried(
+        db,
+        p,
+        1,
         state=SmsState.SENT.value,
-        attempts=s["attempts"] + 1,
         provider=p["provider"],
         provider_id=p["provider_id"],
         error=None,
@@ -268,27 +276,14 @@ def _set_sent(db: Tables, p: Params) -> list[Row]:
 
 @QUERIES.add
 def _set_retry(db: Tables, p: Params) -> list[Row]:
-    s = db.sms[p["id"]]
-    return unlease(
-        s,
-        state=_SCHEDULED,
-        attempts=s["attempts"] + 1,
-        due=p["due"],
-        provider=p["provider"],
-        error=p["error"],
-    )
+    changes = {"due": p["due"], "provider": p["provider"], "error": p["error"]}
+    return _tried(db, p, 1, state=_SCHEDULED, **changes)
 
 
 @QUERIES.add
 def _set_failed(db: Tables, p: Params) -> list[Row]:
-    s = db.sms[p["id"]]
-    return unlease(
-        s,
-        state=p["state"],
-        attempts=s["attempts"] + p["attempted"],
-        provider=p["provider"] if p["provider"] is not None else s["provider"],
-        error=p["error"],
-    )
+    provider = db.sms[p["id"]]["provider"] if p["provider"] is None else p["provider"]
+    return _tried(db, p, p["attempted"], state=p["state"], provider=provider, error=p["error"])
 
 
 @QUERIES.add
@@ -296,10 +291,7 @@ def _lock_request(db: Tables, p: Params) -> list[Row]:
     return [(db.requests[p["pk"]]["followup_sent"],)]
 
 
-@QUERIES.add
-def _set_followup_sent(db: Tables, p: Params) -> list[Row]:
-    db.requests[p["pk"]]["followup_sent"] = True
-    return []
+QUERIES.put("set_followup_sent", set_flag("followup_sent"))
 
 
 # --- owners of claims ---------------------------------------------------------------------

@@ -10,7 +10,8 @@ and one state change serve both.
 
 from __future__ import annotations
 
-from operator import itemgetter
+from collections.abc import Callable
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from mailbridge.models import ReplyState
@@ -55,20 +56,25 @@ def _settle(table: Table, mail_id: int, **changes: Any) -> list[Row]:
     return []
 
 
-def _sent(table: Table, p: Params) -> list[Row]:
-    return _settle(table, p["id"], state=_SENT, error=None, sent_at=p["now"])
+def _queue(kind: str, table: Callable[[Tables], Table]) -> None:
+    """The queries both kinds of mail have alike, ``<query>_<kind>``-named, on ``table``."""
+
+    def next_due(db: Tables, p: Params) -> list[Row]:
+        return next_claimable(table(db), _QUEUED)
+
+    def sent(db: Tables, p: Params) -> list[Row]:
+        return _settle(table(db), p["id"], state=_SENT, error=None, sent_at=p["now"])
+
+    def retry(db: Tables, p: Params) -> list[Row]:
+        return _settle(table(db), p["id"], state=_QUEUED, due=p["due"], error=p["error"])
+
+    QUERIES.put(f"next_{kind}_due", next_due)
+    QUERIES.put(f"set_{kind}_sent", sent)
+    QUERIES.put(f"set_{kind}_retry", retry)
 
 
-def _retry(table: Table, p: Params) -> list[Row]:
-    return _settle(table, p["id"], state=_QUEUED, due=p["due"], error=p["error"])
-
-
-# --- reply mails -------------------------------------------------------------------------
-
-
-@QUERIES.add
-def _next_reply_due(db: Tables, p: Params) -> list[Row]:
-    return next_claimable(db.replies, _QUEUED)
+_queue("reply", attrgetter("replies"))
+_queue("inbound", attrgetter("inbound"))
 
 
 @QUERIES.add
@@ -80,38 +86,10 @@ def _claim_replies(db: Tables, p: Params) -> list[Row]:
 
 
 @QUERIES.add
-def _set_reply_sent(db: Tables, p: Params) -> list[Row]:
-    return _sent(db.replies, p)
-
-
-@QUERIES.add
-def _set_reply_retry(db: Tables, p: Params) -> list[Row]:
-    return _retry(db.replies, p)
-
-
-@QUERIES.add
 def _set_reply_dropped(db: Tables, p: Params) -> list[Row]:
     return _settle(db.replies, p["id"], state=ReplyState.DROPPED.value, error=p["error"])
-
-
-# --- the mails of SMS from phones --------------------------------------------------------
-
-
-@QUERIES.add
-def _next_inbound_due(db: Tables, p: Params) -> list[Row]:
-    return next_claimable(db.inbound, _QUEUED)
 
 
 @QUERIES.add
 def _claim_inbound(db: Tables, p: Params) -> list[Row]:
     return [_INBOUND_JOB(i) for i in _claim(db.inbound, p)]
-
-
-@QUERIES.add
-def _set_inbound_sent(db: Tables, p: Params) -> list[Row]:
-    return _sent(db.inbound, p)
-
-
-@QUERIES.add
-def _set_inbound_retry(db: Tables, p: Params) -> list[Row]:
-    return _retry(db.inbound, p)

@@ -30,6 +30,7 @@ __all__ = [
     "delete_where",
     "min_time",
     "next_claimable",
+    "set_flag",
     "unlease",
 ]
 
@@ -73,11 +74,14 @@ class Queries(dict[str, Query]):
     """Named queries; :meth:`add` registers a function ``_name`` as ``name``."""
 
     def add(self, fn: Query) -> Query:
-        name = fn.__name__.lstrip("_")
+        self.put(fn.__name__.lstrip("_"), fn)
+        return fn
+
+    def put(self, name: str, fn: Query) -> None:
+        """Register ``fn`` as ``name`` (a query made by a function for several tables)."""
         if name in self:
             raise ValueError(f"query {name} defined twice")
         self[name] = fn
-        return fn
 
 
 def min_time(times: Iterable[datetime | None]) -> list[Row]:
@@ -113,6 +117,16 @@ def unlease(row: dict[str, Any], **changes: Any) -> list[Row]:
     if "lease_owner" in row:
         row["lease_owner"] = None
     return []
+
+
+def set_flag(column: str) -> Query:
+    """The query that sets the flag ``column`` of the request ``pk`` (a mail queued once)."""
+
+    def query(db: Tables, p: Params) -> list[Row]:
+        db.requests[p["pk"]][column] = True
+        return []
+
+    return query
 
 
 def delete_where(table: Table, column: str, values: Collection[Any]) -> list[Row]:

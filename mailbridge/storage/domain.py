@@ -58,6 +58,7 @@ from mailbridge.storage.events_domain import (
 )
 from mailbridge.storage.intake import accept_intake, count_replies, insert_reply
 from mailbridge.storage.mail_queue import MailQueue
+from mailbridge.storage.mixin import OfConnector
 from mailbridge.storage.retention import Retention
 
 __all__ = ["Store"]
@@ -95,14 +96,9 @@ class Store(EventsStore, MailQueue, QueueAdmin, Retention):
         # mark_sent calls under way together share one transaction (group commit)
         self._sent: Coalescer[_Sent] = Coalescer(self._write_sent)
 
-    @property
-    def observer(self) -> Observer:
-        """Told each transaction's duration (storage commit latency); set before ``open``."""
-        return self._connector.observer
-
-    @observer.setter
-    def observer(self, value: Observer) -> None:
-        self._connector.observer = value
+    observer: OfConnector[Observer] = OfConnector(
+        "Told each transaction's duration (storage commit latency); set before ``open``."
+    )
 
     async def open(self) -> None:
         """Connect, create or migrate the schema."""

@@ -15,15 +15,12 @@ loop. Set ``fail_writes`` to make every write transaction raise
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from mailbridge.core.records import AcceptResult, Intake
 from mailbridge.errors import StorageError
 from mailbridge.observe import NULL_OBSERVER, Observer
-from mailbridge.settings import LimitsSettings
 from mailbridge.storage import (
     memory_admin,
     memory_events,
@@ -34,6 +31,7 @@ from mailbridge.storage import (
 from mailbridge.storage.connector import LocalWakeups, Params, Row, Tx
 from mailbridge.storage.domain import Store
 from mailbridge.storage.memory_tables import Queries, Tables
+from mailbridge.storage.mixin import OfConnector
 
 __all__ = ["QUERIES", "MemoryConnector", "MemoryStorage"]
 
@@ -102,9 +100,18 @@ class MemoryConnector(LocalWakeups):
         """Nothing to release; the data stays for inspection."""
 
     async def transaction(self, work: Callable[[Tx], Awaitable[T]], *, write: bool = True) -> T:
-        if write and self.fail_writes:
+        """Run ``work`` on the tables; all or nothing, as in SQL: the tables of a write are
+        copied first and put back when ``work`` raises (``accept_all`` refusing a mail)."""
+        if not write:
+            return await work(_MemoryTx(self.db))
+        if self.fail_writes:
             raise StorageError("storage cannot commit (fail_writes is set)")
-        return await work(_MemoryTx(self.db))
+        saved = self.db.copy()
+        try:
+            return await work(_MemoryTx(self.db))
+        except BaseException:
+            self.db = saved
+            raise
 
     async def snapshot(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         return await self.transaction(work, write=False)
@@ -117,29 +124,6 @@ class MemoryStorage(Store):
         self.connector = MemoryConnector()
         super().__init__(self.connector)
 
-    async def accept_all(
-        self,
-        intakes: Sequence[Intake],
-        *,
-        limits: LimitsSettings,
-        reply_rate_per_hour: int,
-        now: datetime,
-    ) -> list[AcceptResult]:
-        """As the other backends, all or none: memory has no rollback, so the tables are
-        copied first and put back when the mail is refused."""
-        saved = copy.deepcopy(self.connector.db)
-        results = await super().accept_all(
-            intakes, limits=limits, reply_rate_per_hour=reply_rate_per_hour, now=now
-        )
-        if len(results) == 1 and results[0].error is not None:
-            self.connector.db = saved
-        return results
-
-    @property
-    def fail_writes(self) -> bool:
-        """Whether every write raises ``StorageError`` (a full disk, for tests)."""
-        return self.connector.fail_writes
-
-    @fail_writes.setter
-    def fail_writes(self, value: bool) -> None:
-        self.connector.fail_writes = value
+    fail_writes: OfConnector[bool] = OfConnector(
+        "Whether every write raises ``StorageError`` (a full disk, for tests)."
+    )

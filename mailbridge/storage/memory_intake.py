@@ -48,6 +48,18 @@ _SENDING_REQUEST = itemgetter(
 # --- intake ------------------------------------------------------------------------------
 
 
+def _add_time(times: dict[str, list[datetime]], key: str, at: datetime) -> list[Row]:
+    """Count one event of ``key`` (a duplicate's fingerprint, an IP's error) at ``at``."""
+    times.setdefault(key, []).append(at)
+    return []
+
+
+def _keep_after(times: dict[str, list[datetime]], key: str, before: datetime) -> list[Row]:
+    """Forget the events of ``key`` up to ``before``."""
+    times[key] = [at for at in times.get(key, []) if at > before]
+    return []
+
+
 @QUERIES.add
 def _intake_counters(db: Tables, p: Params) -> list[Row]:
     now = p["now"]
@@ -142,15 +154,12 @@ def _save_flood(db: Tables, p: Params) -> list[Row]:
 
 @QUERIES.add
 def _forget_duplicate(db: Tables, p: Params) -> list[Row]:
-    kept = [at for at in db.duplicates.get(p["fingerprint"], []) if at > p["before"]]
-    db.duplicates[p["fingerprint"]] = kept
-    return []
+    return _keep_after(db.duplicates, p["fingerprint"], p["before"])
 
 
 @QUERIES.add
 def _insert_duplicate(db: Tables, p: Params) -> list[Row]:
-    db.duplicates.setdefault(p["fingerprint"], []).append(p["at"])
-    return []
+    return _add_time(db.duplicates, p["fingerprint"], p["at"])
 
 
 @QUERIES.add
@@ -161,14 +170,12 @@ def _charge(db: Tables, p: Params) -> list[Row]:
 
 @QUERIES.add
 def _prune_ip_errors(db: Tables, p: Params) -> list[Row]:
-    db.ip_errors[p["ip"]] = [at for at in db.ip_errors.get(p["ip"], []) if at > p["before"]]
-    return []
+    return _keep_after(db.ip_errors, p["ip"], p["before"])
 
 
 @QUERIES.add
 def _insert_ip_error(db: Tables, p: Params) -> list[Row]:
-    db.ip_errors.setdefault(p["ip"], []).append(p["at"])
-    return []
+    return _add_time(db.ip_errors, p["ip"], p["at"])
 
 
 @QUERIES.add

@@ -13,7 +13,7 @@ becomes claimable, a row's lease let go, rows deleted by a column's values.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -61,10 +61,21 @@ class Tables:
     instances: dict[str, datetime] = field(default_factory=dict)  # owner -> last heartbeat
     next_request: int = 1
 
+    def copy(self) -> Tables:
+        """A copy to go back to: each table and each row copied (the values in a row are
+        not changed in place, except the lists of times and of an IP's block, copied too)."""
+        return Tables(**{f.name: _copy(getattr(self, f.name)) for f in fields(self)})
+
     def insert(self, table: Table, row: dict[str, Any]) -> int:
         key = max(table, default=0) + 1
         table[key] = {"id": key, **row}
         return key
+
+
+def _copy(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    return {k: v.copy() if isinstance(v, dict | list) else v for k, v in value.items()}
 
 
 Query = Callable[[Tables, Params], list[Row]]

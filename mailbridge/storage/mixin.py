@@ -8,15 +8,20 @@ delivery (:mod:`~mailbridge.storage.domain`), receipts and SMS from phones
 (:mod:`~mailbridge.storage.retention`). :class:`StoreMixin` is what they
 share: the connector they run their named queries on, and the two shapes of
 transaction several of them need (one write query; one nullable time read).
+:class:`OfConnector` makes an attribute of a store one of its connector
+(``observer``; the memory backend's ``fail_writes``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Generic, TypeVar, overload
 
 from mailbridge.storage.connector import Connector, Params, Tx
 
-__all__ = ["StoreMixin"]
+__all__ = ["OfConnector", "StoreMixin"]
+
+V = TypeVar("V")
 
 
 class StoreMixin:
@@ -40,3 +45,29 @@ class StoreMixin:
             return None if row is None or row[0] is None else tx.moment(row[0])
 
         return await self._connector.transaction(work, write=False)
+
+
+class OfConnector(Generic[V]):
+    """An attribute of a store that is its connector's, read and set there."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, store: None, owner: type) -> OfConnector[V]: ...
+
+    @overload
+    def __get__(self, store: StoreMixin, owner: type) -> V: ...
+
+    def __get__(self, store: StoreMixin | None, owner: type) -> OfConnector[V] | V:
+        if store is None:
+            return self
+        value: V = getattr(store._connector, self._name)
+        return value
+
+    def __set__(self, store: StoreMixin, value: V) -> None:
+        setattr(store._connector, self._name, value)

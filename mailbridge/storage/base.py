@@ -323,6 +323,12 @@ class RetentionStore(Protocol):
         SMS, attempts, replies and raw mail; the number deleted."""
         ...
 
+    async def prune_inbound(self, before: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` SMS from phones stored before ``before`` whose mail was
+        sent or that had no one to mail to (``kept``), with their parts; the number
+        deleted. One whose mail is still queued stays."""
+        ...
+
     async def compact(self) -> None:
         """Give the space of deleted rows back (SQLite: incremental vacuum and a
         truncating WAL checkpoint; PostgreSQL: its autovacuum does)."""

@@ -3,12 +3,13 @@
 One Python function per query of ``sqlite_queries.sql`` / ``postgres_queries.sql``
 of the same name, over :class:`~mailbridge.storage.memory_tables.Tables`: what
 :mod:`mailbridge.storage.retention` runs (the cut by request number, the
-requests that may go, and the deletion of what hangs off them).
+requests that may go, and the deletion of what hangs off them; old SMS from
+phones and their parts).
 """
 
 from __future__ import annotations
 
-from mailbridge.models import ReplyState, SmsState
+from mailbridge.models import InboundState, ReplyState, SmsState
 from mailbridge.storage.connector import Params, Row
 from mailbridge.storage.memory_tables import Queries, Tables, delete_where
 
@@ -18,6 +19,7 @@ QUERIES = Queries()
 
 _UNFINISHED = frozenset({SmsState.SCHEDULED.value, SmsState.SENDING.value})
 _WAITING = frozenset({ReplyState.QUEUED.value, ReplyState.SENDING.value})
+_INBOUND_DONE = frozenset({InboundState.SENT.value, InboundState.KEPT.value})
 
 
 @QUERIES.add
@@ -87,3 +89,23 @@ def _delete_requests(db: Tables, p: Params) -> list[Row]:
     for pk in p["pks"]:
         db.requests.pop(pk, None)
     return []
+
+
+@QUERIES.add
+def _old_inbound(db: Tables, p: Params) -> list[Row]:
+    done = sorted(
+        i
+        for i, row in db.inbound.items()
+        if row["state"] in _INBOUND_DONE and row["stored_at"] < p["before"]
+    )
+    return [(i,) for i in done[: p["limit"]]]
+
+
+@QUERIES.add
+def _delete_inbound_parts_of(db: Tables, p: Params) -> list[Row]:
+    return delete_where(db.inbound_parts, "inbound_id", set(p["ids"]))
+
+
+@QUERIES.add
+def _delete_inbound(db: Tables, p: Params) -> list[Row]:
+    return delete_where(db.inbound, "id", set(p["ids"]))

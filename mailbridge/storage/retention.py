@@ -6,7 +6,9 @@ retention pass (:mod:`mailbridge.runtime.retention`) calls in batches. Age is
 measured by the request: request numbers grow with time, so the newest request
 received before the cut (``retention_cutoff``) bounds every batch, and each
 batch deletes at most ``limit`` requests' worth of rows in one short
-transaction.
+transaction. SMS from phones go by the time the gateway stored them, once
+their mail is sent or when there was no one to mail them to; one answering a
+request that goes stays until then, unlinked from it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ _REQUEST_ROWS = (
 
 
 class Retention(StoreMixin):
-    """Old raw mails and finished requests deleted, space given back (module docstring)."""
+    """Old raw mails, finished requests, SMS from phones deleted; space given back."""
 
     async def prune_raw_mails(self, before: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` raw mails of requests received before ``before``."""
@@ -42,6 +44,22 @@ class Retention(StoreMixin):
         """Delete up to ``limit`` finished requests received before ``before`` and all
         that hangs off them (SMS, attempts, replies, raw mail)."""
         return await self._prune("finished_requests", _REQUEST_ROWS, before, limit=limit)
+
+    async def prune_inbound(self, before: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` SMS from phones stored before ``before`` whose mail is sent
+        or that had no one to mail to (``kept``), with their parts; those whose mail is
+        still to go stay."""
+        to_ts(before)
+
+        async def work(tx: Tx) -> int:
+            rows = await tx.all("old_inbound", {"before": before, "limit": limit})
+            ids = [int(r[0]) for r in rows]
+            if ids:
+                await tx.run("delete_inbound_parts_of", {"ids": ids})
+                await tx.run("delete_inbound", {"ids": ids})
+            return len(ids)
+
+        return await self._connector.transaction(work)
 
     async def compact(self) -> None:
         """Give the space of deleted rows back, as the backend does it."""

@@ -21,6 +21,7 @@ from mailbridge.storage.connector import Params, Row
 from mailbridge.storage.memory_tables import (
     SENDING,
     Queries,
+    Query,
     Tables,
     claimable,
     next_claimable,
@@ -48,16 +49,33 @@ _SENDING_REQUEST = itemgetter(
 # --- intake ------------------------------------------------------------------------------
 
 
-def _add_time(times: dict[str, list[datetime]], key: str, at: datetime) -> list[Row]:
-    """Count one event of ``key`` (a duplicate's fingerprint, an IP's error) at ``at``."""
-    times.setdefault(key, []).append(at)
-    return []
+def _adding(table: str, key: str) -> Query:
+    """The query counting one event of the key ``p[key]`` (a duplicate's fingerprint, an
+    IP's error) at ``p["at"]`` in ``table``, a dict of times by key."""
+
+    def query(db: Tables, p: Params) -> list[Row]:
+        times: dict[str, list[datetime]] = getattr(db, table)
+        times.setdefault(p[key], []).append(p["at"])
+        return []
+
+    return query
 
 
-def _keep_after(times: dict[str, list[datetime]], key: str, before: datetime) -> list[Row]:
-    """Forget the events of ``key`` up to ``before``."""
-    times[key] = [at for at in times.get(key, []) if at > before]
-    return []
+def _forgetting(table: str, key: str) -> Query:
+    """The query forgetting the events of the key ``p[key]`` up to ``p["before"]``."""
+
+    def query(db: Tables, p: Params) -> list[Row]:
+        times: dict[str, list[datetime]] = getattr(db, table)
+        times[p[key]] = [at for at in times.get(p[key], []) if at > p["before"]]
+        return []
+
+    return query
+
+
+QUERIES.put("insert_duplicate", _adding("duplicates", "fingerprint"))
+QUERIES.put("forget_duplicate", _forgetting("duplicates", "fingerprint"))
+QUERIES.put("insert_ip_error", _adding("ip_errors", "ip"))
+QUERIES.put("prune_ip_errors", _forgetting("ip_errors", "ip"))
 
 
 @QUERIES.add
@@ -153,29 +171,9 @@ def _save_flood(db: Tables, p: Params) -> list[Row]:
 
 
 @QUERIES.add
-def _forget_duplicate(db: Tables, p: Params) -> list[Row]:
-    return _keep_after(db.duplicates, p["fingerprint"], p["before"])
-
-
-@QUERIES.add
-def _insert_duplicate(db: Tables, p: Params) -> list[Row]:
-    return _add_time(db.duplicates, p["fingerprint"], p["at"])
-
-
-@QUERIES.add
 def _charge(db: Tables, p: Params) -> list[Row]:
     db.balances[p["account"]] = db.balances.get(p["account"], 0) + p["parts"]
     return []
-
-
-@QUERIES.add
-def _prune_ip_errors(db: Tables, p: Params) -> list[Row]:
-    return _keep_after(db.ip_errors, p["ip"], p["before"])
-
-
-@QUERIES.add
-def _insert_ip_error(db: Tables, p: Params) -> list[Row]:
-    return _add_time(db.ip_errors, p["ip"], p["at"])
 
 
 @QUERIES.add

@@ -9,9 +9,11 @@ phones and their parts).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mailbridge.models import InboundState, ReplyState, SmsState
 from mailbridge.storage.connector import Params, Row
-from mailbridge.storage.memory_tables import Queries, Tables, delete_where
+from mailbridge.storage.memory_tables import Queries, Query, Tables, delete_where
 
 __all__ = ["QUERIES"]
 
@@ -42,10 +44,40 @@ def _finished_requests(db: Tables, p: Params) -> list[Row]:
     return [(pk,) for pk in pks[: p["limit"]]]
 
 
+def _pks(db: Tables, p: Params) -> set[int]:
+    return set(p["pks"])
+
+
+def _ids(db: Tables, p: Params) -> set[int]:
+    return set(p["ids"])
+
+
 def _sms_of(db: Tables, p: Params) -> set[int]:
     """The ids of the SMS rows of the requests ``pks``."""
-    pks = set(p["pks"])
+    pks = _pks(db, p)
     return {i for i, s in db.sms.items() if s["request_pk"] in pks}
+
+
+def _deleting(table: str, column: str, of: Callable[[Tables, Params], set[int]]) -> Query:
+    """The query deleting the rows of ``table`` whose ``column`` is one of the keys ``of``
+    gives (``DELETE … WHERE column IN (…)``)."""
+
+    def query(db: Tables, p: Params) -> list[Row]:
+        return delete_where(getattr(db, table), column, of(db, p))
+
+    return query
+
+
+for _name, _table, _column, _of in (
+    ("delete_attempts_of", "attempts", "sms_id", _sms_of),
+    ("delete_parts_of", "sms_parts", "sms_id", _sms_of),
+    ("delete_sms_of", "sms", "request_pk", _pks),
+    ("delete_replies_of", "replies", "request_pk", _pks),
+    ("delete_requests", "requests", "pk", _pks),
+    ("delete_inbound_parts_of", "inbound_parts", "inbound_id", _ids),
+    ("delete_inbound", "inbound", "id", _ids),
+):
+    QUERIES.put(_name, _deleting(_table, _column, _of))
 
 
 @QUERIES.add
@@ -56,38 +88,11 @@ def _delete_mails_of(db: Tables, p: Params) -> list[Row]:
 
 
 @QUERIES.add
-def _delete_attempts_of(db: Tables, p: Params) -> list[Row]:
-    return delete_where(db.attempts, "sms_id", _sms_of(db, p))
-
-
-@QUERIES.add
-def _delete_parts_of(db: Tables, p: Params) -> list[Row]:
-    return delete_where(db.sms_parts, "sms_id", _sms_of(db, p))
-
-
-@QUERIES.add
 def _detach_inbound_of(db: Tables, p: Params) -> list[Row]:
-    pks = set(p["pks"])
+    pks = _pks(db, p)
     for row in db.inbound.values():
         if row.get("request_pk") in pks:
             row["request_pk"] = None
-    return []
-
-
-@QUERIES.add
-def _delete_sms_of(db: Tables, p: Params) -> list[Row]:
-    return delete_where(db.sms, "request_pk", set(p["pks"]))
-
-
-@QUERIES.add
-def _delete_replies_of(db: Tables, p: Params) -> list[Row]:
-    return delete_where(db.replies, "request_pk", set(p["pks"]))
-
-
-@QUERIES.add
-def _delete_requests(db: Tables, p: Params) -> list[Row]:
-    for pk in p["pks"]:
-        db.requests.pop(pk, None)
     return []
 
 
@@ -99,13 +104,3 @@ def _old_inbound(db: Tables, p: Params) -> list[Row]:
         if row["state"] in _INBOUND_DONE and row["stored_at"] < p["before"]
     )
     return [(i,) for i in done[: p["limit"]]]
-
-
-@QUERIES.add
-def _delete_inbound_parts_of(db: Tables, p: Params) -> list[Row]:
-    return delete_where(db.inbound_parts, "inbound_id", set(p["ids"]))
-
-
-@QUERIES.add
-def _delete_inbound(db: Tables, p: Params) -> list[Row]:
-    return delete_where(db.inbound, "id", set(p["ids"]))

@@ -59,7 +59,7 @@ from mailbridge.storage.events_domain import (
 from mailbridge.storage.intake import accept_intake, count_replies, insert_reply
 from mailbridge.storage.mail_queue import MailQueue
 from mailbridge.storage.mixin import OfConnector
-from mailbridge.storage.retention import Retention
+from mailbridge.storage.retention import Pruning
 
 __all__ = ["Store"]
 
@@ -87,7 +87,7 @@ class _MailRefused(Exception):
         self.result = result
 
 
-class Store(EventsStore, MailQueue, QueueAdmin, Retention):
+class Store(EventsStore, MailQueue, QueueAdmin, Pruning):
     """The :class:`~mailbridge.storage.base.Storage` contract over one connector: intake
     and delivery here, the other jobs in the parts it is mixed from (module docstring)."""
 

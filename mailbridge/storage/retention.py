@@ -1,6 +1,6 @@
 """What retention deletes, written once for every backend.
 
-:class:`Retention` is mixed into :class:`~mailbridge.storage.domain.Store`: the
+:class:`Pruning` is mixed into :class:`~mailbridge.storage.domain.Store`: the
 methods of :class:`~mailbridge.storage.base.RetentionStore`, which the
 retention pass (:mod:`mailbridge.runtime.retention`) calls in batches. Age is
 measured by the request: request numbers grow with time, so the newest request
@@ -19,7 +19,7 @@ from mailbridge.storage.common import to_ts
 from mailbridge.storage.connector import Tx
 from mailbridge.storage.mixin import StoreMixin
 
-__all__ = ["Retention"]
+__all__ = ["Pruning"]
 
 #: What goes with a finished request, children first.
 _REQUEST_ROWS = (
@@ -33,7 +33,7 @@ _REQUEST_ROWS = (
 )
 
 
-class Retention(StoreMixin):
+class Pruning(StoreMixin):
     """Old raw mails, finished requests, SMS from phones deleted; space given back."""
 
     async def prune_raw_mails(self, before: datetime, *, limit: int) -> int:

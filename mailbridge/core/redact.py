@@ -17,6 +17,14 @@ The result is read again (:func:`~mailbridge.core.mail.read_mail`); if the
 secret can still be found after ``<login>:`` in its text (a transfer
 encoding or charset the masking did not cover), only the header block is
 kept, with a line saying the body was dropped. The secret is never stored.
+
+That second read costs as much as the first, so it is skipped where it cannot
+find anything (:func:`_plainly_gone`): an ASCII secret without blanks whose
+bytes no longer occur anywhere in the result, in a mail with no transfer
+encoding to undo (no base64, quoted-printable or uuencode), no HTML to render,
+and only charsets in which an ASCII character is always its own byte. The
+reader's text is then those bytes decoded character for character, so the
+secret cannot be in it.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import re
 from collections.abc import Iterable
 
 from mailbridge.core.mail import read_mail
+from mailbridge.core.mail.charset import codec_name
 from mailbridge.errors import RequestError
 
 __all__ = ["MASK", "mask_raw"]
@@ -40,6 +49,16 @@ _BASE64_PART = re.compile(
     rb"((?:[A-Za-z0-9+/=]+[ \t]*\r?\n)+)"
 )
 _WS = rb"[ \t]*"
+
+#: Codecs (``codecs.lookup`` names) in which each ASCII byte decodes to that character
+#: and no other byte decodes to an ASCII character; detection only ever picks these.
+_ASCII_TRANSPARENT = frozenset(
+    {"ascii", "utf-8", "koi8-r", "koi8-u", "cp866", "cp1250", "cp1251", "cp1252",
+     "iso8859-1", "iso8859-2", "iso8859-5", "iso8859-15"}
+)  # fmt: skip
+#: Words whose presence means the reader may decode or render the text (lower case).
+_DECODING_MARKS = (b"base64", b"quoted-printable", b"uue", b"html")
+_CHARSET_VALUE = re.compile(rb'charset[ \t]*=[ \t]*"?([a-z0-9_.:-]+)"?(?=[\s;]|$)')
 
 
 def _forms(text: str, charsets: Iterable[str]) -> list[bytes]:
@@ -94,6 +113,23 @@ def _still_there(raw: bytes, login: str, secret: str, default_charset: str) -> b
     return secret in text
 
 
+def _plainly_gone(masked: bytes, secret: str, default_charset: str) -> bool:
+    """True when the reader's text of ``masked`` cannot hold ``secret`` (see the module)."""
+    if not secret.isascii() or any(c.isspace() for c in secret):
+        return False
+    if secret.encode("ascii") in masked:
+        return False
+    lower = masked.lower()
+    if any(mark in lower for mark in _DECODING_MARKS):
+        return False
+    if codec_name(default_charset) not in _ASCII_TRANSPARENT:
+        return False
+    values = _CHARSET_VALUE.findall(lower)
+    if len(values) != lower.count(b"charset"):
+        return False  # a charset written in a way this check does not read (RFC 2231, folded)
+    return all(codec_name(value.decode("ascii")) in _ASCII_TRANSPARENT for value in values)
+
+
 def _headers_only(raw: bytes) -> bytes:
     for sep in (b"\r\n\r\n", b"\n\n"):
         at = raw.find(sep)
@@ -113,6 +149,8 @@ def mask_raw(
     masked = pattern.sub(rb"\1" + MASK, raw)
     if b"base64" in masked.lower():
         masked = _mask_base64(masked, pattern)
+    if _plainly_gone(masked, secret, default_charset):
+        return masked
     if _still_there(masked, login, secret, default_charset):
         return _headers_only(masked)
     return masked

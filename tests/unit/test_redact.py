@@ -7,9 +7,10 @@ import binascii
 import quopri
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailbridge.core import redact
 from mailbridge.core.mail import read_mail
 from mailbridge.core.redact import DROPPED, mask_raw
 
@@ -115,3 +116,84 @@ def test_headers_are_untouched(secret: str) -> None:
     raw = plain(f"alex:{secret}::::+79991234567:hi\r\n".encode())
     out = mask_raw(raw, login="alex", secret=secret, charset="utf-8")
     assert out.startswith(HEAD)
+
+
+# --- the second read is skipped only where it could not find the secret ---------------------
+
+_CHARSETS = ["utf-8", "koi8-r", "windows-1251", "us-ascii", "utf-7", "cp037", "utf-16", "hz"]
+_CTES = ["8bit", "7bit", "base64", "quoted-printable", "x-uuencode"]
+
+
+def _encode(text: str, charset: str, cte: str) -> bytes:
+    data = text.encode(charset, errors="replace")
+    if cte == "base64":
+        return base64.encodebytes(data)
+    if cte == "quoted-printable":
+        return quopri.encodestring(data)
+    if cte == "x-uuencode":
+        return b"begin 644 x\n" + binascii.b2a_uu(data[:45]) + b"`\nend\n"
+    return data
+
+
+@st.composite
+def _mails(draw: st.DrawFn) -> tuple[bytes, str]:
+    secret = draw(st.sampled_from(["s3cret", "pa ss", "пароль", "K3Y-abc", "+AHM-", "a~b"]))
+    charset = draw(st.sampled_from(_CHARSETS))
+    cte = draw(st.sampled_from(_CTES))
+    kind = draw(st.sampled_from(["text/plain", "text/html"]))
+    shown = draw(st.sampled_from([secret, secret.upper(), f"<b>{secret[:2]}</b>{secret[2:]}"]))
+    text = f"alex:{shown}::::+79991234567:{draw(st.text(max_size=20))}\n"
+    params = [f"charset={charset}", f'charset="{charset}"', f"charset*=utf-8''{charset}",
+              f"charset=\r\n {charset}", ""]  # fmt: skip
+    param = draw(st.sampled_from(params))
+    head = HEAD.replace(b"s3cret", draw(st.sampled_from([b"s3cret", b"disk full"])))
+    raw = (
+        head + f"Content-Type: {kind}; {param}\r\n".encode()
+        + f"Content-Transfer-Encoding: {cte}\r\n\r\n".encode() + _encode(text, charset, cte)
+    )  # fmt: skip
+    return raw, secret
+
+
+@settings(max_examples=500)  # about one case in twenty takes the short way
+@given(_mails(), st.sampled_from(["koi8-r", "utf-8", "cp037"]))
+def test_skipping_the_second_read_never_keeps_the_secret(
+    case: tuple[bytes, str], default_charset: str
+) -> None:
+    """Wherever the cheap check says the secret is gone, the full read agrees."""
+    raw, secret = case
+    for masked in (raw, mask_raw(raw, login="alex", secret=secret, charset="utf-8")):
+        if redact._plainly_gone(masked, secret, default_charset):
+            assert not redact._still_there(masked, "alex", secret, default_charset)
+
+
+@pytest.mark.parametrize(
+    ("raw", "gone"),
+    [
+        (plain(b"alex:***::::+79991234567:disk full\r\n"), True),
+        (plain(b"alex:***::::+79991234567:disk full\r\n", charset="koi8-r"), True),
+        (plain(b"alex:***::::+79991234567:s3cret\r\n"), False),  # the bytes are still there
+        (plain(b"alex:***::::+79991234567:x\r\n", cte="base64"), False),
+        (plain(b"alex:***::::+79991234567:x\r\n", cte="quoted-printable"), False),
+        (plain(b"alex:+AHMAMwBjAHIAZQB0-::::+79991234567:x\r\n", charset="utf-7"), False),
+        (plain(b"alex:***::::+79991234567:x\r\n", charset="cp037"), False),
+        (plain(b"alex:***::::+79991234567:x\r\n").replace(b"text/plain", b"text/html"), False),
+        (plain(b"alex:***::::+79991234567:x\r\n").replace(b"charset=", b"charset*="), False),
+    ],
+)
+def test_when_the_second_read_is_skipped(raw: bytes, gone: bool) -> None:
+    """Skipped for plain text in ASCII-transparent charsets; run for anything that decodes."""
+    raw = raw.replace(b"Subject: alert s3cret", b"Subject: alert")
+    assert redact._plainly_gone(raw, "s3cret", "koi8-r") is gone
+
+
+def test_the_secret_in_the_subject_means_the_full_read() -> None:
+    raw = plain(b"alex:***::::+79991234567:x\r\n")
+    assert not redact._plainly_gone(raw, "s3cret", "koi8-r")
+
+
+def test_an_ebcdic_password_is_still_caught() -> None:
+    """cp037 spells ``s3cret`` without its ASCII bytes: the full read runs and drops the body."""
+    raw = plain("alex:s3cret::::+79991234567:x\r\n".encode("cp037"), charset="cp037")
+    assert read_mail(raw).command.startswith("alex:s3cret:")
+    out = mask_raw(raw, login="alex", secret="s3cret", charset="utf-8")
+    assert out.endswith(DROPPED)

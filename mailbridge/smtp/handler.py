@@ -49,7 +49,7 @@ from mailbridge.log import get_logger
 from mailbridge.models import MailContent, OnError
 from mailbridge.observe import Observer
 from mailbridge.settings import Settings
-from mailbridge.smtp.auth import SmtpAuth
+from mailbridge.smtp.auth import AuthChecks, SmtpAuth
 from mailbridge.smtp.gate import ConnectionGate
 from mailbridge.smtp.passwords import PasswordPool
 from mailbridge.smtp.session import SHUTTING_DOWN, HookTable
@@ -403,3 +403,7 @@ class MailHandler(HookTable, SmtpAuth):
     async def handle_exception(self, error: Exception) -> str:
         log.error("smtp_exception", error=type(error).__name__)
         return _TEMPFAIL
+
+
+#: The type check that the handler supplies what its AUTH hooks need (no effect at run time).
+_AUTH_CHECKS: type[AuthChecks] = MailHandler

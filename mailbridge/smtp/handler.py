@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiosmtpd.smtp import SMTP
 
@@ -30,7 +30,7 @@ from mailbridge.core.addresses import recipient_problem, sender_problem
 from mailbridge.core.answers import error_line, ok_line_all, smtp_reply
 from mailbridge.core.capabilities import carried_formats
 from mailbridge.core.intake import MailEnvelope, ip_in, normalize_ip
-from mailbridge.core.login import Verified, verify_login
+from mailbridge.core.login import LoginVerifier, Verified, verify_login
 from mailbridge.core.mail import read_mail
 from mailbridge.core.phones import normalize_number
 from mailbridge.core.pipeline import MailReader, Outcome, process_all, process_mail, run_now
@@ -46,7 +46,7 @@ from mailbridge.core.recipients import (
 )
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
-from mailbridge.models import MailContent, OnError
+from mailbridge.models import Format, MailContent, OnError
 from mailbridge.observe import Observer
 from mailbridge.settings import Settings
 from mailbridge.smtp.auth import AuthChecks, SmtpAuth
@@ -75,6 +75,25 @@ class _SessionGone(Exception):
 
 
 _AUTH_REQUIRED = "530 5.7.0 Authentication required"
+
+
+_T = TypeVar("_T", covariant=True)
+
+
+class _Step(Protocol[_T]):
+    """The core's pipeline entry points: ``process_mail`` and ``process_all``."""
+
+    def __call__(
+        self,
+        env: MailEnvelope,
+        routes: Sequence[Route],
+        *,
+        settings: Settings,
+        now: datetime,
+        formats: frozenset[Format],
+        read: MailReader,
+        verify: LoginVerifier,
+    ) -> Coroutine[Any, Any, _T]: ...
 
 
 def _utcnow() -> datetime:
@@ -159,6 +178,27 @@ class MailHandler(HookTable, SmtpAuth):
         """The account of ``login``/``password`` (the core's rules, this handler's pool)."""
         return await verify_login(
             login, password, settings=self.settings, check=self._passwords.check
+        )
+
+    def _pipeline(
+        self,
+        step: _Step[_T],
+        settings: Settings,
+        now: datetime,
+        read: MailReader,
+        *,
+        here: bool = False,
+    ) -> Callable[[MailEnvelope, Sequence[Route]], Coroutine[Any, Any, _T]]:
+        """``step`` (``process_mail`` or ``process_all``) with this handler's formats and
+        password check (``here``: hashing in the calling thread, already a worker thread)."""
+        check = self._passwords.check_here if here else self._passwords.check
+        return partial(
+            step,
+            settings=settings,
+            now=now,
+            formats=self._formats,
+            read=read,
+            verify=partial(verify_login, settings=settings, check=check),
         )
 
     async def verify_auth(self, login: str, password: str) -> Verified:
@@ -290,34 +330,15 @@ class MailHandler(HookTable, SmtpAuth):
             # a long command (hundreds of numbers at ≈ 100 µs each) is read, checked and
             # built in a worker thread: the event loop keeps serving the other sessions
             def whole() -> Outcome:
-                return run_now(
-                    process_mail(
-                        env,
-                        routes,
-                        settings=settings,
-                        now=now,
-                        formats=self._formats,
-                        read=read_now,
-                        verify=partial(
-                            verify_login, settings=settings, check=self._passwords.check_here
-                        ),
-                    )
-                )
+                step = self._pipeline(process_mail, settings, now, read_now, here=True)
+                return run_now(step(env, routes))
 
             async def read_now(raw: bytes) -> MailContent:
                 return read_mail(raw, default_charset=charset)
 
             outcome = await asyncio.to_thread(whole)
         else:
-            outcome = await process_mail(
-                env,
-                routes,
-                settings=settings,
-                now=now,
-                formats=self._formats,
-                read=read,
-                verify=partial(verify_login, settings=settings, check=self._passwords.check),
-            )
+            outcome = await self._pipeline(process_mail, settings, now, read)(env, routes)
         intake = outcome.intake
         transport = server.transport if server is not None else None
         if server is not None and (transport is None or transport.is_closing()):
@@ -354,15 +375,7 @@ class MailHandler(HookTable, SmtpAuth):
         """A mail to several kinds of recipient (SPEC §3): every request it makes is stored in
         one transaction, or none is. Any refusal (before storage, or 9/8/3 in it) refuses the
         whole mail in the session, as number and forward mode do; no reply mail is sent."""
-        outcomes = await process_all(
-            env,
-            routes,
-            settings=settings,
-            now=now,
-            formats=self._formats,
-            read=read,
-            verify=partial(verify_login, settings=settings, check=self._passwords.check),
-        )
+        outcomes = await self._pipeline(process_all, settings, now, read)(env, routes)
         fields["mode"] = "mixed"
         fields["requests"] = [
             {"mode": o.intake.mode.value, "account": o.intake.account} for o in outcomes

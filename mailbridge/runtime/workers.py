@@ -34,6 +34,7 @@ from mailbridge.log import configure_logging, get_logger
 from mailbridge.runtime.app import Gateway
 from mailbridge.runtime.config_file import read_settings
 from mailbridge.runtime.signals import DaemonSignals
+from mailbridge.runtime.tasks import cancel_and_wait
 from mailbridge.runtime.worker_wire import (
     METRICS_EVERY_S,
     READY,
@@ -140,9 +141,7 @@ async def serve_worker(settings_path: str | Path, index: int) -> int:
         await signals.release()
         clean = await gateway.stop()
         if forward is not None:
-            forward.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await forward
+            await cancel_and_wait(forward)
             if gateway.metrics is not None:  # the last figures, drained sessions included
                 wake.send(metrics_datagram(index, gateway.metrics.snapshot(os.getpid())))
         wake_sock.close()

@@ -36,7 +36,7 @@ import email.utils
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -69,6 +69,7 @@ __all__ = [
     "json_document",
     "parse_retry_after",
     "redact",
+    "send_each",
     "shorten",
     "transient_status",
     "unreadable_answer",
@@ -229,6 +230,23 @@ def check_batch(name: str, batch: Sequence[Outbound], max_batch: int) -> None:
     """Refuse a batch larger than the provider carries (a caller's bug)."""
     if len(batch) > max_batch:
         raise ValueError(f"{name}: batch of {len(batch)} exceeds max_batch {max_batch}")
+
+
+async def send_each(
+    provider: Provider,
+    batch: Sequence[Outbound],
+    send_one: Callable[[Outbound], Awaitable[SendResult]],
+) -> list[SendResult]:
+    """``send`` of a provider that takes one SMS per request: the batch checked
+    (:func:`check_batch`), then each item in order, one request each through
+    ``send_one``, except an item in a format the provider does not carry
+    (:func:`format_refused`: it fails alone, nothing is sent)."""
+    check_batch(provider.name, batch, provider.max_batch)
+    results: list[SendResult] = []
+    for item in batch:
+        refused = format_refused(provider.name, provider.formats, item)
+        results.append(refused if refused is not None else await send_one(item))
+    return results
 
 
 def transient_status(

@@ -49,8 +49,7 @@ from mailbridge.providers.base import (
     Outbound,
     SendResult,
     Sent,
-    check_batch,
-    format_refused,
+    send_each,
     unreadable_answer,
 )
 from mailbridge.settings import ProviderSettings
@@ -124,12 +123,9 @@ class MiatelProvider(HttpProvider):
         super().__init__(settings, client, carried=MIATEL_FORMATS, fixed=credentials)
 
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
-        check_batch(self.name, batch, self.max_batch)
-        return [await self._send_one(item) for item in batch]
+        return await send_each(self, batch, self._send_one)
 
     async def _send_one(self, item: Outbound) -> SendResult:
-        if (refused := format_refused(self.name, self.formats, item)) is not None:
-            return refused
         params = [
             ("to", item.recipient.removeprefix("+")),
             ("text", item.text),

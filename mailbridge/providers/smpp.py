@@ -59,7 +59,7 @@ from mailbridge.errors import (
 )
 from mailbridge.log import get_logger
 from mailbridge.models import Encoding, Format
-from mailbridge.providers.base import Outbound, SendResult, Sent, check_batch, format_refused
+from mailbridge.providers.base import Outbound, SendResult, Sent, send_each
 from mailbridge.providers.events import (
     Concat,
     InboundSms,
@@ -285,12 +285,9 @@ class SmppProvider:
         return sender, ton, npi, item.recipient.removeprefix("+")
 
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
-        check_batch(self.name, batch, self.max_batch)
-        return [await self._send_one(item) for item in batch]
+        return await send_each(self, batch, self._send_one)
 
     async def _send_one(self, item: Outbound) -> SendResult:
-        if (refused := format_refused(self.name, self.formats, item)) is not None:
-            return refused
         s = self._smpp
         try:
             parts = encode_parts(

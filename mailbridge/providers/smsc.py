@@ -69,9 +69,8 @@ from mailbridge.providers.base import (
     Outbound,
     SendResult,
     Sent,
-    check_batch,
-    format_refused,
     json_document,
+    send_each,
     unreadable_answer,
 )
 from mailbridge.providers.events import Receipt, ReceiptState, SentSms
@@ -220,8 +219,7 @@ class SmscProvider(HttpProvider):
         return receipts
 
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
-        check_batch(self.name, batch, self.max_batch)
-        return [await self._send_one(item) for item in batch]
+        return await send_each(self, batch, self._send_one)
 
     def form(self, item: Outbound) -> dict[str, str]:
         """The form fields for one SMS (the password included: never log this)."""
@@ -251,8 +249,6 @@ class SmscProvider(HttpProvider):
         return data
 
     async def _send_one(self, item: Outbound) -> SendResult:
-        if (refused := format_refused(self.name, self.formats, item)) is not None:
-            return refused
         response, answer = await self._exchange("POST", data=self.form(item))
         status = response.status_code
         document: Any = json_document(response)

@@ -36,7 +36,7 @@ import email.utils
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -64,6 +64,7 @@ __all__ = [
     "SendResult",
     "Sent",
     "check_batch",
+    "classify_code",
     "format_refused",
     "http_request",
     "json_document",
@@ -230,6 +231,14 @@ def check_batch(name: str, batch: Sequence[Outbound], max_batch: int) -> None:
     """Refuse a batch larger than the provider carries (a caller's bug)."""
     if len(batch) > max_batch:
         raise ValueError(f"{name}: batch of {len(batch)} exceeds max_batch {max_batch}")
+
+
+def classify_code(code: int, table: Sequence[tuple[str, Container[int]]]) -> str:
+    """The kind of the first row of ``table`` whose codes hold ``code``, else ``"temporary"``.
+
+    Each adapter keeps its provider's table of error codes as such rows, in order.
+    """
+    return next((kind for kind, codes in table if code in codes), "temporary")
 
 
 async def send_each(

@@ -49,6 +49,7 @@ from mailbridge.providers.base import (
     Outbound,
     SendResult,
     Sent,
+    classify_code,
     send_each,
     unreadable_answer,
 )
@@ -77,6 +78,11 @@ _ACCOUNT_CODES = frozenset({5003, 5048})
 _ITEM_CODES = frozenset({10, 5010, 5011, 5036, 5037, 5038, 5060, 5061, 5063})
 _RATE_CODES = frozenset({88, 1009})
 _FUNDS_CODES = frozenset({5050})
+_CODES = (
+    ("account", _ACCOUNT_CODES | _FUNDS_CODES),
+    ("item", _ITEM_CODES),
+    ("rate", _RATE_CODES),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,13 +112,7 @@ def parse_miatel_answer(body: str) -> MiatelAnswer | None:
 
 def classify_miatel_code(code: int) -> str:
     """``"account"``, ``"item"``, ``"rate"`` or ``"temporary"`` for a Miatel error code."""
-    if code in _ACCOUNT_CODES or code in _FUNDS_CODES:
-        return "account"
-    if code in _ITEM_CODES:
-        return "item"
-    if code in _RATE_CODES:
-        return "rate"
-    return "temporary"
+    return classify_code(code, _CODES)
 
 
 class MiatelProvider(HttpProvider):

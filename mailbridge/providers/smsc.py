@@ -69,6 +69,7 @@ from mailbridge.providers.base import (
     Outbound,
     SendResult,
     Sent,
+    classify_code,
     json_document,
     send_each,
     unreadable_answer,
@@ -124,17 +125,12 @@ STATUS_CODES: MappingProxyType[int, tuple[str, ReceiptState]] = MappingProxyType
 
 _ITEM_CODES = frozenset({1, 5, 6, 7, 8})
 _SLOW_DOWN_CODES = frozenset({4, 9})
+_CODES = (("account", frozenset({2, 3})), ("item", _ITEM_CODES), ("slow_down", _SLOW_DOWN_CODES))
 
 
 def classify_smsc_code(code: int) -> str:
     """``"account"``, ``"item"``, ``"slow_down"`` or ``"temporary"`` for an SMSC error code."""
-    if code in (2, 3):
-        return "account"
-    if code in _ITEM_CODES:
-        return "item"
-    if code in _SLOW_DOWN_CODES:
-        return "slow_down"
-    return "temporary"
+    return classify_code(code, _CODES)
 
 
 def status_url(send_url: str) -> str:

@@ -26,6 +26,7 @@ from mailbridge.providers.base import (
     SendResult,
     Sent,
     check_batch,
+    classify_code,
     format_refused,
     http_request,
     parse_retry_after,
@@ -259,3 +260,12 @@ class TestSendEach:
         with pytest.raises(ValueError, match="exceeds max_batch 3"):
             await provider.send([outbound()] * 4)
         assert provider.sent == []
+
+
+def test_classify_code_first_row_wins_else_temporary() -> None:
+    """The first row holding the code names its kind; a code in no row is temporary."""
+    table = (("account", frozenset({2, 3})), ("item", frozenset({3, 5})))
+    assert classify_code(3, table) == "account"
+    assert classify_code(5, table) == "item"
+    assert classify_code(7, table) == "temporary"
+    assert classify_code(7, ()) == "temporary"

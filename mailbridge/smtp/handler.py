@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypedDict
 
 from aiosmtpd.smtp import SMTP
 
@@ -77,23 +77,14 @@ class _SessionGone(Exception):
 _AUTH_REQUIRED = "530 5.7.0 Authentication required"
 
 
-_T = TypeVar("_T", covariant=True)
+class _CoreArgs(TypedDict):
+    """What every call into the core's pipeline gets besides the envelope and routes."""
 
-
-class _Step(Protocol[_T]):
-    """The core's pipeline entry points: ``process_mail`` and ``process_all``."""
-
-    def __call__(
-        self,
-        env: MailEnvelope,
-        routes: Sequence[Route],
-        *,
-        settings: Settings,
-        now: datetime,
-        formats: frozenset[Format],
-        read: MailReader,
-        verify: LoginVerifier,
-    ) -> Coroutine[Any, Any, _T]: ...
+    settings: Settings
+    now: datetime
+    formats: frozenset[Format]
+    read: MailReader
+    verify: LoginVerifier
 
 
 def _utcnow() -> datetime:
@@ -180,20 +171,13 @@ class MailHandler(HookTable, SmtpAuth):
             login, password, settings=self.settings, check=self._passwords.check
         )
 
-    def _pipeline(
-        self,
-        step: _Step[_T],
-        settings: Settings,
-        now: datetime,
-        read: MailReader,
-        *,
-        here: bool = False,
-    ) -> Callable[[MailEnvelope, Sequence[Route]], Coroutine[Any, Any, _T]]:
-        """``step`` (``process_mail`` or ``process_all``) with this handler's formats and
-        password check (``here``: hashing in the calling thread, already a worker thread)."""
+    def _core_args(
+        self, settings: Settings, now: datetime, read: MailReader, *, here: bool = False
+    ) -> _CoreArgs:
+        """The pipeline's arguments: this handler's formats and password check (``here``:
+        hashing in the calling thread, already a worker thread)."""
         check = self._passwords.check_here if here else self._passwords.check
-        return partial(
-            step,
+        return _CoreArgs(
             settings=settings,
             now=now,
             formats=self._formats,
@@ -330,15 +314,15 @@ class MailHandler(HookTable, SmtpAuth):
             # a long command (hundreds of numbers at ≈ 100 µs each) is read, checked and
             # built in a worker thread: the event loop keeps serving the other sessions
             def whole() -> Outcome:
-                step = self._pipeline(process_mail, settings, now, read_now, here=True)
-                return run_now(step(env, routes))
+                args = self._core_args(settings, now, read_now, here=True)
+                return run_now(process_mail(env, routes, **args))
 
             async def read_now(raw: bytes) -> MailContent:
                 return read_mail(raw, default_charset=charset)
 
             outcome = await asyncio.to_thread(whole)
         else:
-            outcome = await self._pipeline(process_mail, settings, now, read)(env, routes)
+            outcome = await process_mail(env, routes, **self._core_args(settings, now, read))
         intake = outcome.intake
         transport = server.transport if server is not None else None
         if server is not None and (transport is None or transport.is_closing()):
@@ -375,7 +359,7 @@ class MailHandler(HookTable, SmtpAuth):
         """A mail to several kinds of recipient (SPEC §3): every request it makes is stored in
         one transaction, or none is. Any refusal (before storage, or 9/8/3 in it) refuses the
         whole mail in the session, as number and forward mode do; no reply mail is sent."""
-        outcomes = await self._pipeline(process_all, settings, now, read)(env, routes)
+        outcomes = await process_all(env, routes, **self._core_args(settings, now, read))
         fields["mode"] = "mixed"
         fields["requests"] = [
             {"mode": o.intake.mode.value, "account": o.intake.account} for o in outcomes

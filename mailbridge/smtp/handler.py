@@ -177,13 +177,14 @@ class MailHandler(HookTable, SmtpAuth):
         """The pipeline's arguments: this handler's formats and password check (``here``:
         hashing in the calling thread, already a worker thread)."""
         check = self._passwords.check_here if here else self._passwords.check
-        return _CoreArgs(
-            settings=settings,
-            now=now,
-            formats=self._formats,
-            read=read,
-            verify=partial(verify_login, settings=settings, check=check),
-        )
+        args: _CoreArgs = {
+            "settings": settings,
+            "now": now,
+            "formats": self._formats,
+            "read": read,
+            "verify": partial(verify_login, settings=settings, check=check),
+        }
+        return args
 
     async def verify_auth(self, login: str, password: str) -> Verified:
         """As :meth:`verify`, in the AUTH pool."""

@@ -8,7 +8,7 @@ and attempt durations. Waiting itself stays with the event loop (real seconds).
 :class:`SystemClock` is the real one; :class:`ManualClock` stands still until
 a test (or a tool) moves it; :func:`as_clock` also takes a bare function of
 wall time (``() -> datetime``, as the runtime passes it), monotonic time then
-being the system's.
+being the system's. :func:`utcnow` is the real such function.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "WallClock", "as_clock"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "WallClock", "as_clock", "utcnow"]
+
+
+def utcnow() -> datetime:
+    """The current wall time, timezone-aware UTC: the default of the parts of the delivery
+    side that take a bare function of wall time (the events sink, the status poller)."""
+    return datetime.now(UTC)
 
 
 class Clock(Protocol):

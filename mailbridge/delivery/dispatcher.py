@@ -14,12 +14,11 @@ marked ``expired``; the rest go to the first provider of their route
 in batches of rows with identical text, sender and format (up to the
 provider's ``max_batch``), each provider capped by its ``concurrency``
 (a semaphore) and ``rate_per_s`` (a token bucket): see
-:mod:`mailbridge.delivery.lanes`. Each outcome is committed: ``mark_sent``;
-a row that was not sent (the provider failed, or every provider of its route
-is paused) gets the one pure decision :func:`mailbridge.core.retry.next_step`
-— failover (``mark_retry`` due now, the attempt is recorded), wait for a
-breaker's probe, retry after the backoff (``mark_retry``), or ``mark_failed``
-(``failed``/``expired``). Every attempt logs one ``delivery`` line.
+:mod:`mailbridge.delivery.lanes`. What each attempt writes to storage (sent,
+failover, retry, failed), and the outcomes kept while storage is down, is
+:mod:`mailbridge.delivery.outcomes`; putting back the rows of dispatchers that
+are gone (at start, and by heartbeats on a shared storage) is
+:mod:`mailbridge.delivery.ownership`.
 
 Time comes from one :class:`~mailbridge.delivery.clock.Clock`: wall time for
 due, validity and breakers, monotonic time for rate limits, the coalescing
@@ -34,58 +33,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from mailbridge.core.leases import releasable
 from mailbridge.core.records import SmsJob
-from mailbridge.core.retry import Fault, RetryAction, expires_at, next_step
+from mailbridge.core.retry import expires_at
 from mailbridge.core.routing import route
 from mailbridge.delivery.clock import Clock, as_clock
 from mailbridge.delivery.lanes import Lane, build_lanes, call, provider_settings
+from mailbridge.delivery.outcomes import Outcomes
+from mailbridge.delivery.ownership import heartbeats, pid_alive, release_dead
 from mailbridge.errors import (
     PermanentProviderError,
-    ProviderError,
     ProviderUnavailableError,
     TemporaryProviderError,
 )
 from mailbridge.log import get_logger
-from mailbridge.models import AttemptOutcome, Format, SmsState
+from mailbridge.models import Format, SmsState
 from mailbridge.observe import NULL_OBSERVER, Observer
-from mailbridge.providers.base import Provider, SendResult, Sent
+from mailbridge.providers.base import Provider
 from mailbridge.settings import Settings
 from mailbridge.storage.base import DeliveryStore
 
+# pid_alive: named here too, where it was first (it lives in delivery/ownership.py)
 __all__ = ["COALESCE_S", "MAX_IDLE_S", "Dispatcher", "pid_alive"]
 
 #: Longest sleep with nothing due: rows put back by another process are seen this late at most.
 MAX_IDLE_S = 30.0
-#: How often a dispatcher of a shared storage (PostgreSQL) writes its heartbeat, and how
-#: old a heartbeat may get before its owner counts as gone and its rows are released.
-HEARTBEAT_S = 2.0
-STALE_S = 15.0
-
-#: First wait before an outcome storage could not take is tried again (doubling).
-UNRECORDED_RETRY_S = 0.5
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` runs on this host (signal 0 tells, sending nothing)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it runs, under another user
-    return True
-
-
-#: How many rows at most wait for the failover memory (providers tried in this round).
-_TRIED_LIMIT = 10_000
-
 #: Woken while rows of a partial claim are still in flight: claim again when they are all
 #: settled, or this many seconds after that claim, whichever comes first.
 COALESCE_S = 0.005
@@ -135,16 +111,22 @@ class Dispatcher:
         self._last_claim = 0.0  # clock.monotonic() of the last claim that reached storage
         self._last_full = True  # whether it got all it asked for (more may be due)
         self._inflight: dict[int, SmsJob] = {}
-        self._tried: dict[int, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._starved = False
         self._unsubscribe: Callable[[], None] | None = None
-        #: Outcomes of sends that storage could not take yet, by SMS id (see _keep_unrecorded).
-        self._unrecorded: dict[int, Callable[[], Awaitable[None]]] = {}
-        self._flusher: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._outcomes = Outcomes(
+            storage,
+            settings,
+            self._lanes,
+            rng=self._rng,
+            observer=observer,
+            route=self._route,
+            wake=self.wake,
+            done=self._done,
+        )
 
     # --- public ---------------------------------------------------------------
 
@@ -162,41 +144,11 @@ class Dispatcher:
         no longer runs, or this process's pid from an earlier start; with a single
         owner (SQLite) any other owner. Never an owner whose process lives.
         Returns the owners released (a storage error is logged: the leases remain).
+        See :func:`mailbridge.delivery.ownership.release_dead`.
         """
-        try:
-            owners = await self._storage.claim_owners()
-            gone = [
-                o
-                for o in owners
-                if releasable(o, me=self._owner, alive=alive, single_owner=self._single_owner)
-            ]
-            for owner in gone:
-                await self._storage.release_claims(owner)
-                self._log.info("released rows of a dispatcher that is gone", owner=owner)
-        except Exception as exc:
-            self._log.warning("could not release rows at start", error=type(exc).__name__)
-            return []
-        return gone
-
-    async def _heartbeats(self) -> None:
-        """A storage shared by several instances: say we live; release the stale.
-
-        Every :data:`HEARTBEAT_S` this dispatcher writes its heartbeat (the
-        database's clock); an owner not heard of for :data:`STALE_S` is gone
-        (``kill -9``, a host lost), and its rows are put back at once instead of
-        waiting for their lease. A live dispatcher is never released: its
-        heartbeat is at most a few seconds old.
-        """
-        while not self._stopping:
-            try:
-                await self._storage.heartbeat(self._owner)
-                for owner in await self._storage.stale_owners(STALE_S):
-                    if owner != self._owner:
-                        await self._storage.release_claims(owner)
-                        self._log.info("released rows of a dispatcher that is gone", owner=owner)
-            except Exception as exc:
-                self._log.warning("heartbeat failed", error=type(exc).__name__)
-            await asyncio.sleep(HEARTBEAT_S)
+        return await release_dead(
+            self._storage, me=self._owner, single_owner=self._single_owner, alive=alive
+        )
 
     def breaker_states(self, now: datetime) -> dict[str, str]:
         """Each provider's circuit breaker as seen at ``now``: closed, half-open or open."""
@@ -208,7 +160,7 @@ class Dispatcher:
             await self.release_dead()
             if not self._single_owner and self._heartbeat_task is None:
                 self._heartbeat_task = asyncio.create_task(
-                    self._heartbeats(), name="mailbridge-heartbeat"
+                    heartbeats(self._storage, self._owner), name="mailbridge-heartbeat"
                 )
             self._stopping = False
             self._loop_task = asyncio.create_task(self._run(), name="mailbridge-dispatcher")
@@ -239,18 +191,7 @@ class Dispatcher:
                 await self._heartbeat_task
             self._heartbeat_task = None
         await self._finish_tasks(self._tasks, timeout_s)
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
-        if self._unrecorded:
-            await self._flush_unrecorded(once=True)
-        if self._unrecorded:
-            self._log.error(
-                "delivery outcomes lost at stop; those SMS are sent again after their lease",
-                sms_ids=sorted(self._unrecorded),
-            )
+        await self._outcomes.close()
         for lane in self._lanes.values():
             await self._close(lane)
 
@@ -278,6 +219,7 @@ class Dispatcher:
         self._settings = settings
         self._lanes = build_lanes(providers, settings, self._clock, previous=old)
         self._refresh_formats()
+        self._outcomes.reload(settings, self._lanes)
         current = {id(lane.provider) for lane in self._lanes.values()}
         for lane in old.values():
             if id(lane.provider) in current:
@@ -400,16 +342,18 @@ class Dispatcher:
         groups: dict[_BatchKey, list[SmsJob]] = {}
         for job in jobs:
             if now > expires_at(job.first_due, self._settings.delivery):
-                self._spawn(self._give_up(job, None, SmsState.EXPIRED, "validity ended", now))
+                self._spawn(
+                    self._outcomes.give_up(job, None, SmsState.EXPIRED, "validity ended", now)
+                )
                 continue
             order = self._route(job)
             if not order:
                 answer = f"no provider carries format {int(job.format)} for this number"
-                self._spawn(self._give_up(job, None, SmsState.FAILED, answer, now))
+                self._spawn(self._outcomes.give_up(job, None, SmsState.FAILED, answer, now))
                 continue
             lane = self._pick(job, order, now)
             if lane is None:
-                self._spawn(self._all_open(job, order, now))
+                self._spawn(self._outcomes.all_open(job, order, now))
                 continue
             key: _BatchKey = (
                 lane.name,
@@ -432,7 +376,7 @@ class Dispatcher:
         return route(job.recipient, job.format, self._settings.routing, self._formats)
 
     def _pick(self, job: SmsJob, order: Sequence[str], now: datetime) -> Lane | None:
-        tried = self._tried.get(job.sms_id, ())
+        tried = self._outcomes.tried.get(job.sms_id, ())
         for name in order:
             if name in tried:
                 continue
@@ -488,11 +432,11 @@ class Dispatcher:
                         hint="check the provider's credentials and URL",
                     )
             if len(jobs) == 1:
-                await self._settle(lane, jobs[0], results[0], now, duration_ms)
+                await self._outcomes.settle(lane, jobs[0], results[0], now, duration_ms)
             else:  # one commit group for the batch, not one commit round trip per row
                 await asyncio.gather(
                     *(
-                        self._settle(lane, job, result, now, duration_ms)
+                        self._outcomes.settle(lane, job, result, now, duration_ms)
                         for job, result in zip(jobs, results, strict=True)
                     )
                 )
@@ -509,164 +453,6 @@ class Dispatcher:
             self._observer.rate_wait(lane.name, wait)
             await asyncio.sleep(wait)
 
-    async def _settle(
-        self, lane: Lane, job: SmsJob, result: SendResult, now: datetime, duration_ms: float
-    ) -> None:
-        async def record() -> None:
-            if isinstance(result, Sent):
-                await self._storage.mark_sent(
-                    job.sms_id,
-                    provider=lane.name,
-                    provider_id=result.provider_id,
-                    answer=result.answer,
-                    now=now,
-                    reply_rate_per_hour=self._settings.reply.reply_rate_per_hour,
-                )
-                self._observer.transition(lane.name, "sending", "sent")
-                self._observer.accepted(lane.name, (now - job.first_due).total_seconds())
-                self._tried.pop(job.sms_id, None)
-            elif isinstance(result, PermanentProviderError):
-                await self._not_sent(job, lane.name, Fault.PERMANENT, result, now)
-            else:
-                fault = (
-                    Fault.PROVIDER_UNAVAILABLE
-                    if isinstance(result, ProviderUnavailableError)
-                    else Fault.TEMPORARY
-                )
-                await self._not_sent(job, lane.name, fault, result, now)
-
-        if isinstance(result, Sent):
-            self._attempt_log(
-                job, lane.name, AttemptOutcome.SENT, duration_ms, provider_id=result.provider_id
-            )
-        elif isinstance(result, PermanentProviderError):
-            outcome = AttemptOutcome.PERMANENT
-            self._attempt_log(job, lane.name, outcome, duration_ms, error=str(result))
-        else:
-            outcome = AttemptOutcome.TEMPORARY
-            self._attempt_log(job, lane.name, outcome, duration_ms, error=str(result))
-        try:
-            await record()
-        except Exception as exc:
-            self._keep_unrecorded(job, record, exc)
-            return
-        self._done(job)
-
-    def _keep_unrecorded(
-        self, job: SmsJob, record: Callable[[], Awaitable[None]], exc: Exception
-    ) -> None:
-        """The outcome of a send that storage could not take: kept until it can.
-
-        The row stays in flight here, so a claim that hands it out again (its
-        lease ran out meanwhile) is ignored: it is never sent a second time
-        because a write failed. :meth:`_flush_unrecorded` records it when
-        storage is back; only if this process ends first is it sent again after
-        its lease (at-least-once).
-        """
-        self._unrecorded[job.sms_id] = record
-        self._log.warning(
-            "delivery outcome not recorded, kept until storage is back",
-            sms_id=job.sms_id,
-            request_id=job.request_id,
-            error=type(exc).__name__,
-            kept=len(self._unrecorded),
-        )
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_unrecorded())
-
-    async def _flush_unrecorded(self, *, once: bool = False) -> None:
-        delay = UNRECORDED_RETRY_S
-        while self._unrecorded:
-            for sms_id, record in list(self._unrecorded.items()):
-                try:
-                    await record()
-                except Exception:
-                    break  # storage still down: wait, then try from the first again
-                del self._unrecorded[sms_id]
-                self._log.info("delivery outcome recorded", sms_id=sms_id)
-                job = self._inflight.get(sms_id)
-                if job is not None:
-                    self._done(job)
-            if once or not self._unrecorded:
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_IDLE_S)
-
-    async def _not_sent(
-        self, job: SmsJob, provider: str, fault: Fault, error: ProviderError, now: datetime
-    ) -> None:
-        """Apply :func:`~mailbridge.core.retry.next_step` to a row this try did not send."""
-        tried = self._tried.get(job.sms_id) or set()  # providers tried in this round
-        tried_before = bool(tried)
-        if fault is Fault.TEMPORARY or fault is Fault.PROVIDER_UNAVAILABLE:
-            tried.add(provider)
-            self._tried[job.sms_id] = tried
-            if len(self._tried) > _TRIED_LIMIT:
-                self._tried = {job.sms_id: tried}
-        order = self._route(job) if fault is not Fault.PERMANENT else ()
-        lanes = [self._lanes[name] for name in order]
-        reopen = [at for lane in lanes if (at := lane.breaker.reopens_at()) is not None]
-        decision = next_step(
-            fault,
-            error,
-            attempt=job.attempts + 1,
-            now=now,
-            first_due=job.first_due,
-            settings=self._settings.delivery,
-            rng=self._rng,
-            failover=any(lane.name not in tried and lane.breaker.available(now) for lane in lanes),
-            reopens_at=min(reopen, default=None),
-            tried=tried_before,
-        )
-        if decision.action is not RetryAction.FAILOVER:
-            self._tried.pop(job.sms_id, None)
-        if decision.at is not None:  # failover, wait or retry
-            await self._storage.mark_retry(
-                job.sms_id, provider=provider, due=decision.at, answer=_answer(error), now=now
-            )
-            self._observer.transition(provider, "sending", "scheduled")
-            self.wake()
-            return
-        state = decision.state or SmsState.FAILED
-        await self._final(job, provider, state, _answer(error) or decision.reason, now)
-
-    async def _final(
-        self, job: SmsJob, provider: str | None, state: SmsState, answer: str, now: datetime
-    ) -> None:
-        self._tried.pop(job.sms_id, None)
-        await self._storage.mark_failed(
-            job.sms_id,
-            provider=provider,
-            state=state,
-            answer=answer,
-            now=now,
-            reply_rate_per_hour=self._settings.reply.reply_rate_per_hour,
-        )
-        self._observer.transition(provider, "sending", state.value)
-
-    async def _give_up(
-        self, job: SmsJob, provider: str | None, state: SmsState, answer: str, now: datetime
-    ) -> None:
-        """Final state without an attempt (expired before sending, or no route)."""
-        try:
-            self._attempt_log(job, provider, AttemptOutcome(state.value), 0.0, error=answer)
-            await self._final(job, provider, state, answer, now)
-        except Exception:
-            self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
-        finally:
-            self._done(job)
-
-    async def _all_open(self, job: SmsJob, order: Sequence[str], now: datetime) -> None:
-        """Every provider on the route is open (or was tried): the decision says when to retry."""
-        try:
-            error = TemporaryProviderError(f"not sent: circuit open for {', '.join(order)}")
-            self._attempt_log(job, None, AttemptOutcome.DEFERRED, 0.0, error=str(error))
-            await self._not_sent(job, order[0], Fault.CIRCUIT_OPEN, error, now)
-        except Exception:
-            self._log.exception("could not record a delivery outcome", sms_id=job.sms_id)
-        finally:
-            self._done(job)
-
     def _release(self, jobs: Iterable[SmsJob]) -> None:
         for job in jobs:
             self._done(job)
@@ -679,26 +465,6 @@ class Dispatcher:
         if self._starved and len(self._inflight) * 2 <= self._max_inflight():
             self._starved = False
             self._wake.set()
-
-    def _attempt_log(
-        self,
-        job: SmsJob,
-        provider: str | None,
-        outcome: AttemptOutcome,
-        duration_ms: float,
-        **extra: Any,
-    ) -> None:
-        self._observer.attempt(provider, outcome.value, duration_ms / 1000)
-        self._log.info(
-            "delivery",
-            sms_id=job.sms_id,
-            request_id=job.request_id,
-            provider=provider,
-            outcome=outcome.value,
-            duration_ms=round(duration_ms, 1),
-            attempt=job.attempts + 1,
-            **extra,
-        )
 
     # --- lanes ----------------------------------------------------------------
 
@@ -724,7 +490,3 @@ class Dispatcher:
                 await asyncio.gather(*still, return_exceptions=True)
                 return
             await asyncio.wait(set(tasks), timeout=left)
-
-
-def _answer(error: ProviderError) -> str:
-    return error.provider_answer or str(error)

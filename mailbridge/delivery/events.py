@@ -13,10 +13,11 @@ was queued. Providers get it in their constructor, through the factory
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from mailbridge.core.receipts import ReceiptAction
 from mailbridge.core.records import InboundIn, ReceiptIn
+from mailbridge.delivery.clock import utcnow
 from mailbridge.log import get_logger
 from mailbridge.observe import NULL_OBSERVER, Observer
 from mailbridge.providers.events import InboundSms, Receipt
@@ -26,10 +27,6 @@ from mailbridge.storage.base import EventStore
 __all__ = ["StorageEvents"]
 
 log = get_logger("mailbridge.events")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _nothing() -> None:
@@ -49,7 +46,7 @@ class StorageEvents:
         storage: EventStore,
         settings: Settings,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         on_mail: Callable[[], None] = _nothing,
         observer: Observer = NULL_OBSERVER,
     ) -> None:

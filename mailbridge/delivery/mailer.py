@@ -44,6 +44,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
+from typing import Protocol
 
 import aiosmtplib
 
@@ -111,17 +112,7 @@ def reply_message_id(job: ReplyJob, hostname: str) -> str:
 
 def build_reply(job: ReplyJob, *, from_address: str, hostname: str, now: datetime) -> EmailMessage:
     """The reply mail of ``job``: plain text, the result line(s) as body."""
-    return _plain_mail(
-        from_address=from_address,
-        to=job.to,
-        subject=clean_header(job.subject) or "Re:",
-        now=now,
-        message_id=reply_message_id(job, hostname),
-        in_reply_to=job.in_reply_to,
-        references=job.references,
-        auto_submitted="auto-replied",
-        body=job.body,
-    )
+    return _plain_mail(job, _REPLY, from_address, reply_message_id(job, hostname), now)
 
 
 def inbound_message_id(job: InboundMailJob, hostname: str) -> str:
@@ -132,46 +123,54 @@ def inbound_message_id(job: InboundMailJob, hostname: str) -> str:
 
 def build_inbound(job: InboundMailJob, *, hostname: str, now: datetime) -> EmailMessage:
     """The mail of one SMS from a phone: plain text, ``Auto-Submitted: auto-generated``."""
-    return _plain_mail(
-        from_address=job.from_address,
-        to=job.to,
-        subject=clean_header(job.subject) or "SMS",
-        now=now,
-        message_id=inbound_message_id(job, hostname),
-        in_reply_to=job.in_reply_to,
-        references=job.references,
-        auto_submitted="auto-generated",
-        body=job.body,
-    )
+    return _plain_mail(job, _INBOUND, job.from_address, inbound_message_id(job, hostname), now)
+
+
+class _MailRow(Protocol):
+    """What a claimed mail row (a reply, an inbound SMS's mail) gives its mail."""
+
+    @property
+    def to(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def in_reply_to(self) -> str: ...
+    @property
+    def references(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _MailKind:
+    """What tells the two kinds of mail apart besides their rows."""
+
+    default_subject: str  # when the row's subject is empty once cleaned
+    auto_submitted: str  # RFC 3834
+
+
+_REPLY = _MailKind(default_subject="Re:", auto_submitted="auto-replied")
+_INBOUND = _MailKind(default_subject="SMS", auto_submitted="auto-generated")
 
 
 def _plain_mail(
-    *,
-    from_address: str,
-    to: str,
-    subject: str,
-    now: datetime,
-    message_id: str,
-    in_reply_to: str,
-    references: str,
-    auto_submitted: str,
-    body: str,
+    row: _MailRow, kind: _MailKind, from_address: str, message_id: str, now: datetime
 ) -> EmailMessage:
     """A plain-text UTF-8 mail the gateway writes, its headers in one fixed order."""
     msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = clean_header(from_address, limit=320)
-    msg["To"] = clean_header(to, limit=320)
-    msg["Subject"] = subject
+    msg["To"] = clean_header(row.to, limit=320)
+    msg["Subject"] = clean_header(row.subject) or kind.default_subject
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
-    in_reply_to = clean_header(in_reply_to, limit=998)
+    in_reply_to = clean_header(row.in_reply_to, limit=998)
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
-    references = clean_header(references, limit=998)
+    references = clean_header(row.references, limit=998)
     if references:
         msg["References"] = references
-    msg["Auto-Submitted"] = auto_submitted
-    msg.set_content(body.rstrip("\n") + "\n", charset="utf-8")
+    msg["Auto-Submitted"] = kind.auto_submitted
+    msg.set_content(row.body.rstrip("\n") + "\n", charset="utf-8")
     return msg
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
+from mailbridge.delivery.clock import utcnow
 from mailbridge.errors import ProviderError
 from mailbridge.log import get_logger
 from mailbridge.providers.events import ProviderEvents, SentSms, StatusQuery
@@ -37,10 +38,6 @@ FLUSH_EVERY_S = 30.0
 log = get_logger("mailbridge.status")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class StatusPoller:
     """Status rounds for every provider that can be asked; see the module docstring."""
 
@@ -50,7 +47,7 @@ class StatusPoller:
         events: ProviderEvents,
         settings: Settings,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         flush: Callable[[], object] | None = None,
     ) -> None:
         self._storage = storage

@@ -8,7 +8,9 @@ The process that runs the dispatcher runs one pass at start-up (after
 2. requests received more than ``retention_days`` ago whose SMS and reply
    mails are all finished are deleted with their SMS, attempts, replies and
    raw mail (a request with an SMS still scheduled or sending, or a reply
-   still queued, is kept until it is finished);
+   still queued, is kept until it is finished); so are SMS from phones stored
+   more than ``retention_days`` ago whose mail was sent, or that had no one
+   to mail them to;
 3. when anything was deleted, the storage gives the space back
    (:meth:`~mailbridge.storage.base.RetentionStore.compact`: SQLite frees its
    pages and truncates its WAL; PostgreSQL's autovacuum reuses them).
@@ -51,6 +53,7 @@ class RetentionPass:
 
     raw_mails: int
     requests: int
+    inbound: int = 0  # SMS from phones
     duration_ms: float
 
 
@@ -75,27 +78,31 @@ class Retention:
         self._settings = settings
 
     async def run_once(self) -> RetentionPass:
-        """One pass: raw mails, then finished requests, then give the space back."""
+        """One pass: raw mails, then finished requests and SMS from phones, then give the
+        space back."""
         started = time.perf_counter()
         now = self._clock()
         keep, raw_keep = self._settings.retention_days, self._settings.raw_retention_days
-        raw = requests = 0
+        raw = requests = inbound = 0
         if raw_keep:
             raw = await self._drain(self._storage.prune_raw_mails, now - timedelta(days=raw_keep))
         if keep:
             requests = await self._drain(self._storage.prune_requests, now - timedelta(days=keep))
-        if raw or requests:
+            inbound = await self._drain(self._storage.prune_inbound, now - timedelta(days=keep))
+        if raw or requests or inbound:
             await self._storage.compact()
         done = RetentionPass(
             raw_mails=raw,
             requests=requests,
+            inbound=inbound,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        if raw or requests:
+        if raw or requests or inbound:
             _log.info(
                 "retention",
                 raw_mails_deleted=raw,
                 requests_deleted=requests,
+                inbound_deleted=inbound,
                 duration_ms=done.duration_ms,
             )
         return done

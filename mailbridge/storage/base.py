@@ -9,11 +9,14 @@
   again: at-least-once), and the ``mark_*`` methods commit each state change;
 * :class:`ReplyStore`, the reply mailer: :meth:`ReplyStore.claim_replies` and friends;
 * :class:`QueueStore`, operators (``mailbridge queue``);
-* :class:`MonitorStore`, monitoring (``/metrics``, ``/readyz``, ``mailbridge status``).
+* :class:`EventStore`, the provider events sink and the status poller;
+* :class:`MonitorStore`, monitoring (``/metrics``, ``/readyz``, ``mailbridge status``);
+* :class:`RetentionStore`, the retention pass.
 
-:class:`Storage` is all five with ``open``/``close``: what a backend is. The
+:class:`Storage` is all seven with ``open``/``close``: what a backend is. The
 backends (``sqlite``, ``postgres``, ``memory``) are one domain layer
-(:mod:`mailbridge.storage.domain`) over a small connector each. Times are
+(:mod:`mailbridge.storage.domain` and the parts it is mixed from) over a small
+connector each. Times are
 UTC-aware ``datetime``; every method that needs "now" takes it, so tests
 drive the clock.
 
@@ -318,6 +321,12 @@ class RetentionStore(Protocol):
     async def prune_requests(self, before: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` finished requests received before ``before``, with their
         SMS, attempts, replies and raw mail; the number deleted."""
+        ...
+
+    async def prune_inbound(self, before: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` SMS from phones stored before ``before`` whose mail was
+        sent or that had no one to mail to (``kept``), with their parts; the number
+        deleted. One whose mail is still queued stays."""
         ...
 
     async def compact(self) -> None:

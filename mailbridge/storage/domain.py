@@ -1,22 +1,29 @@
-"""The storage rules, written once for every backend.
+"""The storage rules of intake and delivery, written once for every backend.
 
 :class:`Store` is the whole :class:`~mailbridge.storage.base.Storage`
-contract: what an intake reads and writes (the plan of
-:mod:`mailbridge.storage.common`), the state changes of SMS rows and reply
-mails, the follow-up reply of ``mark_failed``, operators' retry and cancel,
-and the mapping of rows to records. It runs on a
-:class:`~mailbridge.storage.connector.Connector` (SQLite, PostgreSQL, memory),
-which gives it a transaction and runs its named queries. What one intake reads
-and writes is in :mod:`mailbridge.storage.intake`.
+contract, made of one part per job over the same
+:class:`~mailbridge.storage.connector.Connector` (SQLite, PostgreSQL,
+memory), which gives it a transaction and runs its named queries. This
+module holds the Store itself (opening, wake-ups) and what the SMTP handler
+and the dispatcher do: what an intake reads and writes (the plan of
+:mod:`mailbridge.storage.common`, the writes in
+:mod:`mailbridge.storage.intake`), the state changes of SMS rows, the
+follow-up reply of ``mark_failed``, the claims' owners and heartbeats. The
+other parts: receipts and SMS from phones
+(:mod:`~mailbridge.storage.events_domain`), the mailer's queue of reply and
+inbound mails (:mod:`~mailbridge.storage.mail_queue`), operators and
+monitoring (:mod:`~mailbridge.storage.admin`), retention
+(:mod:`~mailbridge.storage.retention`).
 
-To add an operation: a method here that runs named queries inside
-``self._connector.transaction``, and the queries in each
-``<dialect>_queries.sql`` (and :mod:`mailbridge.storage.memory`).
+To add an operation: a method in the part of its job that runs named queries
+inside ``self._connector.transaction``, and the queries in each
+``<dialect>_queries.sql`` (and a function of that name in the memory backend's
+``memory_*`` modules).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -24,20 +31,15 @@ from mailbridge.core import limits as lim
 from mailbridge.core.answers import error_line
 from mailbridge.core.records import (
     AcceptResult,
-    Attempt,
     Intake,
     ReplyDraft,
-    ReplyJob,
-    ReplyView,
-    RequestDetail,
-    RequestSummary,
     SmsJob,
-    SmsView,
 )
-from mailbridge.models import AttemptOutcome, Encoding, Format, ReplyState, RouteKind, SmsState
+from mailbridge.models import AttemptOutcome, Encoding, Format, SmsState
 from mailbridge.observe import Observer
 from mailbridge.settings import LimitsSettings
-from mailbridge.storage.base import Callback, QueueStats, Unsubscribe
+from mailbridge.storage.admin import QueueAdmin
+from mailbridge.storage.base import Callback, Unsubscribe
 from mailbridge.storage.batching import Coalescer
 from mailbridge.storage.common import (
     FOLLOWUP_ERROR,
@@ -55,6 +57,9 @@ from mailbridge.storage.events_domain import (
     receipt_lock,
 )
 from mailbridge.storage.intake import accept_intake, count_replies, insert_reply
+from mailbridge.storage.mail_queue import MailQueue
+from mailbridge.storage.mixin import OfConnector
+from mailbridge.storage.retention import Pruning
 
 __all__ = ["Store"]
 
@@ -82,23 +87,18 @@ class _MailRefused(Exception):
         self.result = result
 
 
-class Store(EventsStore):
-    """The :class:`~mailbridge.storage.base.Storage` contract over one connector
-    (receipts and SMS from phones: :class:`~mailbridge.storage.events_domain.EventsStore`)."""
+class Store(EventsStore, MailQueue, QueueAdmin, Pruning):
+    """The :class:`~mailbridge.storage.base.Storage` contract over one connector: intake
+    and delivery here, the other jobs in the parts it is mixed from (module docstring)."""
 
     def __init__(self, connector: Connector) -> None:
         self._connector = connector
         # mark_sent calls under way together share one transaction (group commit)
         self._sent: Coalescer[_Sent] = Coalescer(self._write_sent)
 
-    @property
-    def observer(self) -> Observer:
-        """Told each transaction's duration (storage commit latency); set before ``open``."""
-        return self._connector.observer
-
-    @observer.setter
-    def observer(self, value: Observer) -> None:
-        self._connector.observer = value
+    observer: OfConnector[Observer] = OfConnector(
+        "Told each transaction's duration (storage commit latency); set before ``open``."
+    )
 
     async def open(self) -> None:
         """Connect, create or migrate the schema."""
@@ -134,11 +134,7 @@ class Store(EventsStore):
 
     async def record_blocked(self, ip: str, now: datetime) -> None:
         """Count a request refused with ERROR = 4."""
-
-        async def work(tx: Tx) -> None:
-            await tx.run("record_blocked", {"ip": ip})
-
-        await self._connector.transaction(work)
+        await self._write("record_blocked", {"ip": ip})
 
     async def record_ip_error(self, ip: str, now: datetime, limits: LimitsSettings) -> bool:
         """Count an error for ``ip`` outside a mail (AUTH); True when it starts a block."""
@@ -216,7 +212,7 @@ class Store(EventsStore):
 
     async def next_due(self) -> datetime | None:
         """Earliest time a row becomes claimable (indexed MINs)."""
-        return await self._connector.transaction(_read_time("next_due"), write=False)
+        return await self._read_time("next_due")
 
     async def claim_due(
         self, now: datetime, *, limit: int, lease_s: float, owner: str
@@ -353,15 +349,40 @@ class Store(EventsStore):
         to_ts(now)
 
         async def work(tx: Tx) -> bool:
-            return await _mark_failed(
-                tx,
-                sms_id=sms_id,
-                provider=provider,
-                state=state,
-                answer=answer,
-                now=now,
-                reply_rate_per_hour=reply_rate_per_hour,
+            """Settle the row as failed; whether the follow-up reply was queued."""
+            row = await tx.one("sending_row", {"id": sms_id})
+            if row is None:
+                return False
+            (_, parts, pk, request_id, account, charged, error, test, _followup, *reply) = row
+            if provider is not None:
+                await _attempt(tx, sms_id, provider, failure_outcome(state), answer, now)
+            await tx.run(
+                "set_failed",
+                {
+                    "id": sms_id,
+                    "state": state.value,
+                    "attempted": 1 if provider is not None else 0,
+                    "provider": provider,
+                    "error": shorten(answer),
+                },
             )
+            if charged and account is not None:
+                await tx.run("charge", {"account": account, "parts": -parts})
+            reply_to, subject, in_reply_to, references = reply
+            if error is not None or test != 1 or reply_to is None:
+                return False
+            # one follow-up per request, whichever process fails which of its rows first
+            followup = await tx.one("lock_request", {"pk": pk})
+            if followup is None or followup[0]:
+                return False
+            if not lim.reply_allowed(await count_replies(tx, reply_to, now), reply_rate_per_hour):
+                return False
+            await tx.run("set_followup_sent", {"pk": pk})
+            draft = ReplyDraft(
+                to=reply_to, subject=subject, in_reply_to=in_reply_to, references=references
+            )
+            await insert_reply(tx, pk, draft, error_line(FOLLOWUP_ERROR, request_id), now)
+            return True
 
         if await self._connector.transaction(work):
             self._connector.notify(Channel.REPLIES, here=True)
@@ -386,11 +407,7 @@ class Store(EventsStore):
 
     async def heartbeat(self, owner: str) -> None:
         """``owner`` is alive (a storage shared by several instances keeps the time)."""
-
-        async def work(tx: Tx) -> None:
-            await tx.run("heartbeat", {"owner": owner})
-
-        await self._connector.transaction(work)
+        await self._write("heartbeat", {"owner": owner})
 
     async def stale_owners(self, stale_s: float) -> list[str]:
         """Owners whose last heartbeat is older than ``stale_s`` seconds (database time)."""
@@ -401,203 +418,8 @@ class Store(EventsStore):
 
         return await self._connector.transaction(work, write=False)
 
-    # --- retention --------------------------------------------------------------
-
-    async def prune_raw_mails(self, before: datetime, *, limit: int) -> int:
-        """Delete up to ``limit`` raw mails of requests received before ``before``."""
-        to_ts(before)
-
-        async def work(tx: Tx) -> int:
-            cutoff = await tx.one("retention_cutoff", {"before": before})
-            if cutoff is None or cutoff[0] is None:
-                return 0
-            rows = await tx.all("old_raw_mails", {"cutoff": cutoff[0], "limit": limit})
-            pks = [int(r[0]) for r in rows]
-            if pks:
-                await tx.run("delete_mails_of", {"pks": pks})
-            return len(pks)
-
-        return await self._connector.transaction(work)
-
-    async def prune_requests(self, before: datetime, *, limit: int) -> int:
-        """Delete up to ``limit`` finished requests received before ``before`` and all
-        that hangs off them (SMS, attempts, replies, raw mail)."""
-        to_ts(before)
-
-        async def work(tx: Tx) -> int:
-            cutoff = await tx.one("retention_cutoff", {"before": before})
-            if cutoff is None or cutoff[0] is None:
-                return 0
-            rows = await tx.all("finished_requests", {"cutoff": cutoff[0], "limit": limit})
-            pks = [int(r[0]) for r in rows]
-            if pks:
-                for query in (
-                    "delete_attempts_of",
-                    "delete_parts_of",
-                    "detach_inbound_of",
-                    "delete_sms_of",
-                    "delete_replies_of",
-                    "delete_mails_of",
-                    "delete_requests",
-                ):
-                    await tx.run(query, {"pks": pks})
-            return len(pks)
-
-        return await self._connector.transaction(work)
-
-    async def compact(self) -> None:
-        """Give the space of deleted rows back, as the backend does it."""
-        await self._connector.compact()
-
-    # --- replies ----------------------------------------------------------------
-
-    async def next_reply_due(self) -> datetime | None:
-        """Earliest time a reply becomes claimable."""
-        return await self._connector.transaction(_read_time("next_reply_due"), write=False)
-
-    async def claim_replies(self, now: datetime, *, limit: int, lease_s: float) -> list[ReplyJob]:
-        """Lease up to ``limit`` due replies, oldest first, each to one claimer."""
-        if limit <= 0:
-            return []
-        to_ts(now)
-        params = {"now": now, "limit": limit, "until": now + timedelta(seconds=lease_s)}
-
-        async def work(tx: Tx) -> list[ReplyJob]:
-            rows = await tx.claim("claim_replies", params)
-            return [
-                ReplyJob(
-                    reply_id=r[0],
-                    request_id=r[1],
-                    to=r[2],
-                    subject=r[3],
-                    in_reply_to=r[4],
-                    references=r[5],
-                    body=r[6],
-                    attempts=r[7],
-                )
-                for r in sorted(rows, key=lambda r: (r[8], r[0]))
-            ]
-
-        return await self._connector.transaction(work)
-
-    async def mark_reply_sent(self, reply_id: int, now: datetime) -> None:
-        """The smarthost took the reply."""
-        to_ts(now)
-
-        async def work(tx: Tx) -> None:
-            await tx.run("set_reply_sent", {"id": reply_id, "now": now})
-
-        await self._connector.transaction(work)
-
-    async def mark_reply_retry(
-        self, reply_id: int, *, due: datetime, error: str, now: datetime
-    ) -> None:
-        """The smarthost failed: queued again at ``due``."""
-        to_ts(due)
-        params = {"id": reply_id, "due": due, "error": shorten(error)}
-
-        async def work(tx: Tx) -> None:
-            await tx.run("set_reply_retry", params)
-
-        await self._connector.transaction(work)
-
-    async def balance_charges(self) -> dict[str, int]:
-        """Parts charged so far per account (net of refunds and top-ups)."""
-
-        async def work(tx: Tx) -> dict[str, int]:
-            return {str(r[0]): int(r[1]) for r in await tx.all("balance_charges", {})}
-
-        return await self._connector.transaction(work, write=False)
-
-    async def top_up(self, account: str, parts: int) -> int:
-        """Give ``account`` ``parts`` more (a negative charge); its charge after."""
-
-        async def work(tx: Tx) -> int:
-            await tx.run("charge", {"account": account, "parts": -parts})
-            row = await tx.one("charged_of", {"account": account})
-            return int(row[0]) if row is not None else 0
-
-        return await self._connector.transaction(work)
-
-    async def mark_reply_dropped(self, reply_id: int, *, error: str, now: datetime) -> None:
-        """The smarthost refused the reply for good (5xx): kept as ``dropped``, not retried."""
-        to_ts(now)
-        params = {"id": reply_id, "error": shorten(error)}
-
-        async def work(tx: Tx) -> None:
-            await tx.run("set_reply_dropped", params)
-
-        await self._connector.transaction(work)
-
-    # --- operators --------------------------------------------------------------
-
-    async def list_requests(
-        self, *, state: SmsState | None = None, account: str | None = None, limit: int = 100
-    ) -> Sequence[RequestSummary]:
-        """Requests, newest first, optionally those with a row in ``state`` / of ``account``."""
-        if limit <= 0:
-            return []
-        params = {
-            "state": state.value if state is not None else None,
-            "account": account,
-            "limit": limit,
-        }
-
-        async def work(tx: Tx) -> list[RequestSummary]:
-            return await _summaries(tx, await tx.all("list_requests", params))
-
-        return await self._connector.transaction(work, write=False)
-
-    async def show_request(self, request_id: str) -> RequestDetail | None:
-        """The newest request with ``request_id``, with its rows, attempts and replies."""
-
-        async def work(tx: Tx) -> RequestDetail | None:
-            return await _show_request(tx, request_id)
-
-        return await self._connector.transaction(work, write=False)
-
-    async def retry_request(self, request_id: str, now: datetime) -> int:
-        """Failed/expired/cancelled rows back to ``scheduled`` now (charged again)."""
-        to_ts(now)
-        count = await self._connector.transaction(_requeue(request_id, now, retry=True))
-        if count:
-            self._connector.notify(Channel.DUE, here=False)
-        return count
-
-    async def cancel_request(self, request_id: str, now: datetime) -> int:
-        """Cancel the scheduled rows of the request, refunding their parts."""
-        return await self._connector.transaction(_requeue(request_id, now, retry=False))
-
-    # --- monitoring -------------------------------------------------------------
-
-    async def queue_stats(self, now: datetime) -> QueueStats:
-        """SMS rows by state, the oldest due one, reply mails waiting (off the write path)."""
-
-        async def work(tx: Tx) -> QueueStats:
-            states = await tx.all("queue_states", {})
-            oldest = await tx.one("oldest_due", {"now": now})
-            waiting = await tx.one("replies_waiting", {})
-            return QueueStats(
-                by_state={str(state): int(n) for state, n in states},
-                oldest_due=None if oldest is None or oldest[0] is None else tx.moment(oldest[0]),
-                replies_waiting=int(waiting[0]) if waiting is not None else 0,
-            )
-
-        to_ts(now)
-        return await self._connector.snapshot(work)
-
 
 # --- the work of each operation, inside its transaction ---------------------------------
-
-
-def _read_time(query: str) -> Callable[[Tx], Awaitable[datetime | None]]:
-    """A transaction reading one nullable time."""
-
-    async def work(tx: Tx) -> datetime | None:
-        row = await tx.one(query, {})
-        return None if row is None or row[0] is None else tx.moment(row[0])
-
-    return work
 
 
 def _job(tx: Tx, r: Row) -> SmsJob:
@@ -634,147 +456,3 @@ async def _attempt(
             "answer": shorten(answer),
         },
     )
-
-
-async def _mark_failed(
-    tx: Tx,
-    *,
-    sms_id: int,
-    provider: str | None,
-    state: SmsState,
-    answer: str,
-    now: datetime,
-    reply_rate_per_hour: int,
-) -> bool:
-    """Settle a row as failed; whether the follow-up reply was queued."""
-    row = await tx.one("sending_row", {"id": sms_id})
-    if row is None:
-        return False
-    (_, parts, pk, request_id, account, charged, error, test, _followup, *reply) = row
-    if provider is not None:
-        await _attempt(tx, sms_id, provider, failure_outcome(state), answer, now)
-    await tx.run(
-        "set_failed",
-        {
-            "id": sms_id,
-            "state": state.value,
-            "attempted": 1 if provider is not None else 0,
-            "provider": provider,
-            "error": shorten(answer),
-        },
-    )
-    if charged and account is not None:
-        await tx.run("charge", {"account": account, "parts": -parts})
-    reply_to, subject, in_reply_to, references = reply
-    if error is not None or test != 1 or reply_to is None:
-        return False
-    # one follow-up per request, whichever process fails which of its rows first
-    followup = await tx.one("lock_request", {"pk": pk})
-    if followup is None or followup[0]:
-        return False
-    if not lim.reply_allowed(await count_replies(tx, reply_to, now), reply_rate_per_hour):
-        return False
-    await tx.run("set_followup_sent", {"pk": pk})
-    draft = ReplyDraft(to=reply_to, subject=subject, in_reply_to=in_reply_to, references=references)
-    await insert_reply(tx, pk, draft, error_line(FOLLOWUP_ERROR, request_id), now)
-    return True
-
-
-async def _summaries(tx: Tx, rows: Sequence[Row]) -> list[RequestSummary]:
-    states: dict[int, dict[SmsState, int]] = {}
-    if rows:
-        for pk, state, count in await tx.all("request_states", {"pks": [r[0] for r in rows]}):
-            states.setdefault(pk, {})[SmsState(state)] = count
-    return [
-        RequestSummary(
-            request_id=r[1],
-            account=r[2],
-            received_at=tx.moment(r[3]),
-            mode=RouteKind(r[4]),
-            result=r[5],
-            sms_total=r[6],
-            states=states.get(r[0], {}),
-        )
-        for r in rows
-    ]
-
-
-async def _show_request(tx: Tx, request_id: str) -> RequestDetail | None:
-    req = await tx.one("newest_request", {"request_id": request_id})
-    if req is None:
-        return None
-    pk = req[0]
-    attempts: dict[int, list[Attempt]] = {}
-    for sms_id, at, provider, outcome, answer in await tx.all("request_attempts", {"pk": pk}):
-        attempts.setdefault(sms_id, []).append(
-            Attempt(
-                at=tx.moment(at),
-                provider=provider,
-                outcome=AttemptOutcome(outcome),
-                answer=answer,
-            )
-        )
-    sms = tuple(
-        SmsView(
-            sms_id=r[0],
-            recipient=r[1],
-            state=SmsState(r[2]),
-            parts=r[3],
-            due=tx.moment(r[4]),
-            provider=r[5],
-            provider_id=r[6],
-            attempts=tuple(attempts.get(r[0], ())),
-            error=r[7],
-            receipt_status=r[8],
-            receipt_error=r[9],
-            receipt_at=None if r[10] is None else tx.moment(r[10]),
-            sent_at=None if r[11] is None else tx.moment(r[11]),
-        )
-        for r in await tx.all("request_sms", {"pk": pk})
-    )
-    replies = tuple(
-        ReplyView(
-            reply_id=r[0],
-            to=r[1],
-            state=ReplyState(r[2]),
-            attempts=r[3],
-            body=r[4],
-            due=tx.moment(r[5]),
-            sent_at=None if r[6] is None else tx.moment(r[6]),
-        )
-        for r in await tx.all("request_replies", {"pk": pk})
-    )
-    (summary,) = await _summaries(tx, [req])
-    return RequestDetail(
-        summary=summary,
-        client_ip=req[7],
-        mail_from=req[8],
-        sender=req[9],
-        format=req[10],
-        due=None if req[11] is None else tx.moment(req[11]),
-        sms=sms,
-        replies=replies,
-    )
-
-
-def _requeue(request_id: str, now: datetime, *, retry: bool) -> Callable[[Tx], Awaitable[int]]:
-    """``queue retry`` (failed/expired/cancelled rows back to scheduled now, charged again)
-    or ``queue cancel`` (scheduled rows cancelled, refunded): the rows it changed."""
-
-    async def work(tx: Tx) -> int:
-        req = await tx.one("newest_request", {"request_id": request_id})
-        if req is None:
-            return 0
-        rows = await tx.all("retryable_rows" if retry else "scheduled_rows", {"pk": req[0]})
-        if not rows:
-            return 0
-        if retry:
-            await tx.run_many("reschedule", [{"id": r[0], "now": now} for r in rows])
-        else:
-            await tx.run_many("cancel_row", [{"id": r[0]} for r in rows])
-        if req[12] and req[2] is not None:
-            parts = sum(r[1] for r in rows)
-            await tx.run("charge", {"account": req[2], "parts": parts if retry else -parts})
-        return len(rows)
-
-    return work

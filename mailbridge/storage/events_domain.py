@@ -1,9 +1,10 @@
 """The storage rules of delivery receipts and SMS from phones, written once for every backend.
 
 :class:`EventsStore` is mixed into :class:`~mailbridge.storage.domain.Store`:
-the methods of :class:`~mailbridge.storage.base.EventStore` (and the
-inbound-mail half of ``ReplyStore``, ``list_inbound`` of ``QueueStore``) over the
-same connector, named queries and transactions. The decisions are pure
+the methods of :class:`~mailbridge.storage.base.EventStore` over the same
+connector, named queries and transactions. The mails it queues for SMS from
+phones go out through :mod:`~mailbridge.storage.mail_queue`, and operators
+list them through :mod:`~mailbridge.storage.admin`. The decisions are pure
 (:mod:`mailbridge.core.receipts`, :mod:`mailbridge.core.inbound`); this
 module reads what they need and writes what they say.
 """
@@ -37,9 +38,7 @@ from mailbridge.core.receipts import (
 )
 from mailbridge.core.records import (
     InboundIn,
-    InboundMailJob,
     InboundStored,
-    InboundView,
     ReceiptIn,
     ReceiptStored,
     ReplyDraft,
@@ -48,8 +47,9 @@ from mailbridge.core.records import (
 from mailbridge.models import InboundState, SmsState
 from mailbridge.settings import InboundSettings, ReplySettings
 from mailbridge.storage.common import shorten, to_ts
-from mailbridge.storage.connector import Channel, Connector, Tx
+from mailbridge.storage.connector import Channel, Tx
 from mailbridge.storage.intake import count_replies, insert_reply
+from mailbridge.storage.mixin import StoreMixin
 
 __all__ = [
     "DEFAULT_REPLY_RATE",
@@ -65,10 +65,8 @@ DEFAULT_REPLY_RATE = ReplySettings().reply_rate_per_hour
 _FAILED = frozenset({SmsState.FAILED.value, SmsState.EXPIRED.value})
 
 
-class EventsStore:
+class EventsStore(StoreMixin):
     """Receipts and inbound SMS over ``self._connector`` (see the module docstring)."""
-
-    _connector: Connector
 
     async def record_receipt(
         self, receipt: ReceiptIn, *, now: datetime, reply_rate_per_hour: int
@@ -146,89 +144,6 @@ class EventsStore:
             return len(groups)
 
         return await self._connector.transaction(work)
-
-    async def next_inbound_due(self) -> datetime | None:
-        """Earliest time an inbound mail becomes claimable."""
-
-        async def work(tx: Tx) -> datetime | None:
-            row = await tx.one("next_inbound_due", {})
-            return None if row is None or row[0] is None else tx.moment(row[0])
-
-        return await self._connector.transaction(work, write=False)
-
-    async def claim_inbound_mails(
-        self, now: datetime, *, limit: int, lease_s: float
-    ) -> list[InboundMailJob]:
-        """Lease up to ``limit`` due inbound mails, oldest first, each to one claimer."""
-        if limit <= 0:
-            return []
-        to_ts(now)
-        params = {"now": now, "limit": limit, "until": now + timedelta(seconds=lease_s)}
-
-        async def work(tx: Tx) -> list[InboundMailJob]:
-            rows = await tx.claim("claim_inbound", params)
-            return [
-                InboundMailJob(
-                    inbound_id=r[0],
-                    to=r[1],
-                    from_address=r[2],
-                    subject=r[3],
-                    in_reply_to=r[4],
-                    references=r[5],
-                    body=r[6],
-                    attempts=r[7],
-                )
-                for r in sorted(rows, key=lambda r: (tx.moment(r[8]), r[0]))
-            ]
-
-        return await self._connector.transaction(work)
-
-    async def mark_inbound_sent(self, inbound_id: int, now: datetime) -> None:
-        """The smarthost took the mail."""
-        to_ts(now)
-
-        async def work(tx: Tx) -> None:
-            await tx.run("set_inbound_sent", {"id": inbound_id, "now": now})
-
-        await self._connector.transaction(work)
-
-    async def mark_inbound_retry(
-        self, inbound_id: int, *, due: datetime, error: str, now: datetime
-    ) -> None:
-        """The smarthost failed: queued again at ``due``."""
-        to_ts(due)
-        params = {"id": inbound_id, "due": due, "error": shorten(error)}
-
-        async def work(tx: Tx) -> None:
-            await tx.run("set_inbound_retry", params)
-
-        await self._connector.transaction(work)
-
-    async def list_inbound(self, *, limit: int = 100) -> Sequence[InboundView]:
-        """Inbound SMS, newest first."""
-        if limit <= 0:
-            return []
-
-        async def work(tx: Tx) -> list[InboundView]:
-            return [
-                InboundView(
-                    inbound_id=r[0],
-                    provider=r[1],
-                    source=r[2],
-                    destination=r[3],
-                    text=r[4],
-                    received_at=tx.moment(r[5]),
-                    parts=r[6],
-                    state=InboundState(r[7]),
-                    to=r[8],
-                    request_id=r[9],
-                    attempts=r[10],
-                    sent_at=None if r[11] is None else tx.moment(r[11]),
-                )
-                for r in await tx.all("list_inbound", {"limit": limit})
-            ]
-
-        return await self._connector.transaction(work, write=False)
 
 
 # --- receipts ----------------------------------------------------------------------------

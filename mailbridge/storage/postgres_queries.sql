@@ -572,3 +572,17 @@ DELETE FROM sms_parts WHERE sms_id = %(sms_id)s;
 -- insert_sms_part --
 -- One part id of a row sent as several parts
 INSERT INTO sms_parts (sms_id, provider, provider_id) VALUES (%(sms_id)s, %(provider)s, %(provider_id)s);
+
+-- old_inbound --
+-- SMS from phones stored before a time whose mail is sent, or that had no one to mail to,
+-- oldest first (retention; a scan in id order: the table has no index by age)
+SELECT id FROM inbound WHERE state IN ('sent', 'kept') AND stored_at < %(before)s
+ ORDER BY id LIMIT %(limit)s;
+
+-- delete_inbound_parts_of --
+-- The parts these SMS from phones were joined from
+DELETE FROM inbound_parts WHERE inbound_id = ANY(%(ids)s::bigint[]);
+
+-- delete_inbound --
+-- These SMS from phones
+DELETE FROM inbound WHERE id = ANY(%(ids)s::bigint[]);

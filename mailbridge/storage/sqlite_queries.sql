@@ -549,3 +549,17 @@ DELETE FROM sms_parts WHERE sms_id = :sms_id;
 -- insert_sms_part --
 -- One part id of a row sent as several parts
 INSERT INTO sms_parts (sms_id, provider, provider_id) VALUES (:sms_id, :provider, :provider_id);
+
+-- old_inbound --
+-- SMS from phones stored before a time whose mail is sent, or that had no one to mail to,
+-- oldest first (retention; a scan in id order: the table has no index by age)
+SELECT id FROM inbound WHERE state IN ('sent', 'kept') AND stored_at < :before
+ ORDER BY id LIMIT :limit;
+
+-- delete_inbound_parts_of --
+-- The parts these SMS from phones were joined from (a JSON array of ids)
+DELETE FROM inbound_parts WHERE inbound_id IN (SELECT value FROM json_each(:ids));
+
+-- delete_inbound --
+-- These SMS from phones (a JSON array of ids)
+DELETE FROM inbound WHERE id IN (SELECT value FROM json_each(:ids));

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from mailbridge.core.records import InboundIn
 from mailbridge.runtime import retention as retention_mod
 from mailbridge.runtime.retention import BATCH, Retention
-from mailbridge.settings import LimitsSettings, StorageSettings
+from mailbridge.settings import InboundSettings, LimitsSettings, StorageSettings
 from mailbridge.storage.memory import MemoryStorage
 from tests.unit.storage.test_storage import intake
 
@@ -107,3 +108,25 @@ async def test_zero_keeps_for_ever() -> None:
     done = await runner.run_once()
     assert (done.raw_mails, done.requests) == (0, 0)
     assert storage.compacted == 0
+
+
+async def test_old_inbound_go_with_the_pass() -> None:
+    """SMS from phones older than retention_days go in the pass, with the space given back;
+    newer ones stay."""
+    storage = CountingStorage()
+    await storage.open()
+    kept = InboundSettings()  # no one to mail them to
+
+    async def from_phone(text: str, at: datetime) -> None:
+        sms = InboundIn(provider="p", source="79990000009", destination="A", text=text,
+                        received_at=at)  # fmt: skip
+        await storage.store_inbound(sms, now=at, settings=kept, domain="x.test")
+
+    await from_phone("old", T0)
+    await from_phone("new", T0 + timedelta(days=60))
+    clock = Clock()
+    clock.now = T0 + timedelta(days=91)
+    done = await Retention(storage, StorageSettings(), clock=clock).run_once()
+    assert (done.requests, done.inbound) == (0, 1)
+    assert storage.compacted == 1
+    assert [i.text for i in await storage.list_inbound()] == ["new"]

@@ -16,7 +16,7 @@ import pytest
 
 from mailbridge.core.records import InboundIn
 from mailbridge.errors import StorageError
-from mailbridge.models import SmsState
+from mailbridge.models import InboundState, SmsState
 from mailbridge.settings import InboundSettings, LimitsSettings
 from mailbridge.storage.sqlite import SqliteStorage
 from tests.pg import pg_cluster_fixture  # noqa: F401 (the session's server)
@@ -158,6 +158,62 @@ class TestRetention:
         rid, _ = await accept(s, intake(error=7, now=T0))  # an error: a reply is queued
         assert await s.prune_requests(at(5 * DAY), limit=100) == 0
         assert await s.show_request(rid) is not None
+
+
+MAILED = InboundSettings(mail_to="noc@example.com")
+KEPT = InboundSettings()  # no one to mail to: kept
+
+
+async def from_phone(
+    s: Backend, text: str, when: float, settings: InboundSettings, concat: tuple[int, int, int]
+) -> int | None:
+    """Store one SMS (or part) from a phone no request went to, at ``when``; its id."""
+    sms = InboundIn(
+        provider="p", source="79990000009", destination="Alex", text=text,
+        received_at=at(when), concat=concat,
+    )  # fmt: skip
+    stored = await s.storage.store_inbound(sms, now=at(when), settings=settings, domain="x.test")
+    return stored.inbound_id
+
+
+class TestInboundRetention:
+    async def test_old_inbound_pruned_once_mailed_or_kept(self, backend: Backend) -> None:
+        """SMS from phones older than the cut go once their mail is sent, or when there was
+        no one to mail them to; one whose mail still waits, and newer ones, stay."""
+        s = backend.storage
+        kept = await from_phone(backend, "kept", 0, KEPT, (1, 1, 1))
+        mailed = await from_phone(backend, "mailed", 1, MAILED, (2, 1, 1))
+        (mail,) = await s.claim_inbound_mails(at(2), limit=10, lease_s=60)
+        assert mail.inbound_id == mailed
+        await s.mark_inbound_sent(mailed, at(3))
+        waiting = await from_phone(backend, "waiting", 4, MAILED, (3, 1, 1))
+        recent = await from_phone(backend, "recent", 10 * DAY, KEPT, (4, 1, 1))
+        before = {i.inbound_id: i.state for i in await s.list_inbound()}
+        assert before == {
+            kept: InboundState.KEPT,
+            mailed: InboundState.SENT,
+            waiting: InboundState.QUEUED,
+            recent: InboundState.KEPT,
+        }
+        assert await s.prune_inbound(at(5 * DAY), limit=1) == 1
+        assert await s.prune_inbound(at(5 * DAY), limit=1) == 1
+        assert await s.prune_inbound(at(5 * DAY), limit=1) == 0
+        assert {i.inbound_id for i in await s.list_inbound()} == {waiting, recent}
+
+    async def test_parts_go_with_their_message(self, backend: Backend) -> None:
+        """A message joined from parts goes with its parts: the same parts come in again
+        as a new message, not as duplicates of the old one."""
+        s = backend.storage
+        assert await from_phone(backend, "hel", 0, KEPT, (7, 2, 1)) is None
+        first = await from_phone(backend, "lo", 1, KEPT, (7, 2, 2))
+        assert first is not None
+        assert await s.prune_inbound(at(5 * DAY), limit=10) == 1
+        assert await s.list_inbound() == []
+        assert await from_phone(backend, "hel", 6 * DAY, KEPT, (7, 2, 1)) is None
+        again = await from_phone(backend, "lo", 6 * DAY, KEPT, (7, 2, 2))
+        assert again is not None
+        (listed,) = await s.list_inbound()
+        assert (listed.inbound_id, listed.text) == (again, "hello")
 
 
 def sizes(db: Path) -> tuple[int, int]:

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from mailbridge.core.encoding import split_text
+from mailbridge.core.records import InboundMailJob, ReplyJob
 from mailbridge.delivery.clock import ManualClock
-from mailbridge.delivery.mailer import Mailer
+from mailbridge.delivery.mailer import Mailer, build_inbound, build_reply
 from mailbridge.models import Format, Message, RouteKind, SmsRequest
 from mailbridge.settings import DeliverySettings, LimitsSettings, ReplySettings, Settings
 from mailbridge.storage.base import Intake, ReplyDraft
@@ -158,3 +159,59 @@ async def test_a_failed_reply_is_retried_after_a_doubling_gap() -> None:
     assert await m.run_once() == 1
     assert await storage.next_reply_due() == T0 + timedelta(seconds=5 + 10)
     assert m.sent == 0
+
+
+class TestBuildReply:
+    """The reply mail and the inbound mail: one builder, the same header order."""
+
+    @staticmethod
+    def _reply(**overrides: object) -> ReplyJob:
+        fields: dict[str, object] = {
+            "reply_id": 7,
+            "request_id": "R-1/2",
+            "to": "ops@example.com",
+            "subject": "Re: disk full",
+            "in_reply_to": "<a@b>",
+            "references": "<a@b>",
+            "body": "OK = 1\n\n",
+            "attempts": 0,
+        }
+        fields.update(overrides)
+        return ReplyJob(**fields)  # type: ignore[arg-type]
+
+    def test_headers_in_their_fixed_order(self) -> None:
+        msg = build_reply(self._reply(), from_address="gw@x.test", hostname="mx.test", now=T0)
+        head, _, body = msg.as_bytes().partition(b"\r\n\r\n")
+        names = [line.split(b":", 1)[0] for line in head.split(b"\r\n")]
+        assert names[:8] == [
+            b"From",
+            b"To",
+            b"Subject",
+            b"Date",
+            b"Message-ID",
+            b"In-Reply-To",
+            b"References",
+            b"Auto-Submitted",
+        ]
+        assert msg["Auto-Submitted"] == "auto-replied"
+        assert msg["Message-ID"] == "<reply.R-12.7@mx.test>"
+        assert msg["Subject"] == "Re: disk full"
+        assert body == b"OK = 1\r\n"  # trailing blank lines cut to one line end
+
+    def test_empty_subject_gets_each_kind_default(self) -> None:
+        reply = build_reply(self._reply(subject=""), from_address="g@x", hostname="h", now=T0)
+        assert reply["Subject"] == "Re:"
+        inbound = InboundMailJob(
+            inbound_id=3,
+            to="z@example.com",
+            from_address="+7999@sms.test",
+            subject="\r\n",
+            in_reply_to="",
+            references="",
+            body="hi",
+            attempts=0,
+        )
+        mail = build_inbound(inbound, hostname="h", now=T0)
+        assert mail["Subject"] == "SMS"
+        assert mail["Auto-Submitted"] == "auto-generated"
+        assert mail["In-Reply-To"] is None

@@ -10,7 +10,7 @@ from mailbridge.delivery.dispatcher import Dispatcher
 from mailbridge.errors import PermanentProviderError, TemporaryProviderError
 from mailbridge.observe import Observer
 from mailbridge.storage.memory import MemoryStorage
-from tests.unit.test_dispatcher import T0, FakeProvider, _enqueue, _numbers, _settings
+from tests.unit.delivery.support import T0, FakeProvider, enqueue_sms, make_settings, numbers
 
 
 class Recorder(Observer):
@@ -38,11 +38,11 @@ class Recorder(Observer):
 async def test_sent_rows_are_claimed_attempted_and_accepted() -> None:
     """A claim of 2 rows, 2 sent attempts, 2 sending→sent, the delay from due to acceptance."""
     storage, clock, seen = MemoryStorage(), ManualClock(T0), Recorder()
-    await _enqueue(storage, _numbers(2))
+    await enqueue_sms(storage, numbers(2))
     clock.advance(7)
     main = FakeProvider("main")
     d = Dispatcher(
-        storage, {"main": main}, _settings("main"), clock=clock, owner="t", observer=seen
+        storage, {"main": main}, make_settings("main"), clock=clock, owner="t", observer=seen
     )
     assert await d.run_once() == 2
     assert seen.named("transition")[0] == (None, "scheduled", "sending", 2)
@@ -55,11 +55,11 @@ async def test_sent_rows_are_claimed_attempted_and_accepted() -> None:
 async def test_failures_move_rows_back_or_to_failed() -> None:
     """A temporary failure puts the row back to scheduled; a permanent one fails it."""
     storage, clock, seen = MemoryStorage(), ManualClock(T0), Recorder()
-    await _enqueue(storage, _numbers(1))
+    await enqueue_sms(storage, numbers(1))
     main = FakeProvider("main")
     main.failure = TemporaryProviderError("down")
     d = Dispatcher(
-        storage, {"main": main}, _settings("main"), clock=clock, owner="t", observer=seen
+        storage, {"main": main}, make_settings("main"), clock=clock, owner="t", observer=seen
     )
     await d.run_once()
     assert ("main", "temporary") in seen.named("attempt")
@@ -75,7 +75,7 @@ async def test_receipts_move_rows_from_sent() -> None:
     """A receipt applied to a sent row is a sent → delivered transition; a repeat is not."""
     from mailbridge.delivery.events import StorageEvents
     from mailbridge.providers.events import ReceiptState
-    from tests.unit.test_events_sink import SETTINGS, Clock, enqueue, receipt
+    from tests.unit.delivery.test_events_sink import SETTINGS, Clock, enqueue, receipt
 
     storage, seen = MemoryStorage(), Recorder()
     sink = StorageEvents(storage, SETTINGS, clock=Clock(), observer=seen)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailbridge.delivery.clock import ManualClock, SystemClock, WallClock, as_clock
+from mailbridge.delivery.clock import ManualClock, SystemClock, WallClock, as_clock, utcnow
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -96,3 +96,12 @@ class TestAsClock:
         """A value that tells no time is a clear error."""
         with pytest.raises(TypeError, match="not a clock"):
             as_clock(42)  # type: ignore[arg-type]
+
+
+def test_utcnow_is_aware_utc_wall_time() -> None:
+    """The default wall-time function of the events sink and the status poller."""
+    before = datetime.now(UTC)
+    now = utcnow()
+    after = datetime.now(UTC)
+    assert now.tzinfo is UTC
+    assert before <= now <= after

@@ -1,0 +1,1 @@
+"""Tests of the delivery side: dispatcher, outcomes, ownership, lanes, clocks, mailer, events."""

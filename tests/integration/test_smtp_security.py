@@ -33,6 +33,17 @@ async def tls_daemon(
     )
 
 
+async def starttls_client(daemon: Daemon) -> aiosmtplib.SMTP:
+    """A client connected to ``daemon``, after STARTTLS and EHLO."""
+    client = aiosmtplib.SMTP(
+        hostname=daemon.host, port=daemon.port, start_tls=False, tls_context=client_tls()
+    )
+    await client.connect()
+    await client.starttls()
+    await client.ehlo()
+    return client
+
+
 class Wire:
     """A raw SMTP conversation over a blocking socket (run in a thread)."""
 
@@ -111,13 +122,7 @@ class TestSubmissionRights:
         self, start_daemon: DaemonFactory, tls_files: tuple[Path, Path]
     ) -> None:
         """Wrong credentials get 535 and no right to submit."""
-        daemon = await tls_daemon(start_daemon, tls_files)
-        client = aiosmtplib.SMTP(
-            hostname=daemon.host, port=daemon.port, start_tls=False, tls_context=client_tls()
-        )
-        await client.connect()
-        await client.starttls()
-        await client.ehlo()
+        client = await starttls_client(await tls_daemon(start_daemon, tls_files))
         with pytest.raises(aiosmtplib.SMTPAuthenticationError) as info:
             await client.auth_plain("alex", "nope")
         assert info.value.code == 535
@@ -129,13 +134,7 @@ class TestSubmissionRights:
         self, start_daemon: DaemonFactory, tls_files: tuple[Path, Path]
     ) -> None:
         """Bad base64 or a PLAIN value without two NULs get 501; LOGIN asked step by step works."""
-        daemon = await tls_daemon(start_daemon, tls_files)
-        client = aiosmtplib.SMTP(
-            hostname=daemon.host, port=daemon.port, start_tls=False, tls_context=client_tls()
-        )
-        await client.connect()
-        await client.starttls()
-        await client.ehlo()
+        client = await starttls_client(await tls_daemon(start_daemon, tls_files))
         for mechanism in (b"PLAIN", b"LOGIN"):
             resp = await client.execute_command(b"AUTH " + mechanism + b" !!notbase64")
             assert (resp.code, resp.message) == (501, "5.5.2 Can't decode base64")

@@ -151,11 +151,21 @@ class _NamedWriteLogger(structlog.WriteLogger):
 
 
 class _NamedWriteLoggerFactory:
+    """One :class:`_NamedWriteLogger` per name, kept for this configuration (every log
+    call asks for its logger again: ``cache_logger_on_first_use`` stays off, so that
+    ``configure_logging`` may be called again; the writer itself holds no state but
+    the file)."""
+
     def __init__(self, file: TextIO) -> None:
         self._file = file
+        self._loggers: dict[str, _NamedWriteLogger] = {}
 
     def __call__(self, *args: Any) -> _NamedWriteLogger:
-        return _NamedWriteLogger(self._file, str(args[0]) if args else "")
+        name = str(args[0]) if args else ""
+        logger = self._loggers.get(name)
+        if logger is None:
+            logger = self._loggers.setdefault(name, _NamedWriteLogger(self._file, name))
+        return logger
 
 
 def _add_logger_name(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from mailbridge.core.encoding import truncate_to_parts
 from mailbridge.core.fields import Fields
@@ -124,6 +124,7 @@ def template_text(template: str, max_parts: int, *, content: MailContent, mail_f
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 _SPACES_RE = re.compile(r"\s+")
 _MSGID_RE = re.compile(r"<[!-;=?-~]{1,900}>")
+_REPLY_PREFIX_RE = re.compile(r"re\s*:", re.IGNORECASE)
 
 
 def clean_header(value: str, *, limit: int = 200) -> str:
@@ -152,7 +153,7 @@ def reply_draft(mail_from: str, content: MailContent) -> ReplyDraft | None:
     if content.list_id.strip():
         return None
     subject = clean_header(content.subject)
-    if not re.match(r"re\s*:", subject, re.IGNORECASE):
+    if not _REPLY_PREFIX_RE.match(subject):
         subject = f"Re: {subject}".rstrip()
     msgid = _clean_msgid(content.message_id)
     return ReplyDraft(to=sender, subject=subject, in_reply_to=msgid, references=msgid)
@@ -206,11 +207,19 @@ def _normalize_host(text: str) -> str:
 
 def ip_in(ip: str, networks: Iterable[Network]) -> bool:
     """Whether ``ip`` lies in one of ``networks``."""
-    try:
-        addr = ip_address(ip)
-    except ValueError:
+    addr = _address(ip)
+    if addr is None:
         return False
     return any(addr.version == net.version and addr in net for net in networks)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(ip: str) -> IPv4Address | IPv6Address | None:
+    """``ip`` parsed (None: not an address); cached, as every connection asks."""
+    try:
+        return ip_address(ip)
+    except ValueError:
+        return None
 
 
 def _draft(env: MailEnvelope, content: MailContent | None, settings: Settings) -> ReplyDraft | None:

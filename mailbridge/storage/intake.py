@@ -61,6 +61,9 @@ async def _snapshot(
             "dup_since": lim.since(now, limits.duplicate_window_s),
             "account": account,
             "numbers": numbers,
+            # the same numbers for a dialect that looks one number up by key (SQLite)
+            "number": numbers[0] if len(numbers) == 1 else None,
+            "more_numbers": numbers if len(numbers) > 1 else None,
             "now": now,
             "ip": intake.client_ip if ip_error else None,
             "ip_since": lim.since(now, limits.error_block_window_s),

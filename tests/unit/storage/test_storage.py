@@ -324,6 +324,22 @@ class TestStorageLimits:
         req = sms_request(message("m4", (N3, N1)))
         assert (await accept(s, intake(req, now=at(220)), limits=limits))[1].startswith("OK")
 
+    async def test_flood_of_one_number_across_requests(self, backend: Backend) -> None:
+        """Mails to one number each (its streak read back by key): the one past flood_max
+        within the gap gets 8 and starts nothing; after the gap the number is free."""
+        s = backend.storage
+        limits = LimitsSettings(flood_max=2)
+        for i in range(2):
+            req = sms_request(message(f"m{i}", (N1,)))
+            assert (await accept(s, intake(req, now=at(i)), limits=limits))[1].startswith("OK")
+        req = sms_request(message("m2", (N1,)))
+        request_id, line = await accept(s, intake(req, now=at(5)), limits=limits)
+        assert line == f"ERROR = 8 (Message cannot be delivered), ID - {request_id}"
+        req = sms_request(message("m3", (N2,)))  # another number has its own streak
+        assert (await accept(s, intake(req, now=at(6)), limits=limits))[1].startswith("OK")
+        req = sms_request(message("m4", (N1,)))
+        assert (await accept(s, intake(req, now=at(200)), limits=limits))[1].startswith("OK")
+
     async def test_flood_counts_messages_in_one_request(self, backend: Backend) -> None:
         """Two messages to one number in one list-mode request count twice."""
         limits = LimitsSettings(flood_max=1)

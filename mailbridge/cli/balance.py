@@ -11,12 +11,11 @@ sees it. It works beside a running gateway (one transaction).
 from __future__ import annotations
 
 import argparse
-import asyncio
-from collections.abc import Callable
 from typing import TextIO
 
+from mailbridge.cli.storage_command import StorageOpener, run_with_storage
+from mailbridge.cli.table import print_table
 from mailbridge.core.limits import available_balance
-from mailbridge.errors import MailbridgeError
 from mailbridge.settings import Settings
 from mailbridge.storage.base import Storage
 
@@ -25,13 +24,12 @@ __all__ = ["run_balance_command"]
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_BAD_ARGS = 2
-EXIT_STORAGE = 3
 
 
 async def balance_list(settings: Settings, storage: Storage, *, out: TextIO) -> int:
     """One line per account: configured balance, charged (net), left."""
     charges = await storage.balance_charges()
-    rows = [("ACCOUNT", "BALANCE", "CHARGED", "LEFT")]
+    rows: list[tuple[str, str, str, str]] = []
     for account in settings.accounts:
         charged = charges.get(account.login, 0)
         if account.balance is None:
@@ -39,9 +37,7 @@ async def balance_list(settings: Settings, storage: Storage, *, out: TextIO) -> 
             continue
         left = available_balance(account.balance, charged)
         rows.append((account.login, str(account.balance), str(charged), str(left)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    print_table(("ACCOUNT", "BALANCE", "CHARGED", "LEFT"), rows, out)
     return EXIT_OK
 
 
@@ -69,41 +65,21 @@ async def balance_add(
     return EXIT_OK
 
 
-async def _run(
-    settings: Settings,
-    args: argparse.Namespace,
-    out: TextIO,
-    err: TextIO,
-    open_storage: Callable[[str], Storage],
-) -> int:
-    try:
-        storage = open_storage(settings.storage.url)
-        await storage.open()
-    except MailbridgeError as exc:
-        print(f"cannot open storage: {exc}", file=err)
-        return EXIT_STORAGE
-    try:
-        if getattr(args, "balance_command", None) == "add":
-            return await balance_add(settings, storage, args.account, args.parts, out=out, err=err)
-        return await balance_list(settings, storage, out=out)
-    except MailbridgeError as exc:
-        print(f"storage failed: {exc}", file=err)
-        return EXIT_STORAGE
-    finally:
-        await storage.close()
-
-
 def run_balance_command(
     settings: Settings,
     args: argparse.Namespace,
     *,
     out: TextIO,
     err: TextIO,
-    open_storage: Callable[[str], Storage] | None = None,
+    open_storage: StorageOpener | None = None,
 ) -> int:
     """Run ``mailbridge balance …`` as parsed by the CLI; returns the exit status."""
-    if open_storage is None:
-        from mailbridge.storage.factory import open_storage as factory
 
-        open_storage = factory
-    return asyncio.run(_run(settings, args, out, err, open_storage))
+    async def body(storage: Storage) -> int:
+        if getattr(args, "balance_command", None) == "add":
+            return await balance_add(settings, storage, args.account, args.parts, out=out, err=err)
+        return await balance_list(settings, storage, out=out)
+
+    return run_with_storage(
+        settings, body, err=err, failed="storage failed", open_storage=open_storage
+    )

@@ -20,14 +20,14 @@ first: whom each was mailed to, or ``kept`` when there was no one.
 from __future__ import annotations
 
 import argparse
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
+from mailbridge.cli.storage_command import EXIT_STORAGE, StorageOpener, run_with_storage
+from mailbridge.cli.table import print_table
 from mailbridge.core.receipts import receipt_summary
 from mailbridge.core.records import RequestSummary
-from mailbridge.errors import MailbridgeError
 from mailbridge.models import ReplyState, SmsState
 from mailbridge.settings import Settings, StorageSettings
 from mailbridge.storage.base import QueueStore, Storage
@@ -50,7 +50,6 @@ __all__ = [
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_BAD_ARGS = 2
-EXIT_STORAGE = 3
 
 _STATE_ORDER = list(SmsState)
 
@@ -76,15 +75,6 @@ def _row(summary: RequestSummary) -> list[str]:
         _states(summary.states),
         summary.result,
     ]
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [len(h) for h in header]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    for row in [header, *rows]:
-        cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths[:-1], strict=True)]
-        print("  ".join([*cells, row[-1]]).rstrip(), file=out)
 
 
 def parse_state(value: str | None) -> SmsState | None:
@@ -113,7 +103,7 @@ async def queue_list(
         print("no requests", file=out)
     else:
         header = ["ID", "ACCOUNT", "RECEIVED", "MODE", "SMS", "STATES", "RESULT"]
-        _table(header, [_row(s) for s in summaries], out)
+        print_table(header, [_row(s) for s in summaries], out)
     if retention is not None:
         print(kept_line(retention), file=out)
     return EXIT_OK
@@ -246,7 +236,7 @@ async def queue_inbound(storage: QueueStore, *, out: TextIO, limit: int = 100) -
         ]
         for i in items
     ]
-    _table(header, rows, out)
+    print_table(header, rows, out)
     return EXIT_OK
 
 
@@ -277,44 +267,24 @@ async def _dispatch(
     raise ValueError(f"unknown queue command {command!r}")
 
 
-async def _run(
-    settings: Settings,
-    args: argparse.Namespace,
-    out: TextIO,
-    err: TextIO,
-    open_storage: Callable[[str], Storage],
-) -> int:
-    try:
-        parse_state(getattr(args, "state", None))
-    except ValueError as exc:
-        print(str(exc), file=err)
-        return EXIT_BAD_ARGS
-    try:
-        storage = open_storage(settings.storage.url)
-        await storage.open()
-    except MailbridgeError as exc:
-        print(f"cannot open storage: {exc}", file=err)
-        return EXIT_STORAGE
-    try:
-        return await _dispatch(storage, args, out, settings.storage)
-    except MailbridgeError as exc:
-        print(f"storage error: {exc}", file=err)
-        return EXIT_STORAGE
-    finally:
-        await storage.close()
-
-
 def run_queue_command(
     settings: Settings,
     args: argparse.Namespace,
     *,
     out: TextIO,
     err: TextIO,
-    open_storage: Callable[[str], Storage] | None = None,
+    open_storage: StorageOpener | None = None,
 ) -> int:
     """Run ``mailbridge queue …`` as parsed by the CLI; returns the exit status."""
-    if open_storage is None:
-        from mailbridge.storage.factory import open_storage as factory
+    try:
+        parse_state(getattr(args, "state", None))
+    except ValueError as exc:
+        print(str(exc), file=err)
+        return EXIT_BAD_ARGS
 
-        open_storage = factory
-    return asyncio.run(_run(settings, args, out, err, open_storage))
+    async def body(storage: Storage) -> int:
+        return await _dispatch(storage, args, out, settings.storage)
+
+    return run_with_storage(
+        settings, body, err=err, failed="storage error", open_storage=open_storage
+    )

@@ -36,7 +36,7 @@ import email.utils
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -64,11 +64,13 @@ __all__ = [
     "SendResult",
     "Sent",
     "check_batch",
+    "classify_code",
     "format_refused",
     "http_request",
     "json_document",
     "parse_retry_after",
     "redact",
+    "send_each",
     "shorten",
     "transient_status",
     "unreadable_answer",
@@ -229,6 +231,31 @@ def check_batch(name: str, batch: Sequence[Outbound], max_batch: int) -> None:
     """Refuse a batch larger than the provider carries (a caller's bug)."""
     if len(batch) > max_batch:
         raise ValueError(f"{name}: batch of {len(batch)} exceeds max_batch {max_batch}")
+
+
+def classify_code(code: int, table: Sequence[tuple[str, Container[int]]]) -> str:
+    """The kind of the first row of ``table`` whose codes hold ``code``, else ``"temporary"``.
+
+    Each adapter keeps its provider's table of error codes as such rows, in order.
+    """
+    return next((kind for kind, codes in table if code in codes), "temporary")
+
+
+async def send_each(
+    provider: Provider,
+    batch: Sequence[Outbound],
+    send_one: Callable[[Outbound], Awaitable[SendResult]],
+) -> list[SendResult]:
+    """``send`` of a provider that takes one SMS per request: the batch checked
+    (:func:`check_batch`), then each item in order, one request each through
+    ``send_one``, except an item in a format the provider does not carry
+    (:func:`format_refused`: it fails alone, nothing is sent)."""
+    check_batch(provider.name, batch, provider.max_batch)
+    results: list[SendResult] = []
+    for item in batch:
+        refused = format_refused(provider.name, provider.formats, item)
+        results.append(refused if refused is not None else await send_one(item))
+    return results
 
 
 def transient_status(

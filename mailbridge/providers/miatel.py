@@ -49,8 +49,8 @@ from mailbridge.providers.base import (
     Outbound,
     SendResult,
     Sent,
-    check_batch,
-    format_refused,
+    classify_code,
+    send_each,
     unreadable_answer,
 )
 from mailbridge.settings import ProviderSettings
@@ -78,6 +78,11 @@ _ACCOUNT_CODES = frozenset({5003, 5048})
 _ITEM_CODES = frozenset({10, 5010, 5011, 5036, 5037, 5038, 5060, 5061, 5063})
 _RATE_CODES = frozenset({88, 1009})
 _FUNDS_CODES = frozenset({5050})
+_CODES = (
+    ("account", _ACCOUNT_CODES | _FUNDS_CODES),
+    ("item", _ITEM_CODES),
+    ("rate", _RATE_CODES),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,13 +112,7 @@ def parse_miatel_answer(body: str) -> MiatelAnswer | None:
 
 def classify_miatel_code(code: int) -> str:
     """``"account"``, ``"item"``, ``"rate"`` or ``"temporary"`` for a Miatel error code."""
-    if code in _ACCOUNT_CODES or code in _FUNDS_CODES:
-        return "account"
-    if code in _ITEM_CODES:
-        return "item"
-    if code in _RATE_CODES:
-        return "rate"
-    return "temporary"
+    return classify_code(code, _CODES)
 
 
 class MiatelProvider(HttpProvider):
@@ -124,12 +123,9 @@ class MiatelProvider(HttpProvider):
         super().__init__(settings, client, carried=MIATEL_FORMATS, fixed=credentials)
 
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
-        check_batch(self.name, batch, self.max_batch)
-        return [await self._send_one(item) for item in batch]
+        return await send_each(self, batch, self._send_one)
 
     async def _send_one(self, item: Outbound) -> SendResult:
-        if (refused := format_refused(self.name, self.formats, item)) is not None:
-            return refused
         params = [
             ("to", item.recipient.removeprefix("+")),
             ("text", item.text),

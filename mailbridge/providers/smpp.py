@@ -59,7 +59,7 @@ from mailbridge.errors import (
 )
 from mailbridge.log import get_logger
 from mailbridge.models import Encoding, Format
-from mailbridge.providers.base import Outbound, SendResult, Sent, check_batch, format_refused
+from mailbridge.providers.base import Outbound, SendResult, Sent, classify_code, send_each
 from mailbridge.providers.events import (
     Concat,
     InboundSms,
@@ -119,6 +119,7 @@ _PERMANENT = frozenset(
         Status.RX_R_APPN,
     }
 )
+_STATUSES = (("ok", frozenset({Status.ROK})), ("slow", _SLOW), ("permanent", _PERMANENT))
 _STATES = {
     "DELIVRD": ReceiptState.DELIVERED,
     "UNDELIV": ReceiptState.FAILED,
@@ -130,13 +131,7 @@ _STATES = {
 
 def classify_status(status: int) -> str:
     """``"ok"``, ``"slow"`` (temporary, pause the session), ``"permanent"`` or ``"temporary"``."""
-    if status == Status.ROK:
-        return "ok"
-    if status in _SLOW:
-        return "slow"
-    if status in _PERMANENT:
-        return "permanent"
-    return "temporary"
+    return classify_code(status, _STATUSES)
 
 
 def receipt_state(word: str) -> ReceiptState:
@@ -285,12 +280,9 @@ class SmppProvider:
         return sender, ton, npi, item.recipient.removeprefix("+")
 
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
-        check_batch(self.name, batch, self.max_batch)
-        return [await self._send_one(item) for item in batch]
+        return await send_each(self, batch, self._send_one)
 
     async def _send_one(self, item: Outbound) -> SendResult:
-        if (refused := format_refused(self.name, self.formats, item)) is not None:
-            return refused
         s = self._smpp
         try:
             parts = encode_parts(

@@ -69,9 +69,9 @@ from mailbridge.providers.base import (
     Outbound,
     SendResult,
     Sent,
-    check_batch,
-    format_refused,
+    classify_code,
     json_document,
+    send_each,
     unreadable_answer,
 )
 from mailbridge.providers.events import Receipt, ReceiptState, SentSms
@@ -125,17 +125,12 @@ STATUS_CODES: MappingProxyType[int, tuple[str, ReceiptState]] = MappingProxyType
 
 _ITEM_CODES = frozenset({1, 5, 6, 7, 8})
 _SLOW_DOWN_CODES = frozenset({4, 9})
+_CODES = (("account", frozenset({2, 3})), ("item", _ITEM_CODES), ("slow_down", _SLOW_DOWN_CODES))
 
 
 def classify_smsc_code(code: int) -> str:
     """``"account"``, ``"item"``, ``"slow_down"`` or ``"temporary"`` for an SMSC error code."""
-    if code in (2, 3):
-        return "account"
-    if code in _ITEM_CODES:
-        return "item"
-    if code in _SLOW_DOWN_CODES:
-        return "slow_down"
-    return "temporary"
+    return classify_code(code, _CODES)
 
 
 def status_url(send_url: str) -> str:
@@ -220,8 +215,7 @@ class SmscProvider(HttpProvider):
         return receipts
 
     async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
-        check_batch(self.name, batch, self.max_batch)
-        return [await self._send_one(item) for item in batch]
+        return await send_each(self, batch, self._send_one)
 
     def form(self, item: Outbound) -> dict[str, str]:
         """The form fields for one SMS (the password included: never log this)."""
@@ -251,8 +245,6 @@ class SmscProvider(HttpProvider):
         return data
 
     async def _send_one(self, item: Outbound) -> SendResult:
-        if (refused := format_refused(self.name, self.formats, item)) is not None:
-            return refused
         response, answer = await self._exchange("POST", data=self.form(item))
         status = response.status_code
         document: Any = json_document(response)

@@ -3,7 +3,7 @@
 ``mailbridge serve`` lands in :func:`run`. With ``[smtp] workers = 1`` (the
 default) :func:`serve` runs one :class:`~mailbridge.runtime.app.Gateway` and
 owns its signals; with more, it hands over to
-:func:`mailbridge.runtime.workers.supervise`, whose worker processes come back
+:func:`mailbridge.runtime.supervisor.supervise`, whose worker processes come back
 here through ``run(..., worker=N)``.
 
 * SIGHUP: read the config again; accounts, limits, mailboxes, TLS files,
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import ssl
 from pathlib import Path
 
@@ -30,7 +29,9 @@ from mailbridge.runtime.config_file import read_settings
 from mailbridge.runtime.pidfile import remove_pid_file, write_pid_file
 from mailbridge.runtime.preflight import preflight
 from mailbridge.runtime.sdnotify import notify
-from mailbridge.runtime.workers import serve_worker, supervise
+from mailbridge.runtime.signals import DaemonSignals
+from mailbridge.runtime.supervisor import supervise
+from mailbridge.runtime.workers import serve_worker
 
 __all__ = ["run", "serve"]
 
@@ -61,10 +62,6 @@ async def serve(settings_path: str | Path) -> int:
         log.error("start_failed", error=str(exc))
         return 1
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    reloads: set[asyncio.Task[None]] = set()
-
     async def reload() -> None:
         notify("RELOADING=1")
         try:
@@ -76,14 +73,8 @@ async def serve(settings_path: str | Path) -> int:
             log.info("reloaded", config=str(path))
         notify("READY=1")
 
-    def on_hup() -> None:
-        task = loop.create_task(reload())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    signals = DaemonSignals(reload)
+    signals.install()
     addresses = " ".join(f"{h}:{p}" for h, p in gateway.addresses)
     pid_file = settings.daemon.pid_file
     if pid_file is not None:
@@ -97,16 +88,11 @@ async def serve(settings_path: str | Path) -> int:
     http = " ".join(f"{h}:{p}" for h, p in gateway.http_addresses)
     log.info("started", addresses=addresses, pid=os.getpid(), **({"http": http} if http else {}))
     try:
-        await stop.wait()
+        await signals.stop.wait()
     finally:
         if pid_file is not None:
             remove_pid_file(pid_file)
-        notify("STOPPING=1")
-        log.info("stopping")
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        for task in list(reloads):
-            await task
+        await signals.stopping(log)
         clean = await gateway.stop()
         log.info("stopped", drained=clean)
     return 0
@@ -116,7 +102,7 @@ def run(settings_path: str | Path, *, worker: int | None = None) -> int:
     """``mailbridge serve``: run :func:`serve` in a fresh event loop.
 
     ``worker``: run as SMTP worker ``worker`` of a ``[smtp] workers > 1`` parent
-    (started by :func:`mailbridge.runtime.workers.supervise`, never by hand).
+    (started by :func:`mailbridge.runtime.supervisor.supervise`, never by hand).
     """
     if worker is not None:
         return asyncio.run(serve_worker(settings_path, worker))

@@ -24,13 +24,13 @@ Either age set to 0 keeps that data for ever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from mailbridge.log import get_logger
+from mailbridge.runtime.tasks import cancel_and_wait
 from mailbridge.settings import StorageSettings
 from mailbridge.storage.base import RetentionStore
 
@@ -124,10 +124,7 @@ class Retention:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self, first_s: float, every_s: float) -> None:
         await self._sleep(first_s)

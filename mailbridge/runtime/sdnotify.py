@@ -14,11 +14,12 @@ restarts the service. Without a watchdog it still beats (every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
 from collections.abc import Mapping
+
+from mailbridge.runtime.tasks import cancel_and_wait
 
 __all__ = ["BEAT_S", "Heartbeat", "notify", "notify_socket_address", "watchdog_interval_s"]
 
@@ -90,10 +91,7 @@ class Heartbeat:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def _beat(self) -> None:
         self.last = time.monotonic()

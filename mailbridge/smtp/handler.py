@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypedDict
 
 from aiosmtpd.smtp import SMTP
 
@@ -30,7 +30,7 @@ from mailbridge.core.addresses import recipient_problem, sender_problem
 from mailbridge.core.answers import error_line, ok_line_all, smtp_reply
 from mailbridge.core.capabilities import carried_formats
 from mailbridge.core.intake import MailEnvelope, ip_in, normalize_ip
-from mailbridge.core.login import Verified, verify_login
+from mailbridge.core.login import LoginVerifier, Verified, verify_login
 from mailbridge.core.mail import read_mail
 from mailbridge.core.phones import normalize_number
 from mailbridge.core.pipeline import MailReader, Outcome, process_all, process_mail, run_now
@@ -46,10 +46,10 @@ from mailbridge.core.recipients import (
 )
 from mailbridge.errors import StorageError
 from mailbridge.log import get_logger
-from mailbridge.models import MailContent, OnError
+from mailbridge.models import Format, MailContent, OnError
 from mailbridge.observe import Observer
 from mailbridge.settings import Settings
-from mailbridge.smtp.auth import SmtpAuth
+from mailbridge.smtp.auth import AuthChecks, SmtpAuth
 from mailbridge.smtp.gate import ConnectionGate
 from mailbridge.smtp.passwords import PasswordPool
 from mailbridge.smtp.session import SHUTTING_DOWN, HookTable
@@ -75,6 +75,16 @@ class _SessionGone(Exception):
 
 
 _AUTH_REQUIRED = "530 5.7.0 Authentication required"
+
+
+class _CoreArgs(TypedDict):
+    """What every call into the core's pipeline gets besides the envelope and routes."""
+
+    settings: Settings
+    now: datetime
+    formats: frozenset[Format]
+    read: MailReader
+    verify: LoginVerifier
 
 
 def _utcnow() -> datetime:
@@ -160,6 +170,21 @@ class MailHandler(HookTable, SmtpAuth):
         return await verify_login(
             login, password, settings=self.settings, check=self._passwords.check
         )
+
+    def _core_args(
+        self, settings: Settings, now: datetime, read: MailReader, *, here: bool = False
+    ) -> _CoreArgs:
+        """The pipeline's arguments: this handler's formats and password check (``here``:
+        hashing in the calling thread, already a worker thread)."""
+        check = self._passwords.check_here if here else self._passwords.check
+        args: _CoreArgs = {
+            "settings": settings,
+            "now": now,
+            "formats": self._formats,
+            "read": read,
+            "verify": partial(verify_login, settings=settings, check=check),
+        }
+        return args
 
     async def verify_auth(self, login: str, password: str) -> Verified:
         """As :meth:`verify`, in the AUTH pool."""
@@ -290,34 +315,15 @@ class MailHandler(HookTable, SmtpAuth):
             # a long command (hundreds of numbers at ≈ 100 µs each) is read, checked and
             # built in a worker thread: the event loop keeps serving the other sessions
             def whole() -> Outcome:
-                return run_now(
-                    process_mail(
-                        env,
-                        routes,
-                        settings=settings,
-                        now=now,
-                        formats=self._formats,
-                        read=read_now,
-                        verify=partial(
-                            verify_login, settings=settings, check=self._passwords.check_here
-                        ),
-                    )
-                )
+                args = self._core_args(settings, now, read_now, here=True)
+                return run_now(process_mail(env, routes, **args))
 
             async def read_now(raw: bytes) -> MailContent:
                 return read_mail(raw, default_charset=charset)
 
             outcome = await asyncio.to_thread(whole)
         else:
-            outcome = await process_mail(
-                env,
-                routes,
-                settings=settings,
-                now=now,
-                formats=self._formats,
-                read=read,
-                verify=partial(verify_login, settings=settings, check=self._passwords.check),
-            )
+            outcome = await process_mail(env, routes, **self._core_args(settings, now, read))
         intake = outcome.intake
         transport = server.transport if server is not None else None
         if server is not None and (transport is None or transport.is_closing()):
@@ -354,15 +360,7 @@ class MailHandler(HookTable, SmtpAuth):
         """A mail to several kinds of recipient (SPEC §3): every request it makes is stored in
         one transaction, or none is. Any refusal (before storage, or 9/8/3 in it) refuses the
         whole mail in the session, as number and forward mode do; no reply mail is sent."""
-        outcomes = await process_all(
-            env,
-            routes,
-            settings=settings,
-            now=now,
-            formats=self._formats,
-            read=read,
-            verify=partial(verify_login, settings=settings, check=self._passwords.check),
-        )
+        outcomes = await process_all(env, routes, **self._core_args(settings, now, read))
         fields["mode"] = "mixed"
         fields["requests"] = [
             {"mode": o.intake.mode.value, "account": o.intake.account} for o in outcomes
@@ -403,3 +401,7 @@ class MailHandler(HookTable, SmtpAuth):
     async def handle_exception(self, error: Exception) -> str:
         log.error("smtp_exception", error=type(error).__name__)
         return _TEMPFAIL
+
+
+#: The type check that the handler supplies what its AUTH hooks need (no effect at run time).
+_AUTH_CHECKS: type[AuthChecks] = MailHandler

@@ -33,6 +33,17 @@ async def tls_daemon(
     )
 
 
+async def starttls_client(daemon: Daemon) -> aiosmtplib.SMTP:
+    """A client connected to ``daemon``, after STARTTLS and EHLO."""
+    client = aiosmtplib.SMTP(
+        hostname=daemon.host, port=daemon.port, start_tls=False, tls_context=client_tls()
+    )
+    await client.connect()
+    await client.starttls()
+    await client.ehlo()
+    return client
+
+
 class Wire:
     """A raw SMTP conversation over a blocking socket (run in a thread)."""
 
@@ -111,18 +122,35 @@ class TestSubmissionRights:
         self, start_daemon: DaemonFactory, tls_files: tuple[Path, Path]
     ) -> None:
         """Wrong credentials get 535 and no right to submit."""
-        daemon = await tls_daemon(start_daemon, tls_files)
-        client = aiosmtplib.SMTP(
-            hostname=daemon.host, port=daemon.port, start_tls=False, tls_context=client_tls()
-        )
-        await client.connect()
-        await client.starttls()
-        await client.ehlo()
+        client = await starttls_client(await tls_daemon(start_daemon, tls_files))
         with pytest.raises(aiosmtplib.SMTPAuthenticationError) as info:
             await client.auth_plain("alex", "nope")
         assert info.value.code == 535
         with pytest.raises(aiosmtplib.SMTPSenderRefused):
             await client.mail(SENDER)
+        await client.quit()
+
+    async def test_auth_initial_responses_and_challenges(
+        self, start_daemon: DaemonFactory, tls_files: tuple[Path, Path]
+    ) -> None:
+        """Bad base64 or a PLAIN value without two NULs get 501; LOGIN asked step by step works."""
+        client = await starttls_client(await tls_daemon(start_daemon, tls_files))
+        for mechanism in (b"PLAIN", b"LOGIN"):
+            resp = await client.execute_command(b"AUTH " + mechanism + b" !!notbase64")
+            assert (resp.code, resp.message) == (501, "5.5.2 Can't decode base64")
+        no_nuls = base64.b64encode(b"alex" + PASSWORD.encode())
+        resp = await client.execute_command(b"AUTH PLAIN " + no_nuls)
+        assert (resp.code, resp.message) == (501, "5.5.2 Can't split auth value")
+        resp = await client.execute_command(b"AUTH LOGIN")
+        assert (resp.code, base64.b64decode(resp.message)) == (334, b"User Name\x00")
+        resp = await client.execute_command(base64.b64encode(b"alex"))
+        assert (resp.code, base64.b64decode(resp.message)) == (334, b"Password\x00")
+        resp = await client.execute_command(base64.b64encode(PASSWORD.encode()))
+        assert resp.code == 235
+        await client.mail(SENDER)
+        await client.rcpt(COMMAND_TO)
+        resp = await client.data(make_mail(command()))
+        assert resp.message == "2.0.0 OK - 1 SMS, ID - 1"
         await client.quit()
 
     async def test_require_starttls(

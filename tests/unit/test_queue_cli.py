@@ -12,6 +12,7 @@ from mailbridge.cli.queue import (
     EXIT_BAD_ARGS,
     EXIT_NOT_FOUND,
     EXIT_OK,
+    EXIT_STORAGE,
     kept_line,
     parse_state,
     queue_cancel,
@@ -184,6 +185,20 @@ class TestCommand:
         code = run_queue_command(Settings(), args, out=out, err=err, open_storage=opener)
         assert code == EXIT_OK
         assert "+79990000003" in out.getvalue()
+
+    def test_storage_failure_exits_3(self, storage: MemoryStorage) -> None:
+        """A write the storage cannot commit prints ``storage error: …`` and exits 3."""
+        storage.fail_writes = True
+        args = argparse.Namespace(queue_command="retry", id="2")
+        out, err = io.StringIO(), io.StringIO()
+
+        def opener(url: str) -> Storage:
+            return storage
+
+        code = run_queue_command(Settings(), args, out=out, err=err, open_storage=opener)
+        assert code == EXIT_STORAGE
+        assert err.getvalue() == "storage error: storage cannot commit (fail_writes is set)\n"
+        assert out.getvalue() == ""
 
     def test_bad_state(self, storage: MemoryStorage) -> None:
         """An unknown --state exits 2 naming the choices."""

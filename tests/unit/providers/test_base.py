@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from urllib.parse import quote, quote_plus
@@ -21,11 +22,16 @@ from mailbridge.errors import (
 from mailbridge.models import Format
 from mailbridge.providers.base import (
     ANSWER_LIMIT,
+    Outbound,
+    SendResult,
+    Sent,
     check_batch,
+    classify_code,
     format_refused,
     http_request,
     parse_retry_after,
     redact,
+    send_each,
     shorten,
     transient_status,
 )
@@ -211,3 +217,55 @@ def test_format_refused() -> None:
     refused = format_refused("p", carried, outbound(format=Format.VOICE))
     assert isinstance(refused, PermanentProviderError)
     assert str(refused) == "p: format 9 not carried"
+
+
+class _OneAtATime:
+    """A stand-in provider for :func:`send_each`: it records what it is asked to send."""
+
+    name = "p"
+    formats = frozenset({Format.SMS})
+    max_batch = 3
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
+        return await send_each(self, batch, self.send_one)
+
+    async def send_one(self, item: Outbound) -> SendResult:
+        self.sent.append(item.recipient)
+        return Sent(provider_id=item.recipient, answer="ok")
+
+    async def aclose(self) -> None:
+        return None
+
+
+class TestSendEach:
+    async def test_in_order_one_each_an_uncarried_format_fails_alone(self) -> None:
+        """Items go one by one in order; an item in a format not carried fails, unsent."""
+        provider = _OneAtATime()
+        batch = [
+            outbound(recipient="+79990000001"),
+            outbound(recipient="+79990000002", format=Format.VOICE),
+            outbound(recipient="+79990000003"),
+        ]
+        results = await provider.send(batch)
+        assert provider.sent == ["+79990000001", "+79990000003"]
+        assert [type(r) for r in results] == [Sent, PermanentProviderError, Sent]
+        assert str(results[1]) == "p: format 9 not carried"
+
+    async def test_a_batch_too_large_sends_nothing(self) -> None:
+        """More than max_batch items raises before any request."""
+        provider = _OneAtATime()
+        with pytest.raises(ValueError, match="exceeds max_batch 3"):
+            await provider.send([outbound()] * 4)
+        assert provider.sent == []
+
+
+def test_classify_code_first_row_wins_else_temporary() -> None:
+    """The first row holding the code names its kind; a code in no row is temporary."""
+    table = (("account", frozenset({2, 3})), ("item", frozenset({3, 5})))
+    assert classify_code(3, table) == "account"
+    assert classify_code(5, table) == "item"
+    assert classify_code(7, table) == "temporary"
+    assert classify_code(7, ()) == "temporary"

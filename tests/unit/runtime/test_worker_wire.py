@@ -1,4 +1,4 @@
-"""The wake datagrams SMTP worker processes send their parent (``mailbridge.runtime.workers``)."""
+"""The datagrams SMTP workers send their parent (``mailbridge.runtime.worker_wire``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailbridge.runtime.workers import WakeSender, _due_time
+from mailbridge.runtime.worker_wire import WakeSender, due_time
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ async def test_one_datagram_per_turn_carries_the_earliest_due(
     [data] = _received(pair[1])
     kinds, _, stamp = data.partition(b"@")
     assert sorted(kinds) == sorted(b"dr")
-    assert _due_time(stamp) == now
+    assert due_time(stamp) == now
 
 
 async def test_a_request_without_due_wakes_regardless(
@@ -57,9 +57,9 @@ async def test_a_request_without_due_wakes_regardless(
     sender.request(datetime(2026, 11, 25, tzinfo=UTC))  # the next turn starts afresh
     await asyncio.sleep(0)
     [data] = _received(pair[1])
-    assert _due_time(data.partition(b"@")[2]) == datetime(2026, 11, 25, tzinfo=UTC)
+    assert due_time(data.partition(b"@")[2]) == datetime(2026, 11, 25, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("stamp", [b"", b"soon", b"1e400", b"nan"])
 def test_unreadable_due_means_wake(stamp: bytes) -> None:
-    assert _due_time(stamp) is None
+    assert due_time(stamp) is None

@@ -33,6 +33,7 @@ import binascii
 import quopri
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from mailbridge.core.mail import read_mail
 from mailbridge.core.mail.charset import codec_name
@@ -49,6 +50,7 @@ _BASE64_PART = re.compile(
     rb"((?:[A-Za-z0-9+/=]+[ \t]*\r?\n)+)"
 )
 _WS = rb"[ \t]*"
+_MASKED = rb"\1" + MASK
 
 #: Codecs (``codecs.lookup`` names) in which each ASCII byte decodes to that character
 #: and no other byte decodes to an ASCII character; detection only ever picks these.
@@ -73,7 +75,8 @@ def _forms(text: str, charsets: Iterable[str]) -> list[bytes]:
     return sorted((f for f in out if f), key=len, reverse=True)
 
 
-def _pattern(login: str, secret: str, charsets: Iterable[str]) -> re.Pattern[bytes]:
+@lru_cache(maxsize=256)
+def _pattern(login: str, secret: str, charsets: tuple[str, ...]) -> re.Pattern[bytes]:
     secrets = b"|".join(re.escape(f) for f in _forms(secret, charsets))
     if login:
         logins = b"|".join(re.escape(f) for f in _forms(login, charsets))
@@ -113,13 +116,24 @@ def _still_there(raw: bytes, login: str, secret: str, default_charset: str) -> b
     return secret in text
 
 
-def _plainly_gone(masked: bytes, secret: str, default_charset: str) -> bool:
-    """True when the reader's text of ``masked`` cannot hold ``secret`` (see the module)."""
+@lru_cache(maxsize=256)
+def _plain_secret(secret: str) -> bytes | None:
+    """``secret`` as bytes when it is ASCII without blanks, else None (see the module)."""
     if not secret.isascii() or any(c.isspace() for c in secret):
+        return None
+    return secret.encode("ascii")
+
+
+def _plainly_gone(
+    masked: bytes, secret: str, default_charset: str, lower: bytes | None = None
+) -> bool:
+    """True when the reader's text of ``masked`` (``lower``: it in lower case, when known)
+    cannot hold ``secret`` (see the module)."""
+    plain = _plain_secret(secret)
+    if plain is None or plain in masked:
         return False
-    if secret.encode("ascii") in masked:
-        return False
-    lower = masked.lower()
+    if lower is None:
+        lower = masked.lower()
     if any(mark in lower for mark in _DECODING_MARKS):
         return False
     if codec_name(default_charset) not in _ASCII_TRANSPARENT:
@@ -144,12 +158,14 @@ def mask_raw(
     """``raw`` with ``secret`` (the password after ``login``, or an API key) masked."""
     if not secret:
         return raw
-    charsets = dict.fromkeys(c for c in (charset, "utf-8") if c)
+    charsets = tuple(dict.fromkeys(c for c in (charset, "utf-8") if c))
     pattern = _pattern(login, secret, charsets)
-    masked = pattern.sub(rb"\1" + MASK, raw)
-    if b"base64" in masked.lower():
+    masked = pattern.sub(_MASKED, raw)
+    lower = masked.lower()
+    if b"base64" in lower:
         masked = _mask_base64(masked, pattern)
-    if _plainly_gone(masked, secret, default_charset):
+        lower = masked.lower()
+    if _plainly_gone(masked, secret, default_charset, lower):
         return masked
     if _still_there(masked, login, secret, default_charset):
         return _headers_only(masked)

@@ -83,16 +83,18 @@ async def process_mail(
             )  # fmt: skip
             return Outcome(intake=intake, content=content)
         verified = await verify(fields.command.login, fields.command.psw)
-        env = replace(  # the raw mail is stored with the password or API key masked
-            env,
-            raw=mask_raw(
-                env.raw,
-                login=fields.command.login.strip(),
-                secret=fields.command.psw.strip(),
-                charset=content.charset,
-                default_charset=settings.smtp.default_charset,
-            ),
+        masked = mask_raw(  # the raw mail is stored with the password or API key masked
+            env.raw,
+            login=fields.command.login.strip(),
+            secret=fields.command.psw.strip(),
+            charset=content.charset,
+            default_charset=settings.smtp.default_charset,
         )
+        if masked is not env.raw:
+            env = MailEnvelope(
+                received_at=env.received_at, client_ip=env.client_ip, mail_from=env.mail_from,
+                rcpt_to=env.rcpt_to, raw=masked,
+            )  # fmt: skip
 
         def build(fields: Fields, account: Account) -> SmsRequest:
             return build_request(fields, account=account, now=now, region=region, formats=formats)

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import functools
 import re
+from collections.abc import Coroutine
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope
@@ -58,6 +59,8 @@ log = get_logger("mailbridge.smtp")
 
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 _TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
+#: The first character of an answer that is logged as a refusal (``push`` gets str or bytes).
+_REFUSAL_STARTS: frozenset[str | bytes] = frozenset({"4", "5", b"4", b"5"})
 
 #: The prefixes of the names aiosmtpd looks up on a protocol or handler.
 HOOK_PREFIXES = ("smtp_", "auth_", "handle_")
@@ -148,9 +151,9 @@ class Session(HookTable, UntrustedSession, SMTP):
         log.warning("smtp_command_limit", client_ip=self._ip, command=verb)
 
     async def push(self, status: AnyStr) -> None:
-        await super().push(status)
-        text = status if isinstance(status, str) else status.decode("ascii", "replace")
-        if text[:1] in ("4", "5") and self._refusals is not None:
+        await SMTP.push(self, status)
+        if self._refusals is not None and status[:1] in _REFUSAL_STARTS:
+            text = status if isinstance(status, str) else status.decode("ascii", "replace")
             self._log_refusal(text)
 
     def _log_refusal(self, answer: str) -> None:
@@ -212,21 +215,28 @@ class Session(HookTable, UntrustedSession, SMTP):
     def _reset_timeout(self, duration: float | None = None) -> None:
         if self._in_handler:  # the gateway's own work on a mail is no client idleness
             return
-        super()._reset_timeout(duration)
-        if not self._in_connection_made:
+        SMTP._reset_timeout(self, duration)
+        if self._untrusted and not self._in_connection_made:
             self._untrusted_command()
 
-    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
-        if command != "DATA":
-            status = await super()._call_handler_hook(command, *args)
-            if command == "MAIL":
-                self._mail_refused = isinstance(status, str) and status.startswith("530")
-            return status
+    def _call_handler_hook(self, command: str, *args: Any) -> Coroutine[Any, Any, Any]:
+        if command == "DATA":
+            return self._data_hook(args)
+        if command == "MAIL":
+            return self._mail_hook(args)
+        return SMTP._call_handler_hook(self, command, *args)
+
+    async def _mail_hook(self, args: tuple[Any, ...]) -> Any:
+        status = await SMTP._call_handler_hook(self, "MAIL", *args)
+        self._mail_refused = isinstance(status, str) and status.startswith("530")
+        return status
+
+    async def _data_hook(self, args: tuple[Any, ...]) -> Any:
         if self._timeout_handle is not None:
             self._timeout_handle.cancel()
         self._in_handler = True
         try:
-            return await super()._call_handler_hook(command, *args)
+            return await SMTP._call_handler_hook(self, "DATA", *args)
         finally:
             self._in_handler = False
             if self.transport is not None and not self.transport.is_closing():

@@ -67,7 +67,7 @@ def read_mail(raw: bytes, *, default_charset: str = "koi8-r") -> MailContent:
     if len(raw) > MAX_MAIL_BYTES:
         raise RequestError(1, f"mail larger than {MAX_MAIL_BYTES} bytes")
     data = bytes(raw)
-    if b"\r" in data:
+    if data.find(b"\r") >= 0:  # find(), not ``in`` (which raises and drops a TypeError)
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     block = HEADER_BLOCK.match(data, 0, MAX_HEADER_BYTES + 1)
     header_bytes = block.end() if block is not None else 0

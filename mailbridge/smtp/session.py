@@ -150,11 +150,15 @@ class Session(HookTable, UntrustedSession, SMTP):
     def _over_limit(self, verb: str) -> None:
         log.warning("smtp_command_limit", client_ip=self._ip, command=verb)
 
-    async def push(self, status: AnyStr) -> None:
-        await SMTP.push(self, status)
+    def push(self, status: AnyStr) -> Coroutine[Any, Any, None]:
         if self._refusals is not None and status[:1] in _REFUSAL_STARTS:
-            text = status if isinstance(status, str) else status.decode("ascii", "replace")
-            self._log_refusal(text)
+            return self._push_refusal(status)
+        return SMTP.push(self, status)  # no coroutine of its own for the other answers
+
+    async def _push_refusal(self, status: AnyStr) -> None:
+        await SMTP.push(self, status)
+        text = status if isinstance(status, str) else status.decode("ascii", "replace")
+        self._log_refusal(text)
 
     def _log_refusal(self, answer: str) -> None:
         assert self._refusals is not None

@@ -12,7 +12,6 @@ Idle (``timeout_s``) and unknown-command limits are aiosmtpd's, unchanged.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -37,7 +36,6 @@ def count_per_transaction(
     session.command_envelope = None
 
     def counted(verb: str, method: Method) -> Method:
-        @functools.wraps(method)
         async def call(arg: str) -> None:
             session.command = (verb, arg)
             session.command_envelope = session.envelope  # DATA answers after a fresh one
@@ -54,9 +52,24 @@ def count_per_transaction(
             if verb == "DATA" and session.envelope is not envelope:
                 counts.clear()  # the mail was answered: a new transaction begins
 
-        return call
+        return _wraps(call, method)
 
     session._smtp_methods = _Counted(session._smtp_methods, counted)
+
+
+def _wraps(wrapper: Method, method: Method) -> Method:
+    """``functools.wraps(method)(wrapper)`` without its generic loop (once per verb and
+    session): the same attributes, among them the ``__smtp_syntax__`` ones HELP reads."""
+    w: Any = wrapper
+    m: Any = method
+    w.__module__ = m.__module__
+    w.__name__ = m.__name__
+    w.__qualname__ = m.__qualname__
+    w.__doc__ = m.__doc__
+    w.__annotations__ = m.__annotations__
+    w.__dict__.update(m.__dict__)
+    w.__wrapped__ = method
+    return wrapper
 
 
 class _Counted(Mapping[str, Method]):

@@ -118,12 +118,16 @@ def _scrub(value: Any) -> Any:
 def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Replace secret values in ``event_dict`` with ``"[redacted]"`` (a structlog processor)."""
     for key, value in list(event_dict.items()):
-        if isinstance(key, str) and key.startswith("_"):
-            continue  # structlog's own (``_record``, ``_from_structlog``)
-        if _is_secret_key(key):
-            event_dict[key] = REDACTED
-        else:
-            event_dict[key] = _scrub(value)
+        if isinstance(key, str):
+            if key.startswith("_"):
+                continue  # structlog's own (``_record``, ``_from_structlog``)
+            if _is_secret_name(key):
+                event_dict[key] = REDACTED
+                continue
+        kind = type(value)
+        if kind in _PLAIN_TYPES or (kind is str and "=" not in value):
+            continue  # what _scrub gives back unchanged, without calling it
+        event_dict[key] = _scrub(value)
     return event_dict
 
 

@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Sequence
 
 from mailbridge.log import get_logger
-from mailbridge.settings import Settings
+from mailbridge.settings import Settings, SmtpSettings
 from mailbridge.smtp.gate import ConnectionGate
 from mailbridge.smtp.handler import PARSE_IN_THREAD_BYTES, MailHandler
 from mailbridge.smtp.refusals import RefusalLog
@@ -83,6 +83,7 @@ class SmtpServer:
         self._reuse_port = reuse_port
         self._tls = self.make_tls(settings)
         self._servers: list[asyncio.base_events.Server] = []
+        self._policy: tuple[SmtpSettings, ssl.SSLContext | None, UntrustedPolicy] | None = None
 
     @staticmethod
     def make_tls(settings: Settings) -> ssl.SSLContext | None:
@@ -102,19 +103,29 @@ class SmtpServer:
                 out.append((str(name[0]), int(name[1])))
         return out
 
+    def _untrusted_policy(self, smtp: SmtpSettings) -> UntrustedPolicy:
+        """The rules for untrusted sessions, made once per ``[smtp]`` settings and TLS context."""
+        tls = self._tls
+        cached = self._policy
+        if cached is not None and cached[0] is smtp and cached[1] is tls:
+            return cached[2]
+        policy = UntrustedPolicy(
+            trusted_networks=smtp.trusted_networks,
+            timeout_s=smtp.untrusted_timeout_s,
+            command_limit=smtp.untrusted_command_limit,
+            share=smtp.untrusted_share,
+            can_authenticate=tls is not None,
+        )
+        self._policy = (smtp, tls, policy)
+        return policy
+
     def _factory(self) -> Session:
         smtp = self._settings.smtp
         return Session(
             self.gate,
             (smtp.max_connections, smtp.max_connections_per_ip),
             self.refusals,
-            untrusted=UntrustedPolicy(
-                trusted_networks=smtp.trusted_networks,
-                timeout_s=smtp.untrusted_timeout_s,
-                command_limit=smtp.untrusted_command_limit,
-                share=smtp.untrusted_share,
-                can_authenticate=self._tls is not None,
-            ),
+            untrusted=self._untrusted_policy(smtp),
             handler=self.handler,
             data_size_limit=smtp.max_message_size,
             enable_SMTPUTF8=True,

@@ -33,6 +33,7 @@ import contextlib
 import functools
 import re
 from collections.abc import Coroutine
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope
@@ -91,6 +92,12 @@ def simple_address(arg: str, local_part_limit: int) -> tuple[str | None, str | N
     if local_part_limit and len(addr.rpartition("@")[0]) > local_part_limit:
         return None, None
     return addr, rest.lstrip()
+
+
+@functools.lru_cache(maxsize=4096)
+def _trusted(ip: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    """``ip_in``, cached: a client connects again and again from the same address."""
+    return ip_in(ip, networks)
 
 
 def hook_names(cls: type) -> list[str]:
@@ -198,7 +205,7 @@ class Session(HookTable, UntrustedSession, SMTP):
                 transport.close()
                 return
             policy = self._policy
-            trusted = policy is None or ip_in(self._ip, policy.trusted_networks)
+            trusted = policy is None or _trusted(self._ip, policy.trusted_networks)
             if not self._untrusted_admit(transport, trusted):
                 self._refused = True
                 self._gate.release(self, self._ip)

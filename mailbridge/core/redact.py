@@ -50,7 +50,13 @@ _BASE64_PART = re.compile(
     rb"((?:[A-Za-z0-9+/=]+[ \t]*\r?\n)+)"
 )
 _WS = rb"[ \t]*"
-_MASKED = rb"\1" + MASK
+
+
+def _masked(match: re.Match[bytes]) -> bytes:
+    """The replacement ``\\1***``, as a function: a template would be parsed by ``re``'s
+    Python code on every ``sub``."""
+    return match.group(1) + MASK
+
 
 #: Codecs (``codecs.lookup`` names) in which each ASCII byte decodes to that character
 #: and no other byte decodes to an ASCII character; detection only ever picks these.
@@ -93,7 +99,7 @@ def _mask_base64(raw: bytes, pattern: re.Pattern[bytes]) -> bytes:
             data = binascii.a2b_base64(block)
         except binascii.Error:
             return match.group(0)
-        masked = pattern.sub(rb"\1" + MASK, data)
+        masked = pattern.sub(_masked, data)
         if masked == data:
             return match.group(0)
         eol = b"\r\n" if b"\r\n" in block else b"\n"
@@ -161,7 +167,7 @@ def mask_raw(
         return raw
     charsets = tuple(dict.fromkeys(c for c in (charset, "utf-8") if c))
     pattern = _pattern(login, secret, charsets)
-    masked = pattern.sub(_MASKED, raw)
+    masked = pattern.sub(_masked, raw)
     lower = masked.lower()
     if lower.find(b"base64") >= 0:
         masked = _mask_base64(masked, pattern)

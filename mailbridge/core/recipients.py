@@ -20,6 +20,7 @@ Decisions where the SPEC is silent:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,12 @@ NumberNormalizer = Callable[[str], str]
 _NUMBER_LOCAL_RE = re.compile(r"\+?[0-9][0-9().\-]{5,20}")
 
 
+@functools.lru_cache(maxsize=32)
+def _domain_set(domains: tuple[str, ...]) -> frozenset[str]:
+    """``[smtp] domains`` as compared (lower case, no final dot); made once per setting."""
+    return frozenset(d.lower().rstrip(".") for d in domains)
+
+
 def classify_recipient(
     address: str, settings: Settings, *, normalize: NumberNormalizer | None = None
 ) -> Route | None:
@@ -87,8 +94,7 @@ def classify_recipient(
     for alias in settings.forward:
         if alias.address.lower() == addr:
             return Route(kind=RouteKind.FORWARD, address=addr, alias=alias)
-    domains = {d.lower().rstrip(".") for d in settings.smtp.domains}
-    if domain.rstrip(".") not in domains:
+    if domain.rstrip(".") not in _domain_set(settings.smtp.domains):
         return None
     if local == settings.smtp.command_address.lower():
         return Route(kind=RouteKind.COMMAND, address=addr)

@@ -9,6 +9,7 @@ Behaviour through a real session: tests/integration/test_smtp_session.py.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from typing import Any
 
@@ -156,6 +157,28 @@ class TestHookTables:
             items = dict(table.items())
             assert items["MAIL"] is first
             assert items["HELP"].__wrapped__ == session.smtp_HELP
+        finally:
+            handler.close()
+
+    async def test_wrapper_attributes_are_those_functools_wraps_gives(self) -> None:
+        """Each wrapped verb carries what ``functools.wraps`` would copy onto it (name,
+        docs, annotations, the syntax attributes HELP reads, ``__wrapped__``)."""
+        handler = MailHandler(settings=Settings(), storage=None)  # type: ignore[arg-type]
+        try:
+            session = Session(ConnectionGate(), (10, 10), handler=handler)
+            table = session._smtp_methods
+            names = (*functools.WRAPPER_ASSIGNMENTS, "__dict__", "__wrapped__")
+            for verb in ("EHLO", "MAIL", "RCPT", "DATA", "HELP", "QUIT"):
+                method = getattr(session, f"smtp_{verb}")
+
+                async def reference(arg: str) -> None:
+                    """Not the wrapped method's."""
+
+                expected = functools.wraps(method)(reference)
+                wrapper = table[verb]
+                assert wrapper is not method
+                for name in names:
+                    assert getattr(wrapper, name) == getattr(expected, name), (verb, name)
         finally:
             handler.close()
 

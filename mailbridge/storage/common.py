@@ -96,11 +96,14 @@ class SmsDraft:
 
 def sms_drafts(request: SmsRequest) -> list[SmsDraft]:
     """The rows of ``request``, in mail order (messages, then recipients)."""
-    return [
-        SmsDraft(recipient=r, text=m.text, encoding=m.split.encoding, parts=m.split.count)
-        for m in request.messages
-        for r in m.recipients
-    ]
+    drafts = []  # a loop: a comprehension would make a function object per intake
+    for m in request.messages:
+        split = m.split
+        for r in m.recipients:
+            drafts.append(
+                SmsDraft(recipient=r, text=m.text, encoding=split.encoding, parts=split.count)
+            )
+    return drafts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

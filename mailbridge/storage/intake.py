@@ -45,7 +45,10 @@ async def _snapshot(
     numbers = list(dict.fromkeys(request.recipients if request else ()))
     ip_error = lim.counts_as_ip_error(intake.error)
     account = intake.account if request is not None and intake.balance is not None else None
-    keys = [("flood", n) for n in numbers]
+    # loops, not comprehensions, on this path: each comprehension makes a function object
+    keys = []
+    for n in numbers:
+        keys.append(("flood", n))
     if fingerprint is not None:
         keys.append(("dup", fingerprint))
     if account is not None:
@@ -71,14 +74,15 @@ async def _snapshot(
     )
     assert row is not None
     new_pk, duplicates, charged, flood_rows, ip_rows = row
+    flood = {}
+    for number, epoch, streak in _json_list(flood_rows):
+        flood[number] = lim.FloodState(last_at=from_ts(float(epoch)), streak=int(streak))
+    ip_list = _json_list(ip_rows)
     return new_pk, IntakeSnapshot(
         duplicates=duplicates,
-        flood={
-            number: lim.FloodState(last_at=from_ts(float(epoch)), streak=int(streak))
-            for number, epoch, streak in _json_list(flood_rows)
-        },
+        flood=flood,
         charged=int(charged or 0),
-        ip_errors=tuple(from_ts(float(epoch)) for epoch in _json_list(ip_rows)),
+        ip_errors=tuple([from_ts(float(epoch)) for epoch in ip_list]) if ip_list else (),
     )
 
 
@@ -174,9 +178,9 @@ async def _write_intake(
     )
     await tx.run("insert_mail", {"request_pk": pk, "raw": intake.raw})
     if request is not None and plan.error is None:
-        await tx.run_many(
-            "insert_sms",
-            [
+        rows = []
+        for d in sms_drafts(request):
+            rows.append(
                 {
                     "request_pk": pk,
                     "recipient": d.recipient,
@@ -190,19 +194,18 @@ async def _write_intake(
                     "voice": request.voice,
                     "param": request.param,
                 }
-                for d in sms_drafts(request)
-            ],
-        )
+            )
+        await tx.run_many("insert_sms", rows)
 
 
 async def _write_counters(
     tx: Tx, intake: Intake, plan: IntakePlan, *, limits: LimitsSettings, now: datetime
 ) -> None:
     """The limit counters one intake changes: flood, duplicates, charge, IP errors and block."""
-    await tx.run_many(
-        "save_flood",
-        [{"number": n, "last_at": s.last_at, "streak": s.streak} for n, s in plan.flood.items()],
-    )
+    rows = []
+    for n, s in plan.flood.items():
+        rows.append({"number": n, "last_at": s.last_at, "streak": s.streak})
+    await tx.run_many("save_flood", rows)
     dup_since = lim.since(now, limits.duplicate_window_s)
     if tx.prune_due(now):
         await tx.run("prune_flood", {"before": lim.since(now, limits.flood_gap_s)})

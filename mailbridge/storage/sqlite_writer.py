@@ -209,19 +209,26 @@ class Writer:
                     held = nxt
                     break
                 batch.append(nxt)
-            # a caller that gave up before its work began (its session closed): not run
-            gone = [op for op in batch if op.future.cancelled()]
-            if gone:
-                batch = [op for op in batch if not op.future.cancelled()]
-                if not batch:
-                    continue
+            # a caller that gave up before its work began (its session closed): not run;
+            # whether any operation writes, in the same pass (no comprehensions: one op
+            # a transaction is the common case)
+            write = False
+            for op in batch:
+                if op.future.cancelled():
+                    batch = [op for op in batch if not op.future.cancelled()]
+                    write = any(op.write for op in batch)
+                    break
+                if op.write:
+                    write = True
+            if not batch:
+                continue
             if conn is None:
                 message = str(self._connect_error or "sqlite: not connected")
                 self._deliver(batch, [(None, StorageError(message)) for _ in batch])
             else:
                 started = time.perf_counter()
-                results = self._transaction(conn, batch)
-                if any(op.write for op in batch):
+                results = self._transaction(conn, batch, write)
+                if write:
                     self._observer.commit(time.perf_counter() - started)
                 self._deliver(batch, results)
         if conn is not None:
@@ -231,10 +238,10 @@ class Writer:
             self._lock_fd = None
 
     def _transaction(
-        self, conn: sqlite3.Connection, batch: list[Op]
+        self, conn: sqlite3.Connection, batch: list[Op], write: bool
     ) -> list[tuple[Any, BaseException | None]]:
-        """Run ``batch`` in one transaction, a SAVEPOINT per operation; one COMMIT."""
-        write = any(op.write for op in batch)
+        """Run ``batch`` in one transaction, a SAVEPOINT per operation; one COMMIT
+        (``write``: whether any operation of it writes)."""
         if write and (gone := self._file_gone()) is not None:
             return [(None, gone) for _ in batch]
         if not write or self._lock_fd is None:
@@ -384,6 +391,13 @@ class Writer:
         return results
 
     def _deliver(self, batch: list[Op], results: list[tuple[Any, BaseException | None]]) -> None:
+        if len(batch) == 1:  # the common case: one call into its loop, no grouping
+            op = batch[0]
+            value, error = results[0]
+            # a closed loop: nobody is waiting any more
+            with contextlib.suppress(RuntimeError):
+                op.loop.call_soon_threadsafe(_settle, [(op.future, value, error)])
+            return
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for op, (value, error) in zip(batch, results, strict=True):
             by_loop.setdefault(op.loop, []).append((op.future, value, error))

@@ -98,7 +98,7 @@ def _protect_backslashes(text: str) -> str:
 
     ``decode_header`` hands back the text between encoded words as
     ``raw-unicode-escape`` bytes when the header is not ASCII: characters
-    above U+00FF become ``\\uXXXX``, but a backslash stays as it is, so a
+    above U+00FF become ``\\u`` and four hex digits, but a backslash stays as it is, so a
     literal ``\\ud83d`` or ``\\U0001F600`` in the Subject would be read back as
     a surrogate or an emoji. Written as ``\\u005c`` it comes back a backslash.
     """
